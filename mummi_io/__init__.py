@@ -1,0 +1,70 @@
+"""mummi_io: key-value I/O for HPC campaigns with switchable backends.
+
+>>> import mummi_io
+>>> io = mummi_io.get_io("simple")            # or "taridx", "redis"
+>>> io.save_files("/tmp/ns", ["a", "b"], ["1", b"2"])
+>>> io.load_files("/tmp/ns", ["a", "b"])
+[b'1', b'2']
+"""
+
+from __future__ import annotations
+
+from .abc import Backend
+from .checkpoint import load_checkpoint, save_checkpoint, take_backup
+from .errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    IntegrityError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidNamespaceError,
+    InvalidValueError,
+    KeyNotFoundError,
+    MummiIOError,
+    PickleRefusedError,
+    ReadOnlyError,
+    SignalTimeoutError,
+    StorageError,
+    UnknownBackendError,
+    UnsupportedOperation,
+)
+from .facade import IO, RAISE
+from .npz import read_npz, write_npz
+from .registry import get_interfaces, get_io, register_backend
+from .signals import clear_signal, send_signal, test_signal, wait_signal
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IO",
+    "RAISE",
+    "Backend",
+    "BackendUnavailableError",
+    "CheckpointError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidNamespaceError",
+    "InvalidValueError",
+    "KeyNotFoundError",
+    "MummiIOError",
+    "PickleRefusedError",
+    "ReadOnlyError",
+    "SignalTimeoutError",
+    "StorageError",
+    "UnknownBackendError",
+    "UnsupportedOperation",
+    "__version__",
+    "clear_signal",
+    "get_interfaces",
+    "get_io",
+    "load_checkpoint",
+    "read_npz",
+    "register_backend",
+    "save_checkpoint",
+    "send_signal",
+    "take_backup",
+    "test_signal",
+    "wait_signal",
+    "write_npz",
+]

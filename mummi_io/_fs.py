@@ -1,0 +1,84 @@
+"""File-system helpers shared by the ``simple`` backend, checkpoints and signals.
+
+One atomic-write routine (temp file in the same directory, then
+``os.replace``) and one translation of ``OSError`` into
+:class:`~mummi_io.errors.StorageError`, so no caller writes them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+
+from .errors import StorageError
+from .keys import RESERVED_PREFIX
+
+#: Prefix of the temporary files an atomic write creates; never a valid key.
+TEMP_PREFIX = f"{RESERVED_PREFIX}.tmp."
+
+
+@contextlib.contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into a :class:`StorageError`.
+
+    ``action`` says what was being done ("write key 'a' in '/x'"), so the
+    message tells the user what failed and on which path.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StorageError(
+            f"could not {action}: {exc.strerror or exc}{where}. Check that the path exists, "
+            "is writable and that the file system has space."
+        ) from exc
+
+
+def fsync_directory(directory: str) -> None:
+    """Flush a directory entry to disk so a completed rename survives a power loss."""
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write less)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(path: str, data: bytes | bytearray | memoryview, *, fsync: bool = False) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+
+    The bytes go to a uniquely named temporary file in the same directory,
+    which is then renamed over ``path``. A crash at any point leaves either the
+    old file or the new one, plus at most a hidden temporary file. With
+    ``fsync`` the data is flushed before the rename (durable across a power
+    loss once the directory is flushed too, see :func:`fsync_directory`).
+
+    Raises ``OSError`` from the system calls; callers wrap it with
+    :func:`storage_errors`.
+    """
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the original error is the one to report
+            os.unlink(temp)
+        raise

@@ -1,0 +1,116 @@
+"""The backend contract: a few batch primitives on bytes.
+
+A backend is the only thing that differs between ``simple``, ``taridx`` and
+``redis``. It implements the abstract batch methods below; everything a user
+calls (single-or-list handling, validation, npz, checkpoints, signals,
+logging) is written once in :class:`mummi_io.facade.IO`.
+
+Note for implementers
+---------------------
+The facade has already validated every key, namespace and value when a
+primitive is called, so primitives must not validate again. Keys are flat
+names (see :mod:`mummi_io.keys`); values are bytes-like. A new backend is one
+module plus a subclass of :class:`mummi_io.testing.BackendContract` in the
+tests.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from .errors import KeyNotFoundError
+
+#: A bytes-like value, as handed to :meth:`Backend.write_many`.
+Buffer = bytes | bytearray | memoryview
+
+
+class Backend(ABC):
+    """Abstract storage backend working on batches of keys in one namespace."""
+
+    #: The name ``get_io`` knows this backend by (``"simple"``, ...).
+    kind: ClassVar[str]
+
+    def normalize_namespace(self, namespace: str) -> str:
+        """Return the canonical form of a (validated) namespace.
+
+        The default keeps it as given; ``taridx`` appends ``.tar``.
+        """
+        return namespace
+
+    def check_environment(self) -> bool:
+        """Return ``True`` when the backend can work; raise with a fix otherwise.
+
+        Raises
+        ------
+        BackendUnavailableError
+            When a server or file the backend needs cannot be reached.
+        """
+        return True
+
+    @abstractmethod
+    def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
+        """Store every ``(key, value)`` pair, each atomically; later pairs win.
+
+        Raises
+        ------
+        StorageError, BackendUnavailableError
+            When the storage refuses the write.
+        """
+
+    @abstractmethod
+    def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the value of each key in order, ``None`` where a key is missing."""
+
+    @abstractmethod
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        """Delete each key; a missing key (or namespace) is silently skipped."""
+
+    @abstractmethod
+    def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
+        """Return whether each key exists, in order."""
+
+    @abstractmethod
+    def list(self, namespace: str, pattern: str) -> Iterable[str]:
+        """Yield the keys of ``namespace`` matching the glob ``pattern``, in any order.
+
+        An absent namespace yields nothing. Use :func:`mummi_io.keys.key_matcher`
+        for the glob semantics so every backend matches the same way.
+        """
+
+    @abstractmethod
+    def namespace_exists(self, namespace: str) -> bool:
+        """Return whether the namespace exists (holds or has held keys)."""
+
+    def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
+        """Rename ``source/old`` to ``destination/new`` for each pair.
+
+        The default reads, writes, then deletes; backends override it with a
+        native rename. Sources, destinations and their overlap have been
+        checked by the facade.
+
+        Note for implementers: the default is not atomic per key (a crash
+        between write and delete leaves both copies) and costs a full read and
+        write of every value.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If a source key does not exist.
+        """
+        olds = [old for old, _ in pairs]
+        values = self.read_many(source, olds)
+        missing = [old for old, value in zip(olds, values) if value is None]
+        if missing:
+            raise KeyNotFoundError(source, missing)
+        self.write_many(destination, [(new, value) for (_, new), value in zip(pairs, values)])
+        stale = [old for old, new in pairs if (source, old) != (destination, new)]
+        self.delete_many(source, stale)
+
+    def close(self) -> None:
+        """Release connections and handles; the backend may be reopened lazily."""
+
+    def describe(self) -> str:
+        """A short human description for logs and error messages."""
+        return self.kind

@@ -1,0 +1,1 @@
+"""Storage backends; each implements the batch primitives of :class:`mummi_io.abc.Backend`."""

@@ -1,0 +1,132 @@
+"""The ``simple`` backend: a namespace is a directory, a key is a file in it.
+
+Easy to view and edit with ordinary tools. Every write goes to a temporary
+file in the same directory and is renamed over the key, so a reader never
+sees a partial file, also while a writer is killed. Temporary files carry the
+reserved ``.mummi_io`` prefix and are never listed as keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+from .._fs import atomic_write, fsync_directory, storage_errors
+from ..abc import Backend, Buffer
+from ..errors import KeyNotFoundError
+from ..keys import RESERVED_PREFIX, has_glob, key_matcher
+
+LOGGER = logging.getLogger(__name__)
+
+# A key that is not a regular file in the namespace directory: absent, a
+# subdirectory, or a namespace path that is itself a file.
+_NOT_A_KEY = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+class SimpleBackend(Backend):
+    """A directory of files, written atomically.
+
+    Parameters
+    ----------
+    fsync:
+        Flush each value and the directory to disk before a save returns, so
+        saved data survives a power loss or node crash (slower; off by default,
+        as in MuMMI, where a killed process is the usual failure).
+    """
+
+    kind = "simple"
+
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync
+
+    def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
+        # docstring inherited
+        with storage_errors(f"create namespace directory {namespace!r}"):
+            os.makedirs(namespace, exist_ok=True)
+        for key, value in items:
+            with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
+                atomic_write(os.path.join(namespace, key), value, fsync=self.fsync)
+        if self.fsync and items:
+            with storage_errors(f"flush namespace directory {namespace!r}"):
+                fsync_directory(namespace)
+
+    def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        # docstring inherited
+        return [self._read(namespace, key) for key in keys]
+
+    @staticmethod
+    def _read(namespace: str, key: str) -> bytes | None:
+        try:
+            with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
+                return handle.read()
+        except _NOT_A_KEY:
+            return None
+        except OSError as exc:
+            with storage_errors(f"read key {key!r} in namespace {namespace!r}"):
+                raise exc
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        # docstring inherited
+        for key in keys:
+            try:
+                os.unlink(os.path.join(namespace, key))
+            except _NOT_A_KEY:
+                continue
+            except OSError as exc:
+                with storage_errors(f"remove key {key!r} in namespace {namespace!r}"):
+                    raise exc
+
+    def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
+        # docstring inherited
+        return [os.path.isfile(os.path.join(namespace, key)) for key in keys]
+
+    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+        # docstring inherited
+        if not has_glob(pattern):
+            # One stat instead of a directory scan: the common "does it exist" listing.
+            if os.path.isfile(os.path.join(namespace, pattern)):
+                yield pattern
+            return
+        matches = key_matcher(pattern)
+        try:
+            entries = os.scandir(namespace)
+        except _NOT_A_KEY:
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(RESERVED_PREFIX) and matches(name) and entry.is_file():
+                    yield name
+
+    def namespace_exists(self, namespace: str) -> bool:
+        # docstring inherited
+        return os.path.isdir(namespace)
+
+    def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
+        # docstring inherited
+        with storage_errors(f"create namespace directory {destination!r}"):
+            os.makedirs(destination, exist_ok=True)
+        missing = []
+        cross_device = []
+        for old, new in pairs:
+            try:
+                os.replace(os.path.join(source, old), os.path.join(destination, new))
+            except FileNotFoundError:
+                missing.append(old)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    with storage_errors(f"move key {old!r} from {source!r} to {destination!r}"):
+                        raise
+                cross_device.append((old, new))
+        if cross_device:
+            # Namespaces on different file systems: fall back to copy and delete.
+            super().move_many(source, cross_device, destination)
+        if self.fsync and pairs:
+            with storage_errors(f"flush namespace directory {destination!r}"):
+                fsync_directory(destination)
+                if source != destination:
+                    fsync_directory(source)
+        if missing:
+            raise KeyNotFoundError(source, missing)

@@ -1,0 +1,218 @@
+"""Checkpoints: human-readable YAML, written atomically, with rotated backups.
+
+Format: a plain YAML document (as MuMMI wrote) preceded by one comment line
+``# mummi_io checkpoint sha256=<hex>`` holding the checksum of the YAML text,
+and closed by the YAML end marker ``...``. Any YAML reader still reads the
+file; mummi_io uses the checksum to tell a damaged file from a good one and
+then falls back to the newest valid backup. A file without the comment line
+(written by MuMMI or edited by hand) is accepted if it parses to a mapping.
+
+Backups: ``<file>.bak`` is the newest, then ``<file>.bak.1``, ``<file>.bak.2``,
+up to ``keep`` backups in all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import os
+import re
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ._fs import atomic_write, storage_errors
+from .errors import CheckpointError, InvalidArgumentError
+
+LOGGER = logging.getLogger(__name__)
+
+_HEADER = "# mummi_io checkpoint sha256="
+_HEADER_RE = re.compile(rb"\A# mummi_io checkpoint sha256=([0-9a-f]{64})\n")
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CheckpointDumper(yaml.SafeDumper):
+    """A safe YAML dumper that also writes numpy scalars and arrays as plain YAML."""
+
+
+_CheckpointDumper.add_multi_representer(
+    np.generic, lambda dumper, value: dumper.represent_data(value.item())
+)
+_CheckpointDumper.add_representer(
+    np.ndarray, lambda dumper, value: dumper.represent_list(value.tolist())
+)
+_CheckpointDumper.add_representer(
+    tuple, lambda dumper, value: dumper.represent_list(list(value))
+)
+
+
+def backup_name(filename: str, index: int = 0) -> str:
+    """Name of the ``index``-th newest rotated backup of ``filename``."""
+    return f"{filename}.bak" if index == 0 else f"{filename}.bak.{index}"
+
+
+def _copy_atomically(source: str, target: str) -> None:
+    with open(source, "rb") as handle:
+        content = handle.read()
+    atomic_write(target, content, fsync=True)
+
+
+def take_backup(filename: str, suffix: str | None = None) -> str | None:
+    """Copy ``filename`` to ``filename.bak`` (or ``filename.bak.<suffix>``).
+
+    The copy is atomic and the original stays in place (MuMMI moved it, which
+    left no checkpoint at all if the process died before the next write).
+    Returns the backup's path, or ``None`` when there is no file to back up.
+
+    Raises
+    ------
+    StorageError
+        If the copy cannot be written.
+    """
+    if not os.path.isfile(filename):
+        return None
+    target = backup_name(filename) if suffix is None else f"{filename}.bak.{suffix}"
+    with storage_errors(f"back up {filename!r} to {target!r}"):
+        _copy_atomically(filename, target)
+    LOGGER.info("saved backup %s", target)
+    return target
+
+
+def _render(data: dict[str, Any]) -> bytes:
+    body = yaml.dump(
+        data, Dumper=_CheckpointDumper, default_flow_style=False, explicit_end=True, sort_keys=True
+    ).encode("utf-8")
+    return f"{_HEADER}{hashlib.sha256(body).hexdigest()}\n".encode("ascii") + body
+
+
+def _parse(content: bytes) -> dict[str, Any]:
+    """Return the checkpoint mapping in ``content`` or raise ``ValueError`` saying why not."""
+    header = _HEADER_RE.match(content)
+    if header:
+        body = content[header.end():]
+        if hashlib.sha256(body).hexdigest() != header.group(1).decode("ascii"):
+            raise ValueError("checksum mismatch (truncated or corrupted)")
+    try:
+        data = yaml.load(content, Loader=_SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"holds a {type(data).__name__}, not a non-empty mapping")
+    return data
+
+
+def _is_valid(filename: str) -> bool:
+    try:
+        with open(filename, "rb") as handle:
+            _parse(handle.read())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def save_checkpoint(filename: str, data: dict[str, Any], keep: int = 3) -> None:
+    """Write ``data`` to ``filename`` atomically, keeping up to ``keep`` backups.
+
+    The current file becomes ``filename.bak`` (older backups shift to
+    ``.bak.1`` ...) unless it is damaged, so a bad file never pushes out a good
+    backup. A ``ts`` entry with the time of writing is added to the stored
+    mapping, as MuMMI did; the caller's dict is not modified. numpy scalars and
+    arrays are stored as plain numbers and lists.
+
+    Raises
+    ------
+    InvalidArgumentError
+        If ``data`` is not a dict or ``keep`` is negative.
+    StorageError
+        If the file cannot be written.
+    """
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"checkpoint data must be a dict, not {type(data).__name__}")
+    if not isinstance(keep, int) or keep < 0:
+        raise InvalidArgumentError(f"keep must be a whole number >= 0, not {keep!r}")
+    stamped = dict(data)
+    stamped["ts"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        content = _render(stamped)
+    except yaml.representer.RepresenterError as exc:
+        raise InvalidArgumentError(
+            f"checkpoint data holds a value YAML cannot store safely ({exc.args[-1]!r}); use "
+            "dicts, lists, str, int, float, bool, None and numpy values"
+        ) from exc
+    with storage_errors(f"save checkpoint {filename!r}"):
+        directory = os.path.dirname(filename)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if keep > 0 and os.path.isfile(filename):
+            if _is_valid(filename):
+                for index in range(keep - 1, 0, -1):
+                    older = backup_name(filename, index - 1)
+                    if os.path.exists(older):
+                        os.replace(older, backup_name(filename, index))
+                _copy_atomically(filename, backup_name(filename))
+            else:
+                LOGGER.warning("checkpoint %s is damaged; not keeping it as a backup", filename)
+        atomic_write(filename, content, fsync=True)
+    LOGGER.info("saved checkpoint %s at %s", filename, stamped["ts"])
+
+
+def _candidates(filename: str) -> list[str]:
+    """The checkpoint and its backups that exist, newest first."""
+    found = [filename] if os.path.exists(filename) else []
+    index = 0
+    while os.path.exists(backup_name(filename, index)):
+        found.append(backup_name(filename, index))
+        index += 1
+    directory = os.path.dirname(filename) or "."
+    prefix = os.path.basename(filename) + ".bak."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        names = []
+    others = [
+        os.path.join(directory, name)
+        for name in names
+        if name.startswith(prefix) and os.path.join(directory, name) not in found
+        and not name[len(prefix):].isdigit()
+    ]
+    others.sort(key=lambda path: os.stat(path).st_mtime, reverse=True)
+    return found + others
+
+
+def load_checkpoint(filename: str) -> dict[str, Any]:
+    """Return the newest valid checkpoint among ``filename`` and its backups.
+
+    A damaged file (truncated, corrupted, not a mapping) is skipped with a
+    warning naming it, and the newest valid backup is loaded instead. When
+    neither the file nor any backup exists this is a fresh start and ``{}`` is
+    returned, as in MuMMI.
+
+    Raises
+    ------
+    CheckpointError
+        If checkpoint files exist but none of them is valid.
+    """
+    candidates = _candidates(filename)
+    if not candidates:
+        LOGGER.info("no checkpoint at %s: starting fresh", filename)
+        return {}
+    problems = []
+    for path in candidates:
+        try:
+            with open(path, "rb") as handle:
+                data = _parse(handle.read())
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
+            LOGGER.warning("checkpoint %s is unusable (%s); trying the next backup", path, exc)
+            continue
+        if path != filename:
+            LOGGER.warning("loaded checkpoint from backup %s", path)
+        else:
+            LOGGER.info("restored checkpoint %s from %s", path, data.get("ts"))
+        return data
+    raise CheckpointError(
+        f"no valid checkpoint for {filename!r}; every file is damaged: " + "; ".join(problems)
+        + ". Restore one from another copy, or delete them all to start fresh."
+    )

@@ -1,0 +1,95 @@
+"""The one exception hierarchy of mummi_io.
+
+Every failure the library reports is a :class:`MummiIOError`. Each subclass
+also derives from the built-in exception a caller would naturally catch
+(``KeyError`` for a missing key, ``ValueError`` for a bad key, ...), so code
+written against the built-ins keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class MummiIOError(Exception):
+    """Base class of every error raised by mummi_io."""
+
+    def __str__(self) -> str:
+        # KeyError and OSError format their arguments oddly; we always want the
+        # plain message that the raiser wrote.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InvalidKeyError(MummiIOError, ValueError):
+    """A key is not a valid flat name (raised before any I/O happens)."""
+
+
+class InvalidNamespaceError(MummiIOError, ValueError):
+    """A namespace is empty, of the wrong type, or unusable by the backend."""
+
+
+class InvalidArgumentError(MummiIOError, ValueError):
+    """Arguments do not fit together (e.g. keys and values of different lengths)."""
+
+
+class InvalidValueError(MummiIOError, TypeError):
+    """A value is not ``bytes``, ``bytearray``, ``memoryview`` or ``str``."""
+
+
+class UnknownBackendError(MummiIOError, ValueError):
+    """``get_io`` was asked for a backend kind that is not registered."""
+
+
+class KeyNotFoundError(MummiIOError, KeyError):
+    """One or more keys do not exist in a namespace.
+
+    Attributes
+    ----------
+    namespace:
+        The namespace that was searched.
+    keys:
+        Every missing key, in the order they were requested.
+    """
+
+    def __init__(self, namespace: str, keys: Iterable[str]) -> None:
+        self.namespace = namespace
+        self.keys = list(keys)
+        shown = ", ".join(repr(k) for k in self.keys[:20])
+        more = f" and {len(self.keys) - 20} more" if len(self.keys) > 20 else ""
+        super().__init__(
+            f"{len(self.keys)} key(s) not found in namespace {namespace!r}: {shown}{more}. "
+            "Check the key names with list_keys(), or pass missing=None to get None "
+            "for missing keys instead of this error."
+        )
+
+
+class PickleRefusedError(MummiIOError, ValueError):
+    """Stored data needs pickle to load, and the caller did not opt in (pickle runs code)."""
+
+
+class BackendUnavailableError(MummiIOError, ConnectionError):
+    """A server or file the backend needs cannot be reached or opened."""
+
+
+class StorageError(MummiIOError, OSError):
+    """The storage refused an operation (permissions, disk full, not a directory...)."""
+
+
+class IntegrityError(MummiIOError):
+    """Stored bytes do not match their recorded checksum, or a file is corrupt."""
+
+
+class ReadOnlyError(MummiIOError, PermissionError):
+    """A write was attempted on a backend or namespace opened read-only."""
+
+
+class UnsupportedOperation(MummiIOError, NotImplementedError):
+    """The backend does not offer this optional capability."""
+
+
+class CheckpointError(MummiIOError):
+    """No valid checkpoint could be loaded (the file and every backup are corrupt)."""
+
+
+class SignalTimeoutError(MummiIOError, TimeoutError):
+    """A wait for a signal ran out of time before the signal arrived."""

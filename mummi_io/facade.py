@@ -1,0 +1,303 @@
+"""The IO facade: every method of the MuMMI I/O API, written once.
+
+``get_io(kind)`` returns an :class:`IO` wrapping one backend. The facade
+validates arguments before any I/O, turns a single key or a list of keys into
+one batch call of the backend, and implements npz, checkpoints and signals on
+top of the batch primitives, so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import checkpoint, signals
+from .abc import Backend
+from .errors import InvalidArgumentError, KeyNotFoundError
+from .keys import as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
+from .npz import read_npz, write_npz
+
+LOGGER = logging.getLogger(__name__)
+
+
+class _Raise:
+    """Sentinel default of ``missing``: raise :class:`KeyNotFoundError` for missing keys."""
+
+    def __repr__(self) -> str:
+        return "RAISE"
+
+
+#: Default of the ``missing`` argument: a missing key raises ``KeyNotFoundError``.
+RAISE: Any = _Raise()
+
+
+def _with_suffix(key: str, suffix: str) -> str:
+    """``key`` with ``suffix`` appended unless it already ends with it (MuMMI's rule)."""
+    return key if key.endswith(suffix) else key + suffix
+
+
+class IO:
+    """The MuMMI I/O API over one backend; get one with :func:`mummi_io.get_io`.
+
+    Methods that take ``keys`` accept a single key (and then return a single
+    result) or a list of keys (and return a list in the same order). An
+    ``IO`` can be pickled to hand it to worker processes, and used as a
+    context manager that closes the backend.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"<mummi_io.IO {self.backend.describe()}>"
+
+    def __enter__(self) -> IO:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the backend's connections and open files."""
+        self.backend.close()
+
+    def _namespace(self, namespace: object) -> str:
+        return self.backend.normalize_namespace(validate_namespace(namespace))
+
+    # ------------------------------------------------------------------ info
+    def get_type(self) -> str:
+        """Return the backend kind: ``"simple"``, ``"taridx"`` or ``"redis"``."""
+        return self.backend.kind
+
+    def check_environment(self) -> bool:
+        """Return ``True`` if the backend can work here.
+
+        Raises
+        ------
+        BackendUnavailableError
+            Naming what is missing (a server, a file) when it cannot.
+        """
+        return self.backend.check_environment()
+
+    # ------------------------------------------------------------ existence
+    def file_exists(self, namespace: str, key: str | Sequence[str]) -> bool | list[bool]:
+        """Return whether ``key`` exists in ``namespace`` (a list of bools for a list of keys).
+
+        Never raises for an absent key or namespace.
+
+        Raises
+        ------
+        InvalidKeyError, InvalidNamespaceError
+            For malformed arguments.
+        """
+        ns = self._namespace(namespace)
+        key_list, single = as_key_list(key)
+        found = self.backend.exists_many(ns, key_list)
+        return found[0] if single else found
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """Return whether ``namespace`` exists; never raises for an absent one."""
+        return self.backend.namespace_exists(self._namespace(namespace))
+
+    def list_keys(self, namespace: str, keypattern: str = "*") -> list[str]:
+        """Return the keys of ``namespace`` matching the glob ``keypattern``, sorted.
+
+        ``*`` matches every key (also those starting with a dot); an absent
+        namespace gives ``[]``.
+
+        Raises
+        ------
+        InvalidKeyError
+            If the pattern contains ``/`` or NUL.
+        """
+        ns = self._namespace(namespace)
+        return sorted(set(self.backend.list(ns, validate_pattern(keypattern))))
+
+    # ------------------------------------------------------------ save/load
+    def save_files(self, namespace: str, keys: str | Sequence[str], data: Any) -> None:
+        """Store ``data`` under ``keys``: one value for one key, or a list of values for a list.
+
+        Values are ``bytes``, ``bytearray``, ``memoryview`` or ``str`` (stored
+        as UTF-8). Each value is replaced atomically (last writer wins); the
+        whole batch is validated before anything is written.
+
+        Raises
+        ------
+        InvalidKeyError, InvalidNamespaceError, InvalidArgumentError
+            For malformed keys, namespaces, or keys and data of different lengths.
+        InvalidValueError
+            (a ``TypeError``) naming the key whose value has an unsupported type.
+        StorageError, BackendUnavailableError
+            If the storage refuses the write.
+        """
+        ns = self._namespace(namespace)
+        items = pair_keys_values(keys, data)
+        self.backend.write_many(ns, items)
+        LOGGER.debug("saved %d key(s) to %s", len(items), ns)
+
+    def load_files(self, namespace: str, keys: str | Sequence[str], missing: Any = RAISE) -> Any:
+        """Return the value (``bytes``) of each key, in the order of ``keys``.
+
+        Parameters
+        ----------
+        missing:
+            What to return for a missing key. By default a missing key raises;
+            pass ``missing=None`` (or any value) to get that value in its place.
+
+        Raises
+        ------
+        KeyNotFoundError
+            (a ``KeyError``) naming the namespace and every missing key.
+        """
+        ns = self._namespace(namespace)
+        key_list, single = as_key_list(keys)
+        values = self.backend.read_many(ns, key_list)
+        if missing is RAISE:
+            absent = [key for key, value in zip(key_list, values) if value is None]
+            if absent:
+                raise KeyNotFoundError(ns, absent)
+        else:
+            values = [missing if value is None else value for value in values]
+        LOGGER.debug("loaded %d key(s) from %s", len(key_list), ns)
+        return values[0] if single else values
+
+    def remove_files(self, namespace: str, keys: str | Sequence[str]) -> None:
+        """Remove ``keys`` from ``namespace``; a key that does not exist is a no-op."""
+        ns = self._namespace(namespace)
+        key_list, _ = as_key_list(keys)
+        self.backend.delete_many(ns, key_list)
+        LOGGER.debug("removed %d key(s) from %s", len(key_list), ns)
+
+    # ----------------------------------------------------------------- move
+    def move_keys(
+        self,
+        namespace: str,
+        keys: str | Sequence[str],
+        new_keys: str | Sequence[str] | None = None,
+        dest_namespace: str | None = None,
+    ) -> None:
+        """Rename ``keys`` to ``new_keys``, optionally into another namespace.
+
+        ``new_keys`` defaults to the same names (a move between namespaces);
+        ``dest_namespace`` defaults to ``namespace``. A destination key that
+        exists is overwritten. Nothing is moved if any source key is missing.
+
+        Raises
+        ------
+        KeyNotFoundError
+            Naming every source key that does not exist.
+        InvalidArgumentError
+            If the lists differ in length, repeat a key, or chain renames.
+        """
+        source = self._namespace(namespace)
+        destination = source if dest_namespace is None else self._namespace(dest_namespace)
+        old_list, _ = as_key_list(keys)
+        new_list = old_list if new_keys is None else as_key_list(new_keys)[0]
+        if len(old_list) != len(new_list):
+            raise InvalidArgumentError(f"{len(old_list)} keys but {len(new_list)} new keys")
+        if len(set(old_list)) != len(old_list) or len(set(new_list)) != len(new_list):
+            raise InvalidArgumentError("a key appears twice among the keys or the new keys to move")
+        pairs = [(old, new) for old, new in zip(old_list, new_list) if (source, old) != (destination, new)]
+        if source == destination and set(old for old, _ in pairs) & set(new for _, new in pairs):
+            raise InvalidArgumentError(
+                "a new key is also a key being moved in the same namespace (a chain of renames); "
+                "split it into separate move_keys calls"
+            )
+        exists = self.backend.exists_many(source, old_list)
+        absent = [key for key, found in zip(old_list, exists) if not found]
+        if absent:
+            raise KeyNotFoundError(source, absent)
+        if pairs:
+            self.backend.move_many(source, pairs, destination)
+        LOGGER.debug("moved %d key(s) from %s to %s", len(pairs), source, destination)
+
+    def move_key(
+        self, namespace: str, key: str | Sequence[str], prefix: str = "done", suffix: str = ".npz"
+    ) -> str | list[str]:
+        """Rename ``key + suffix`` to ``prefix-key`` in ``namespace`` (MuMMI's rule).
+
+        ``suffix`` is appended only if ``key`` does not already end with it, so
+        ``move_key(ns, "a")`` renames ``a.npz`` to ``done-a`` and
+        ``move_key(ns, "a.npz")`` renames ``a.npz`` to ``done-a.npz``. Returns
+        the new key (or list of new keys).
+
+        Raises
+        ------
+        KeyNotFoundError
+            If ``key + suffix`` does not exist.
+        """
+        key_list, single = as_key_list(key)
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise InvalidArgumentError("prefix and suffix must be str")
+        olds = [validate_key(_with_suffix(k, suffix)) for k in key_list]
+        news = [validate_key(f"{prefix}-{k}") for k in key_list]
+        self.move_keys(namespace, olds, news)
+        return news[0] if single else news
+
+    # ------------------------------------------------------------------ npz
+    def save_npz(
+        self,
+        namespace: str,
+        keys: str | Sequence[str],
+        data: Any,
+        writer_func: Callable[[io.BytesIO, Any], Any] = write_npz,
+    ) -> None:
+        """Serialize ``data`` with ``writer_func(fileobj, data)`` and save it under ``key.npz``.
+
+        ``.npz`` is appended to each key that does not end with it. The default
+        writer is ``numpy.savez_compressed`` of a dict of arrays; a custom
+        writer writes into the file object it is given (and may return it).
+        For a list of keys, ``data`` is a list with one object per key.
+        """
+        key_list, single = as_key_list(keys)
+        objects = [data] if single else data
+        if not isinstance(objects, Sequence) or len(objects) != len(key_list):
+            raise InvalidArgumentError(f"{len(key_list)} keys need a list of {len(key_list)} objects")
+        blobs = []
+        for obj in objects:
+            buffer = io.BytesIO()
+            written = writer_func(buffer, obj)
+            blobs.append((written if written is not None else buffer).getvalue())
+        self.save_files(namespace, [_with_suffix(k, ".npz") for k in key_list], blobs)
+
+    def load_npz(
+        self,
+        namespace: str,
+        keys: str | Sequence[str],
+        reader_func: Callable[[io.BytesIO], Any] = read_npz,
+        missing: Any = RAISE,
+    ) -> Any:
+        """Load ``key.npz`` and return ``reader_func(fileobj)`` for each key.
+
+        The default reader returns a dict of arrays and refuses pickled object
+        arrays (pickle runs code): opt in with
+        ``reader_func=functools.partial(mummi_io.read_npz, allow_pickle=True)``.
+
+        Raises
+        ------
+        KeyNotFoundError
+            For missing keys, unless ``missing`` is given (see ``load_files``).
+        PickleRefusedError
+            If the default reader meets pickled data.
+        """
+        key_list, single = as_key_list(keys)
+        absent = object()
+        blobs = self.load_files(
+            namespace,
+            [_with_suffix(k, ".npz") for k in key_list],
+            missing=RAISE if missing is RAISE else absent,
+        )
+        objects = [missing if blob is absent else reader_func(io.BytesIO(blob)) for blob in blobs]
+        return objects[0] if single else objects
+
+    # ------------------------------------------- checkpoints and signals
+    # These act on the file system whatever the backend, as in MuMMI.
+    take_backup = staticmethod(checkpoint.take_backup)
+    save_checkpoint = staticmethod(checkpoint.save_checkpoint)
+    load_checkpoint = staticmethod(checkpoint.load_checkpoint)
+    send_signal = staticmethod(signals.send_signal)
+    test_signal = staticmethod(signals.test_signal)
+    wait_signal = staticmethod(signals.wait_signal)
+    clear_signal = staticmethod(signals.clear_signal)

@@ -1,0 +1,44 @@
+"""Default npz writer and reader, compatible with MuMMI's ``write_npz``/``read_npz``.
+
+A writer is ``writer_func(fileobj, data) -> fileobj``; a reader is
+``reader_func(fileobj) -> object``. The default reader refuses pickled
+objects: ``np.load`` with ``allow_pickle=True`` runs code from the file.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import PickleRefusedError
+
+
+def write_npz(fileobj: IO[bytes], data: dict[str, Any]) -> IO[bytes]:
+    """Write ``data`` (a dict of arrays) as a compressed npz into ``fileobj`` and return it."""
+    np.savez_compressed(fileobj, **data)
+    return fileobj
+
+
+def read_npz(fileobj: IO[bytes], allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """Read an npz from ``fileobj`` into a dict of arrays.
+
+    Object arrays need pickle; pass ``reader_func=functools.partial(read_npz,
+    allow_pickle=True)`` to ``load_npz`` only for files you trust.
+
+    Raises
+    ------
+    PickleRefusedError
+        If the file holds object arrays and ``allow_pickle`` is false.
+    """
+    with np.load(fileobj, allow_pickle=allow_pickle) as npz:
+        try:
+            return {name: npz[name] for name in npz.files}
+        except ValueError as exc:
+            if "allow_pickle" not in str(exc):
+                raise
+            raise PickleRefusedError(
+                "this npz holds pickled object arrays, and loading a pickle runs code from the "
+                "file; if you trust it, pass reader_func=functools.partial(mummi_io.read_npz, "
+                "allow_pickle=True)"
+            ) from exc

@@ -1,0 +1,495 @@
+"""The contract suite: one set of tests that every backend passes unchanged.
+
+A backend's test module subclasses :class:`BackendContract`, names its
+``kind``, and provides the fixtures and the two "backdoor" methods that read
+and write storage without going through mummi_io, so the API is checked
+against ground truth::
+
+    class TestSimple(BackendContract):
+        kind = "simple"
+
+        def raw_get(self, io, namespace, key): ...
+        def raw_put(self, io, namespace, key, value): ...
+
+Fixtures a subclass may override: ``io_options`` (keyword options for
+``get_io``), ``namespace`` and ``other_namespace`` (two fresh, empty,
+distinct namespaces).
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import pickle
+import random
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from ..errors import (
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidNamespaceError,
+    InvalidValueError,
+    KeyNotFoundError,
+    MummiIOError,
+    PickleRefusedError,
+)
+from ..facade import IO
+from ..npz import read_npz
+from ..registry import get_interfaces, get_io
+
+#: Keys that must be refused before any I/O, on every backend.
+HOSTILE_KEYS: list[Any] = [
+    "",
+    ".",
+    "..",
+    "../escape",
+    "/etc/passwd",
+    "a/b",
+    "sub/",
+    "nul\0byte",
+    "x" * 256,
+    "é" * 128,  # 256 UTF-8 bytes
+    "\udcff",  # a lone surrogate cannot be encoded
+    ".mummi_io.tmp.deadbeef",
+    5,
+    None,
+    b"bytes-key",
+]
+
+#: Keys that are unusual but valid, and must round-trip on every backend.
+ODD_VALID_KEYS = [
+    "x" * 255,
+    "é" * 127,
+    "with space",
+    ".hidden",
+    "star*[1]?",
+    "-dash",
+    "日本語.npz",
+    "back\\slash",
+    "...",
+]
+
+
+def _expected_value(key: str, size: int) -> bytes:
+    """A value that tells, from its key alone, what its every byte must be."""
+    seed = sum(key.encode()) % 251
+    return bytes([seed]) * size
+
+
+def _batch_writer(io: IO, namespace: str, ack_path: str, batch_size: int, value_size: int) -> None:
+    """Write numbered batches forever, appending each batch number to ``ack_path`` once saved."""
+    batch = 0
+    while True:
+        keys = [f"b{batch:05d}-{j:03d}" for j in range(batch_size)]
+        io.save_files(namespace, keys, [_expected_value(k, value_size) for k in keys])
+        with open(ack_path, "a") as ack:
+            ack.write(f"{batch}\n")
+        batch += 1
+
+
+def _overwrite_loop(io: IO, namespace: str, key: str, size: int, seconds: float) -> None:
+    """Overwrite ``key`` with alternating uniform values for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    turn = 0
+    while time.monotonic() < deadline:
+        io.save_files(namespace, key, (b"A" if turn % 2 else b"B") * size)
+        turn += 1
+
+
+def _wait_for(predicate: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.005)
+
+
+class BackendContract(ABC):
+    """Base class of every backend's test class; see the module docstring."""
+
+    kind: ClassVar[str]
+
+    # ------------------------------------------------------------ fixtures
+    @pytest.fixture
+    def io_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def io(self, io_options: dict[str, Any]) -> Iterator[IO]:
+        with get_io(self.kind, **io_options) as io:
+            yield io
+
+    @pytest.fixture
+    def namespace(self, tmp_path: Any) -> str:
+        return str(tmp_path / "ns")
+
+    @pytest.fixture
+    def other_namespace(self, tmp_path: Any) -> str:
+        return str(tmp_path / "other")
+
+    @abstractmethod
+    def raw_get(self, io: IO, namespace: str, key: str) -> bytes | None:
+        """Read a stored value without mummi_io; ``None`` if it is not stored."""
+
+    @abstractmethod
+    def raw_put(self, io: IO, namespace: str, key: str, value: bytes) -> None:
+        """Store a value without mummi_io, the way the backend's format holds it."""
+
+    # -------------------------------------------------------------- basics
+    def test_get_type_and_environment(self, io: IO) -> None:
+        assert io.get_type() == self.kind
+        assert self.kind in get_interfaces()
+        assert io.check_environment() is True
+
+    def test_save_load_single_key(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "key", "value")
+        assert io.load_files(namespace, "key") == b"value"
+
+    def test_save_load_list_in_order(self, io: IO, namespace: str) -> None:
+        keys = [f"k{i:03d}" for i in range(50)]
+        io.save_files(namespace, keys, [f"v{i}" for i in range(50)])
+        assert io.load_files(namespace, keys[::-1]) == [f"v{i}".encode() for i in reversed(range(50))]
+
+    @pytest.mark.parametrize(
+        "value, stored",
+        [
+            (b"\x00\xffbinary", b"\x00\xffbinary"),
+            (bytearray(b"bytearray"), b"bytearray"),
+            (memoryview(b"memoryview"), b"memoryview"),
+            ("unicodé ✓", "unicodé ✓".encode("utf-8")),
+            (b"", b""),
+            ("", b""),
+        ],
+    )
+    def test_value_types(self, io: IO, namespace: str, value: Any, stored: bytes) -> None:
+        io.save_files(namespace, "k", value)
+        loaded = io.load_files(namespace, "k")
+        assert type(loaded) is bytes
+        assert loaded == stored
+
+    def test_large_value(self, io: IO, namespace: str) -> None:
+        value = os.urandom(5 * 1024 * 1024)
+        io.save_files(namespace, "big", value)
+        assert io.load_files(namespace, "big") == value
+
+    @pytest.mark.parametrize("key", ODD_VALID_KEYS)
+    def test_odd_but_valid_keys_round_trip(self, io: IO, namespace: str, key: str) -> None:
+        io.save_files(namespace, key, b"v")
+        assert io.load_files(namespace, key) == b"v"
+        assert io.list_keys(namespace, "*") == [key]
+        assert io.file_exists(namespace, key)
+
+    def test_overwrite_last_writer_wins(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "k", b"first")
+        io.save_files(namespace, "k", b"second, longer than the first")
+        io.save_files(namespace, "k", b"3rd")
+        assert io.load_files(namespace, "k") == b"3rd"
+
+    def test_repeated_key_in_one_batch_last_wins(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["k", "other", "k"], [b"1", b"x", b"2"])
+        assert io.load_files(namespace, ["k", "other"]) == [b"2", b"x"]
+
+    def test_empty_batches(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, [], [])
+        assert io.load_files(namespace, []) == []
+        io.remove_files(namespace, [])
+        assert io.file_exists(namespace, []) == []
+
+    def test_backdoor_read_sees_saved_value(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "b"], [b"alpha", "beta"])
+        assert self.raw_get(io, namespace, "a") == b"alpha"
+        assert self.raw_get(io, namespace, "b") == b"beta"
+
+    def test_backdoor_write_is_loaded(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "seed", b"s")  # the namespace exists
+        self.raw_put(io, namespace, "planted", b"from outside")
+        assert io.load_files(namespace, "planted") == b"from outside"
+        assert "planted" in io.list_keys(namespace)
+
+    # -------------------------------------------------------- missing keys
+    def test_missing_key_raises_naming_every_key(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "present", b"p")
+        with pytest.raises(KeyNotFoundError) as caught:
+            io.load_files(namespace, ["gone1", "present", "gone2"])
+        error = caught.value
+        assert isinstance(error, KeyError) and isinstance(error, MummiIOError)
+        assert error.keys == ["gone1", "gone2"]
+        assert "gone1" in str(error) and "gone2" in str(error)
+        assert error.namespace and str(error.namespace) in str(error)
+
+    def test_missing_single_key_raises(self, io: IO, namespace: str) -> None:
+        with pytest.raises(KeyNotFoundError):
+            io.load_files(namespace, "never-saved")
+
+    def test_missing_opt_in_none(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "c"], [b"1", b"3"])
+        assert io.load_files(namespace, ["a", "b", "c"], missing=None) == [b"1", None, b"3"]
+        assert io.load_files(namespace, "b", missing=None) is None
+        assert io.load_files(namespace, "b", missing=b"default") == b"default"
+
+    def test_absent_namespace(self, io: IO, namespace: str) -> None:
+        assert io.namespace_exists(namespace) is False
+        assert io.list_keys(namespace) == []
+        assert io.file_exists(namespace, "k") is False
+        io.remove_files(namespace, ["k"])
+        with pytest.raises(KeyNotFoundError):
+            io.load_files(namespace, "k")
+        with pytest.raises(KeyNotFoundError):
+            io.move_key(namespace, "k")
+
+    # ----------------------------------------------------- exists and list
+    def test_namespace_exists_after_save(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "k", b"v")
+        assert io.namespace_exists(namespace) is True
+
+    def test_file_exists_single_and_list(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "b"], [b"1", b"2"])
+        assert io.file_exists(namespace, "a") is True
+        assert io.file_exists(namespace, "zz") is False
+        assert io.file_exists(namespace, ["a", "zz", "b"]) == [True, False, True]
+
+    def test_list_keys_sorted_with_globs(self, io: IO, namespace: str) -> None:
+        keys = ["b.npz", "a.npz", "a", "ab", "abc.pdb", "c1", "c2", "c10", ".dot"]
+        io.save_files(namespace, keys, [b"x"] * len(keys))
+        assert io.list_keys(namespace, "*") == sorted(keys)
+        assert io.list_keys(namespace) == sorted(keys)
+        assert io.list_keys(namespace, "*.npz") == ["a.npz", "b.npz"]
+        assert io.list_keys(namespace, "a") == ["a"]  # not its prefix siblings
+        assert io.list_keys(namespace, "a*") == ["a", "a.npz", "ab", "abc.pdb"]
+        assert io.list_keys(namespace, "c?") == ["c1", "c2"]
+        assert io.list_keys(namespace, "c[12]*") == ["c1", "c10", "c2"]
+        assert io.list_keys(namespace, "nothing*") == []
+        assert io.list_keys(namespace, "missing") == []
+
+    def test_list_keys_in_sibling_namespaces_are_separate(self, io: IO, namespace: str, other_namespace: str) -> None:
+        io.save_files(namespace, "mine", b"1")
+        io.save_files(other_namespace, "theirs", b"2")
+        assert io.list_keys(namespace) == ["mine"]
+        assert io.list_keys(other_namespace) == ["theirs"]
+        assert io.file_exists(namespace, "theirs") is False
+
+    def test_list_keys_many(self, io: IO, namespace: str) -> None:
+        keys = [f"sim-{i:05d}.npz" for i in range(2000)]
+        io.save_files(namespace, keys, [b"x"] * len(keys))
+        assert io.list_keys(namespace, "sim-*.npz") == keys
+        assert io.list_keys(namespace, "sim-0001?.npz") == keys[10:20]
+
+    @pytest.mark.parametrize("pattern", ["", "a/b", "../*", "nul\0", 5])
+    def test_bad_pattern(self, io: IO, namespace: str, pattern: Any) -> None:
+        with pytest.raises(InvalidKeyError):
+            io.list_keys(namespace, pattern)
+
+    # -------------------------------------------------------------- remove
+    def test_remove_single_list_and_missing(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "b", "c"], [b"1", b"2", b"3"])
+        io.remove_files(namespace, "a")
+        io.remove_files(namespace, ["b", "not-there"])
+        io.remove_files(namespace, "not-there-either")
+        assert io.list_keys(namespace) == ["c"]
+        assert self.raw_get(io, namespace, "a") is None
+        with pytest.raises(KeyNotFoundError):
+            io.load_files(namespace, "a")
+
+    def test_save_after_remove(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "k", b"old")
+        io.remove_files(namespace, "k")
+        io.save_files(namespace, "k", b"new")
+        assert io.load_files(namespace, "k") == b"new"
+
+    # ---------------------------------------------------------------- move
+    def test_move_key_seed_rule(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a.npz", "b.npz"], [b"A", b"B"])
+        assert io.move_key(namespace, "a") == "done-a"
+        assert io.move_key(namespace, "b.npz", prefix="old") == "old-b.npz"
+        assert io.list_keys(namespace) == ["done-a", "old-b.npz"]
+        assert io.load_files(namespace, ["done-a", "old-b.npz"]) == [b"A", b"B"]
+
+    def test_move_key_custom_suffix_and_list(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["x.pdb", "y.pdb"], [b"X", b"Y"])
+        assert io.move_key(namespace, ["x", "y"], prefix="seen", suffix=".pdb") == ["seen-x", "seen-y"]
+        assert io.load_files(namespace, ["seen-x", "seen-y"]) == [b"X", b"Y"]
+
+    def test_move_missing_key_raises_and_moves_nothing(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "a.npz", b"A")
+        with pytest.raises(KeyNotFoundError) as caught:
+            io.move_key(namespace, ["a", "ghost"])
+        assert caught.value.keys == ["ghost.npz"]
+        assert io.list_keys(namespace) == ["a.npz"]
+
+    def test_move_keys_across_namespaces(self, io: IO, namespace: str, other_namespace: str) -> None:
+        io.save_files(namespace, ["a", "b", "keep"], [b"1", b"2", b"3"])
+        io.save_files(other_namespace, "a", b"to be overwritten")
+        io.move_keys(namespace, ["a", "b"], dest_namespace=other_namespace)
+        assert io.list_keys(namespace) == ["keep"]
+        assert io.load_files(other_namespace, ["a", "b"]) == [b"1", b"2"]
+
+    def test_move_keys_rename_and_identity(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "b"], [b"1", b"2"])
+        io.move_keys(namespace, ["a", "b"], ["b2", "b"])  # "b" to itself is a no-op
+        assert io.load_files(namespace, ["b2", "b"]) == [b"1", b"2"]
+        assert io.file_exists(namespace, "a") is False
+
+    def test_move_keys_bad_arguments(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["a", "b"], [b"1", b"2"])
+        with pytest.raises(InvalidArgumentError):
+            io.move_keys(namespace, ["a", "b"], ["c"])
+        with pytest.raises(InvalidArgumentError):
+            io.move_keys(namespace, ["a", "b"], ["c", "c"])
+        with pytest.raises(InvalidArgumentError):
+            io.move_keys(namespace, ["a", "b"], ["b", "c"])  # a chain of renames
+        with pytest.raises(InvalidKeyError):
+            io.move_keys(namespace, ["a"], ["../escape"])
+        assert io.load_files(namespace, ["a", "b"]) == [b"1", b"2"]
+
+    # ----------------------------------------------------------- bad input
+    @pytest.mark.parametrize("key", HOSTILE_KEYS, ids=repr)
+    def test_hostile_keys_refused_before_io(self, io: IO, namespace: str, key: Any) -> None:
+        with pytest.raises(InvalidKeyError):
+            io.save_files(namespace, key, b"v")
+        with pytest.raises(InvalidKeyError):
+            io.save_files(namespace, ["fine", key], [b"v", b"v"])
+        with pytest.raises(InvalidKeyError):
+            io.load_files(namespace, key)
+        with pytest.raises(InvalidKeyError):
+            io.file_exists(namespace, key)
+        with pytest.raises(InvalidKeyError):
+            io.remove_files(namespace, [key])
+        with pytest.raises(InvalidKeyError):
+            io.move_keys(namespace, [key], ["fine"])
+        assert io.namespace_exists(namespace) is False  # nothing at all was written
+
+    @pytest.mark.parametrize("value", [None, 5, 1.5, {"a": 1}, ["x"], np.zeros(3)], ids=repr)
+    def test_wrong_value_type_names_key_and_writes_nothing(self, io: IO, namespace: str, value: Any) -> None:
+        with pytest.raises(InvalidValueError, match="bad-one") as caught:
+            io.save_files(namespace, ["good", "bad-one"], [b"ok", value])
+        assert isinstance(caught.value, TypeError)
+        assert io.namespace_exists(namespace) is False
+
+    def test_mismatched_lengths(self, io: IO, namespace: str) -> None:
+        with pytest.raises(InvalidArgumentError):
+            io.save_files(namespace, ["a", "b"], [b"1"])
+        with pytest.raises(InvalidArgumentError):
+            io.save_files(namespace, ["a", "b"], b"12")
+        with pytest.raises(InvalidArgumentError):
+            io.save_files(namespace, ["a"], "one string for a list of keys")
+        assert io.namespace_exists(namespace) is False
+
+    @pytest.mark.parametrize("keys", [5, None, {"a": 1}.keys(), b"ab"], ids=repr)
+    def test_keys_of_wrong_type(self, io: IO, namespace: str, keys: Any) -> None:
+        with pytest.raises(InvalidKeyError):
+            io.load_files(namespace, keys)
+
+    @pytest.mark.parametrize("bad_namespace", ["", None, 5, "nul\0"], ids=repr)
+    def test_bad_namespace(self, io: IO, bad_namespace: Any) -> None:
+        with pytest.raises(InvalidNamespaceError):
+            io.save_files(bad_namespace, "k", b"v")
+        with pytest.raises(InvalidNamespaceError):
+            io.list_keys(bad_namespace)
+        with pytest.raises(InvalidNamespaceError):
+            io.namespace_exists(bad_namespace)
+
+    # ----------------------------------------------------------------- npz
+    def test_npz_round_trip_appends_suffix(self, io: IO, namespace: str) -> None:
+        arrays = {"a": np.random.rand(4, 6), "ids": np.arange(10, dtype=np.int64)}
+        io.save_npz(namespace, "frame", arrays)
+        assert io.list_keys(namespace) == ["frame.npz"]
+        loaded = io.load_npz(namespace, "frame")
+        assert loaded.keys() == arrays.keys()
+        for name in arrays:
+            np.testing.assert_array_equal(loaded[name], arrays[name])
+        assert io.load_npz(namespace, "frame.npz").keys() == arrays.keys()
+
+    def test_npz_list_and_missing(self, io: IO, namespace: str) -> None:
+        io.save_npz(namespace, ["f1", "f2"], [{"x": np.ones(2)}, {"x": np.zeros(3)}])
+        first, second = io.load_npz(namespace, ["f1", "f2"])
+        np.testing.assert_array_equal(second["x"], np.zeros(3))
+        assert io.load_npz(namespace, ["f1", "ghost"], missing=None)[1] is None
+        with pytest.raises(KeyNotFoundError):
+            io.load_npz(namespace, "ghost")
+        with pytest.raises(InvalidArgumentError):
+            io.save_npz(namespace, ["f1", "f2"], [{"x": np.ones(2)}])
+
+    def test_npz_custom_writer_and_reader(self, io: IO, namespace: str) -> None:
+        def writer(fileobj: Any, data: str) -> Any:
+            fileobj.write(data.upper().encode())
+            return fileobj
+
+        def reader(fileobj: Any) -> str:
+            return fileobj.read().decode()
+
+        io.save_npz(namespace, "custom", "hello", writer_func=writer)
+        assert io.load_npz(namespace, "custom", reader_func=reader) == "HELLO"
+
+    def test_npz_pickle_refused_unless_opted_in(self, io: IO, namespace: str) -> None:
+        objects = {"obj": np.array([{"a": 1}, None], dtype=object)}
+        io.save_npz(namespace, "pickled", objects)
+        with pytest.raises(PickleRefusedError, match="allow_pickle=True"):
+            io.load_npz(namespace, "pickled")
+        trusted = io.load_npz(namespace, "pickled", reader_func=functools.partial(read_npz, allow_pickle=True))
+        assert trusted["obj"][0] == {"a": 1}
+
+    # ------------------------------------------------------------- objects
+    def test_io_pickles_for_worker_processes(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "k", b"v")
+        clone = pickle.loads(pickle.dumps(io))
+        assert clone.get_type() == self.kind
+        assert clone.load_files(namespace, "k") == b"v"
+        clone.close()
+
+    def test_repr_names_backend(self, io: IO) -> None:
+        assert self.kind in repr(io)
+
+    # ----------------------------------------------------------- processes
+    def test_reader_never_sees_torn_value(self, io: IO, namespace: str) -> None:
+        size = 512 * 1024
+        io.save_files(namespace, "hot", b"A" * size)
+        writer = multiprocessing.get_context("spawn").Process(
+            target=_overwrite_loop, args=(io, namespace, "hot", size, 2.0)
+        )
+        writer.start()
+        seen: set[bytes] = set()
+        reads = 0
+        try:
+            while writer.is_alive():
+                value = io.load_files(namespace, "hot")
+                reads += 1
+                assert len(value) == size and value.count(value[:1]) == size, "torn value read"
+                seen.add(value[:1])
+        finally:
+            writer.join(30)
+        assert writer.exitcode == 0
+        assert reads > 10
+        assert seen == {b"A", b"B"}, "the reader never overlapped the writer"
+
+    def test_sigkilled_writer_leaves_only_whole_values(self, io: IO, namespace: str, tmp_path: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        rng = random.Random(12345)
+        value_size, batch_size = 64 * 1024, 20
+        for round_number in range(5):
+            ns = f"{namespace}-kill{round_number}"
+            ack_path = str(tmp_path / f"ack{round_number}")
+            writer = context.Process(target=_batch_writer, args=(io, ns, ack_path, batch_size, value_size))
+            writer.start()
+            _wait_for(lambda: os.path.exists(ack_path), 60, "the writer's first batch")
+            time.sleep(rng.uniform(0, 0.05))
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.join(30)
+            assert writer.exitcode == -signal.SIGKILL
+            with open(ack_path) as ack:
+                acked = [int(line) for line in ack.read().split("\n")[:-1]]
+            assert acked, "no batch finished before the kill"
+            for batch in acked:
+                keys = [f"b{batch:05d}-{j:03d}" for j in range(batch_size)]
+                assert io.load_files(ns, keys) == [_expected_value(k, value_size) for k in keys]
+            present = io.list_keys(ns)
+            assert len(present) >= len(acked) * batch_size
+            for key in present:
+                assert io.load_files(ns, key) == _expected_value(key, value_size), f"torn {key}"

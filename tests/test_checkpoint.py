@@ -1,0 +1,138 @@
+"""Checkpoints: atomic, rotated, readable, and falling back to a valid backup."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mummi_io import CheckpointError, InvalidArgumentError, get_io
+from mummi_io.checkpoint import backup_name
+
+
+@pytest.fixture
+def io():
+    return get_io("simple")
+
+
+def test_round_trip_adds_timestamp_without_touching_caller_dict(io, tmp_path: Path) -> None:
+    path = str(tmp_path / "manager.chk")
+    data = {"a": 1, "nested": {"list": [1, 2.5, "x"], "none": None}, "flag": True}
+    io.save_checkpoint(path, data)
+    assert "ts" not in data
+    loaded = io.load_checkpoint(path)
+    assert loaded.pop("ts")
+    assert loaded == data
+
+
+def test_file_is_plain_yaml_that_any_reader_reads(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 7})
+    text = path.read_text()
+    assert text.startswith("# mummi_io checkpoint sha256=")
+    assert yaml.safe_load(text)["step"] == 7
+
+
+def test_numpy_values_are_stored_as_plain_yaml(io, tmp_path: Path) -> None:
+    path = str(tmp_path / "c.chk")
+    io.save_checkpoint(path, {"n": np.int64(3), "x": np.float32(0.5), "arr": np.arange(3), "t": (1, 2)})
+    loaded = io.load_checkpoint(path)
+    assert loaded["n"] == 3 and loaded["x"] == 0.5 and loaded["arr"] == [0, 1, 2] and loaded["t"] == [1, 2]
+
+
+def test_rotation_keeps_n_backups(io, tmp_path: Path) -> None:
+    path = str(tmp_path / "c.chk")
+    for step in range(6):
+        io.save_checkpoint(path, {"step": step}, keep=3)
+    steps = [yaml.safe_load(Path(p).read_text())["step"] for p in [backup_name(path, i) for i in range(3)]]
+    assert steps == [4, 3, 2]
+    assert not Path(backup_name(path, 3)).exists()
+    assert io.load_checkpoint(path)["step"] == 5
+
+
+def test_keep_zero_keeps_no_backup(io, tmp_path: Path) -> None:
+    path = str(tmp_path / "c.chk")
+    io.save_checkpoint(path, {"step": 1}, keep=0)
+    io.save_checkpoint(path, {"step": 2}, keep=0)
+    assert not Path(backup_name(path)).exists()
+
+
+def test_missing_checkpoint_is_a_fresh_start(io, tmp_path: Path) -> None:
+    assert io.load_checkpoint(str(tmp_path / "none.chk")) == {}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: "",  # emptied
+        lambda text: text.replace("step: 2", "step: 9"),  # one flipped digit
+        lambda text: "{{{ not yaml",  # garbage
+    ],
+    ids=["truncated", "empty", "flipped-byte", "garbage"],
+)
+def test_damaged_checkpoint_falls_back_to_backup_with_warning(io, tmp_path: Path, caplog, damage) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 1})
+    io.save_checkpoint(str(path), {"step": 2})
+    path.write_text(damage(path.read_text()))
+    with caplog.at_level(logging.WARNING, logger="mummi_io.checkpoint"):
+        assert io.load_checkpoint(str(path))["step"] == 1
+    assert "c.chk" in caplog.text
+
+
+def test_damaged_file_does_not_displace_good_backup(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 1}, keep=1)
+    io.save_checkpoint(str(path), {"step": 2}, keep=1)
+    path.write_text("truncat")
+    io.save_checkpoint(str(path), {"step": 3}, keep=1)  # must not back up the damaged file
+    path.write_text("truncat")
+    assert io.load_checkpoint(str(path))["step"] == 1
+
+
+def test_all_damaged_raises_naming_files(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 1})
+    io.save_checkpoint(str(path), {"step": 2})
+    path.write_text("")
+    Path(backup_name(str(path))).write_text("[1, 2]")
+    with pytest.raises(CheckpointError) as caught:
+        io.load_checkpoint(str(path))
+    assert "c.chk.bak" in str(caught.value)
+
+
+def test_legacy_mummi_yaml_checkpoint_loads(io, tmp_path: Path) -> None:
+    path = tmp_path / "legacy.chk"
+    path.write_text("a: 1\nb: [1, 2]\nts: '2021-01-01 00:00:00'\n")
+    assert io.load_checkpoint(str(path)) == {"a": 1, "b": [1, 2], "ts": "2021-01-01 00:00:00"}
+
+
+def test_unsafe_yaml_is_not_executed(io, tmp_path: Path) -> None:
+    path = tmp_path / "evil.chk"
+    path.write_text("a: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(CheckpointError):
+        io.load_checkpoint(str(path))
+
+
+def test_bad_arguments(io, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError):
+        io.save_checkpoint(str(tmp_path / "c"), ["not", "a", "dict"])
+    with pytest.raises(InvalidArgumentError):
+        io.save_checkpoint(str(tmp_path / "c"), {"a": 1}, keep=-1)
+    with pytest.raises(InvalidArgumentError, match="YAML"):
+        io.save_checkpoint(str(tmp_path / "c"), {"a": object()})
+    assert not (tmp_path / "c").exists()
+
+
+def test_take_backup_copies_and_keeps_original(io, tmp_path: Path) -> None:
+    path = tmp_path / "file.txt"
+    assert io.take_backup(str(path)) is None
+    path.write_text("content")
+    assert io.take_backup(str(path)) == str(path) + ".bak"
+    assert io.take_backup(str(path), suffix="x") == str(path) + ".bak.x"
+    assert path.read_text() == (tmp_path / "file.txt.bak").read_text() == "content"
+    assert (tmp_path / "file.txt.bak.x").read_text() == "content"
