@@ -73,7 +73,7 @@ class Backend(ABC):
 
     @abstractmethod
     def list(self, namespace: str, pattern: str) -> Iterable[str]:
-        """Yield the keys of ``namespace`` matching the glob ``pattern``, in any order.
+        """Yield each key of ``namespace`` matching the glob ``pattern`` once, in any order.
 
         An absent namespace yields nothing. Use :func:`mummi_io.keys.key_matcher`
         for the glob semantics so every backend matches the same way.

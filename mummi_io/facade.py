@@ -113,7 +113,7 @@ class IO:
             If the pattern contains ``/`` or NUL.
         """
         ns = self._namespace(namespace)
-        return sorted(set(self.backend.list(ns, validate_pattern(keypattern))))
+        return sorted(self.backend.list(ns, validate_pattern(keypattern)))
 
     # ------------------------------------------------------------ save/load
     def save_files(self, namespace: str, keys: str | Sequence[str], data: Any) -> None:

@@ -36,6 +36,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "simple": _Entry("mummi_io.backends.simple:SimpleBackend"),
+    "taridx": _Entry("mummi_io.backends.taridx:TarIndexBackend"),
 }
 _entry_points_loaded = False
 

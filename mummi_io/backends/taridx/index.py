@@ -1,0 +1,191 @@
+"""The sidecar index of a ``taridx`` namespace: an append-only log of committed batches.
+
+File ``<namespace>.tar.idx``::
+
+    file header (32 bytes): b"MUMMIIDX", u32 version (1), u32 zero,
+                            u64 inode of the tar this index describes, u64 zero
+    record*:  b"MREC", u8 op (1 put, 2 delete), u8 flags (1 = commit),
+              u16 zero, u32 count, u32 keys_len, u64 tar_end, u32 crc32
+              put:    count entries of (u64 data offset, u64 size, u32 crc32 of value)
+              both:   keys_len bytes: the keys, UTF-8, each followed by NUL
+
+All integers are little-endian. ``crc32`` covers the record header (without
+the crc field) and body. ``tar_end`` is where the tar's members end after
+this record (the next append starts there). A batch is one or more records,
+the last one flagged commit; readers apply a batch only when its commit
+record is complete and valid, so a torn append is never seen. Records are
+parsed with numpy, so an index of a million keys loads in a fraction of a
+second; in memory a key costs one dict entry plus 20 bytes of arrays.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FILE_MAGIC = b"MUMMIIDX"
+VERSION = 1
+FILE_HEADER = struct.Struct("<8sIIQQ")
+RECORD_MAGIC = b"MREC"
+RECORD_HEADER = struct.Struct("<4sBBHIIQ")
+CRC = struct.Struct("<I")
+RECORD_PREFIX = RECORD_HEADER.size + CRC.size
+ENTRY = np.dtype([("offset", "<u8"), ("size", "<u8"), ("crc", "<u4")])
+
+OP_PUT = 1
+OP_DELETE = 2
+FLAG_COMMIT = 1
+
+
+def encode_file_header(tar_inode: int) -> bytes:
+    """The 32-byte header of an index describing the tar with inode ``tar_inode``."""
+    return FILE_HEADER.pack(FILE_MAGIC, VERSION, 0, tar_inode, 0)
+
+
+def decode_file_header(data: bytes) -> int | None:
+    """Return the tar inode recorded in an index header, or ``None`` if it is not one."""
+    if len(data) < FILE_HEADER.size:
+        return None
+    magic, version, _, tar_inode, _ = FILE_HEADER.unpack_from(data)
+    if magic != FILE_MAGIC or version != VERSION:
+        return None
+    return tar_inode
+
+
+def _record(op: int, commit: bool, count: int, entries: bytes, keys: Sequence[bytes], tar_end: int) -> bytes:
+    blob = b"\0".join(keys) + b"\0" if keys else b""
+    head = RECORD_HEADER.pack(RECORD_MAGIC, op, FLAG_COMMIT if commit else 0, 0, count, len(blob), tar_end)
+    crc = zlib.crc32(blob, zlib.crc32(entries, zlib.crc32(head)))
+    return b"".join((head, CRC.pack(crc), entries, blob))
+
+
+def encode_put(
+    keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int],
+    tar_end: int, commit: bool,
+) -> bytes:
+    """A record mapping each key to (offset, size, crc) in the tar."""
+    entries = np.empty(len(keys), ENTRY)
+    entries["offset"], entries["size"], entries["crc"] = offsets, sizes, crcs
+    return _record(OP_PUT, commit, len(keys), entries.tobytes(), keys, tar_end)
+
+
+def encode_delete(keys: Sequence[bytes], tar_end: int, commit: bool) -> bytes:
+    """A record removing each key."""
+    return _record(OP_DELETE, commit, len(keys), b"", keys, tar_end)
+
+
+@dataclass
+class IndexTable:
+    """The in-memory index: key (UTF-8 bytes) -> slot -> (offset, size, crc)."""
+
+    slots: dict[bytes, int] = field(default_factory=dict)
+    offsets: array = field(default_factory=lambda: array("q"))
+    sizes: array = field(default_factory=lambda: array("q"))
+    crcs: array = field(default_factory=lambda: array("I"))
+    tar_end: int = 0
+
+    def put(self, keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int]) -> None:
+        """Point each key at a new location (an overwritten key's old slot is left unused)."""
+        base = len(self.offsets)
+        self.offsets.extend(offsets)
+        self.sizes.extend(sizes)
+        self.crcs.extend(crcs)
+        self.slots.update(zip(keys, range(base, base + len(keys))))
+
+    def delete(self, keys: Sequence[bytes]) -> None:
+        """Forget each key; absent keys are skipped."""
+        pop = self.slots.pop
+        for key in keys:
+            pop(key, None)
+
+    def lookup(self, key: bytes) -> tuple[int, int, int] | None:
+        """Return (offset, size, crc) of a key, or ``None``."""
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        return self.offsets[slot], self.sizes[slot], self.crcs[slot]
+
+    def live_entries(self) -> list[tuple[bytes, int, int, int]]:
+        """Every live key with its location, in tar order (for compaction)."""
+        rows = [(key, self.offsets[s], self.sizes[s], self.crcs[s]) for key, s in self.slots.items()]
+        rows.sort(key=lambda row: row[1])
+        return rows
+
+
+@dataclass
+class ParseResult:
+    """How far a parse got: ``committed`` bytes were applied; ``stopped_early`` if bytes remain."""
+
+    committed: int
+    stopped_early: bool
+
+
+def _decode_record(buf: memoryview, pos: int) -> tuple[int, int, int, int, int, list[bytes]] | None:
+    """Decode the record at ``pos``: (end, op, flags, tar_end, entries offset, keys); ``None`` if invalid."""
+    if pos + RECORD_PREFIX > len(buf):
+        return None
+    magic, op, flags, _, count, keys_len, tar_end = RECORD_HEADER.unpack_from(buf, pos)
+    if magic != RECORD_MAGIC or op not in (OP_PUT, OP_DELETE):
+        return None
+    entries_at = pos + RECORD_PREFIX
+    keys_at = entries_at + (count * ENTRY.itemsize if op == OP_PUT else 0)
+    end = keys_at + keys_len
+    if end > len(buf):
+        return None
+    (crc,) = CRC.unpack_from(buf, pos + RECORD_HEADER.size)
+    if zlib.crc32(buf[entries_at:end], zlib.crc32(buf[pos:pos + RECORD_HEADER.size])) != crc:
+        return None
+    keys = bytes(buf[keys_at:end]).split(b"\0")[:-1] if keys_len else []
+    if len(keys) != count:
+        return None
+    return end, op, flags, tar_end, entries_at, keys
+
+
+def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> ParseResult:
+    """Apply every committed batch in ``data`` (index bytes starting at file offset ``base``).
+
+    Stops at the first incomplete or damaged record; a batch whose commit
+    record is missing is not applied.
+    """
+    buf = memoryview(data)
+    pos = 0
+    committed = 0
+    pending: list[tuple[int, int, list[bytes]]] = []
+    while pos < len(buf):
+        decoded = _decode_record(buf, pos)
+        if decoded is None:
+            break
+        end, op, flags, tar_end, entries_at, keys = decoded
+        pending.append((op, entries_at, keys))
+        pos = end
+        if flags & FLAG_COMMIT:
+            for pending_op, at, pending_keys in pending:
+                if pending_op == OP_PUT:
+                    entries = np.frombuffer(buf, ENTRY, len(pending_keys), offset=at)
+                    table.put(
+                        pending_keys, entries["offset"].tolist(), entries["size"].tolist(),
+                        entries["crc"].tolist(),
+                    )
+                else:
+                    table.delete(pending_keys)
+            pending.clear()
+            table.tar_end = tar_end
+            committed = pos
+    return ParseResult(base + committed, committed < len(buf))
+
+
+def has_valid_record_after(data: bytes | memoryview, start: int) -> bool:
+    """Whether any valid record begins after ``start``: damage in the middle, not a torn tail."""
+    buf = memoryview(data)
+    raw = bytes(buf)
+    pos = raw.find(RECORD_MAGIC, start + 1)
+    while pos != -1:
+        if _decode_record(buf, pos) is not None:
+            return True
+        pos = raw.find(RECORD_MAGIC, pos + 1)
+    return False
