@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
+import random
+import shutil
+import signal
+import subprocess
 import tarfile
+import time
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 
+from mummi_io import BackendUnavailableError, IntegrityError, get_io
 from mummi_io.facade import IO
 from mummi_io.testing import BackendContract
 
@@ -31,8 +40,6 @@ class TestTaridxContract(BackendContract):
                 if member.name == key:
                     found, deleted = member, False
                 elif member.name == ".mummi_io.journal":
-                    import json
-
                     if key in json.loads(archive.extractfile(member).read())["delete"]:
                         deleted = True
             if found is None or deleted:
@@ -40,12 +47,355 @@ class TestTaridxContract(BackendContract):
             return archive.extractfile(found).read()
 
     def raw_put(self, io: IO, namespace: str, key: str, value: bytes) -> None:
-        """Append a member with plain tarfile (no index update), then ask for a reindex."""
-        import io as _io
-
+        """Append a batch with plain tarfile (the member, then a journal), then reindex."""
         path = _tar_path(namespace)
         with tarfile.open(path, "a") as archive:
-            info = tarfile.TarInfo(key)
-            info.size = len(value)
-            archive.addfile(info, _io.BytesIO(value))
+            for name, data in [(key, value), (".mummi_io.journal", b'{"delete": []}')]:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, BytesIO(data))
         io.backend.reindex(path)
+
+
+# --------------------------------------------------------------------------
+# Format: a plain tar that standard tools read
+# --------------------------------------------------------------------------
+KEYS_OF_EVERY_SHAPE = ["plain.npz", "x" * 150, "é" * 100, "ünï cødé.pdb", "a" * 100, "b" * 101]
+
+
+@pytest.fixture
+def io():
+    with get_io("taridx") as io:
+        yield io
+
+
+@pytest.fixture
+def ns(tmp_path: Path) -> str:
+    return str(tmp_path / "campaign.tar")
+
+
+def _values(keys: list[str]) -> list[bytes]:
+    return [(key * 7).encode("utf-8")[: 37 * (i + 1)] + bytes([i]) * (i * 300) for i, key in enumerate(keys)]
+
+
+def test_gnu_tar_lists_and_extracts_every_key(io, ns: str, tmp_path: Path) -> None:
+    values = _values(KEYS_OF_EVERY_SHAPE)
+    io.save_files(ns, KEYS_OF_EVERY_SHAPE, values)
+    listing = subprocess.run(["tar", "-tf", ns], capture_output=True, text=True, check=True)
+    assert [line for line in listing.stdout.splitlines() if line != ".mummi_io.journal"] == KEYS_OF_EVERY_SHAPE
+    assert listing.stderr == ""
+    out = tmp_path / "extracted"
+    out.mkdir()
+    subprocess.run(["tar", "-xf", ns, "-C", str(out)], check=True)
+    for key, value in zip(KEYS_OF_EVERY_SHAPE, values):
+        assert (out / key).read_bytes() == value
+
+
+def test_python_tarfile_reads_the_same_bytes(io, ns: str) -> None:
+    values = _values(KEYS_OF_EVERY_SHAPE)
+    io.save_files(ns, KEYS_OF_EVERY_SHAPE, values)
+    with tarfile.open(ns) as archive:
+        found = {m.name: archive.extractfile(m).read() for m in archive if m.name != ".mummi_io.journal"}
+    assert found == dict(zip(KEYS_OF_EVERY_SHAPE, values))
+
+
+def test_namespace_gets_tar_suffix(io, tmp_path: Path) -> None:
+    io.save_files(str(tmp_path / "run"), "k", b"v")
+    assert (tmp_path / "run.tar").is_file()
+    assert io.load_files(str(tmp_path / "run.tar"), "k") == b"v"
+    assert io.namespace_exists(str(tmp_path / "run"))
+
+
+def test_deletes_and_renames_are_appended(io, ns: str) -> None:
+    io.save_files(ns, ["a", "b"], [b"1" * 1000, b"2" * 1000])
+    size = os.path.getsize(ns)
+    io.remove_files(ns, "a")
+    io.move_keys(ns, ["b"], ["c"])
+    assert os.path.getsize(ns) > size  # nothing rewritten in place
+    assert io.list_keys(ns) == ["c"]
+    with get_io("taridx") as fresh:  # another process's view: rebuilt from the files
+        assert fresh.list_keys(ns) == ["c"]
+        fresh.backend.reindex(ns)
+        assert fresh.list_keys(ns) == ["c"]
+        assert fresh.load_files(ns, "c") == b"2" * 1000
+
+
+# --------------------------------------------------------------------------
+# Integrity
+# --------------------------------------------------------------------------
+def test_flipped_byte_raises_integrity_error_naming_key(io, ns: str) -> None:
+    io.save_files(ns, ["good", "victim"], [b"g" * 2000, b"v" * 2000])
+    with tarfile.open(ns) as archive:
+        offset = archive.getmember("victim").offset_data + 1234
+    with open(ns, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"X")
+    with get_io("taridx") as fresh:
+        assert fresh.load_files(ns, "good") == b"g" * 2000
+        with pytest.raises(IntegrityError, match="victim"):
+            fresh.load_files(ns, ["good", "victim"])
+    with get_io("taridx", verify=False) as unchecked:
+        assert unchecked.load_files(ns, "victim").count(b"X") == 1
+
+
+# --------------------------------------------------------------------------
+# A damaged, truncated, missing or foreign index is rebuilt from the tar
+# --------------------------------------------------------------------------
+def _fill(io, ns: str, batches: int = 6) -> dict[str, bytes]:
+    expected = {}
+    for batch in range(batches):
+        keys = [f"b{batch}-{i}" for i in range(20)]
+        values = [os.urandom(100 + i) for i in range(20)]
+        io.save_files(ns, keys, values)
+        expected.update(zip(keys, values))
+    io.remove_files(ns, ["b0-0", "b5-19"])
+    io.move_keys(ns, ["b1-1"], ["renamed"])
+    expected["renamed"] = expected.pop("b1-1")
+    del expected["b0-0"], expected["b5-19"]
+    return expected
+
+
+def _check(ns: str, expected: dict[str, bytes]) -> None:
+    with get_io("taridx") as fresh:
+        assert fresh.list_keys(ns) == sorted(expected)
+        assert fresh.load_files(ns, sorted(expected)) == [expected[k] for k in sorted(expected)]
+        fresh.save_files(ns, "after-repair", b"ok")  # and it is writable again
+        assert fresh.load_files(ns, "after-repair") == b"ok"
+    subprocess.run(["tar", "-tf", ns], capture_output=True, check=True)
+
+
+def test_missing_index_is_rebuilt(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    os.unlink(ns + ".idx")
+    _check(ns, expected)
+
+
+@pytest.mark.parametrize("keep", [0, 32, 33, 100, 500, -7, -1])
+def test_truncated_index_is_recovered_from_the_tar(io, ns: str, keep: int) -> None:
+    expected = _fill(io, ns)
+    size = os.path.getsize(ns + ".idx")
+    os.truncate(ns + ".idx", keep if keep >= 0 else size + keep)
+    _check(ns, expected)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_corrupted_index_is_recovered_from_the_tar(io, ns: str, where: float) -> None:
+    expected = _fill(io, ns)
+    with open(ns + ".idx", "r+b") as handle:
+        position = int(os.path.getsize(ns + ".idx") * where)
+        handle.seek(position)
+        byte = handle.read(1)
+        handle.seek(position)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    _check(ns, expected)
+
+
+def test_garbage_index_is_rebuilt(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    Path(ns + ".idx").write_bytes(b"this is not an index" * 10)
+    _check(ns, expected)
+
+
+def test_copied_namespace_reindexes_on_open(io, ns: str, tmp_path: Path) -> None:
+    expected = _fill(io, ns)
+    copy = tmp_path / "copy.tar"
+    shutil.copyfile(ns, copy)
+    shutil.copyfile(ns + ".idx", str(copy) + ".idx")  # its header names the original tar's inode
+    _check(str(copy), expected)
+
+
+def test_truncated_tar_rebuilds_from_what_remains(io, ns: str) -> None:
+    io.save_files(ns, "first", b"1" * 5000)
+    end_of_first = os.path.getsize(ns) - 1024
+    io.save_files(ns, "second", b"2" * 5000)
+    os.truncate(ns, end_of_first + 700)  # the second batch is torn
+    with get_io("taridx") as fresh:
+        assert fresh.list_keys(ns) == ["first"]
+        assert fresh.load_files(ns, "first") == b"1" * 5000
+
+
+# --------------------------------------------------------------------------
+# pytaridx archives (PAX headers: the original's 512-byte assumption is wrong)
+# --------------------------------------------------------------------------
+def _write_pytaridx_style_archive(path: str, members: dict[str, bytes]) -> None:
+    """Append members the way pytaridx did: tarfile headers (PAX, float mtime), no end marker."""
+    with open(path, "ab") as tar, open(path + ".pylst", "a") as listing:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = time.time()  # a float: tarfile adds a PAX header
+            header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            assert len(header) > 512
+            listing.write(f"{name},{tar.tell() + 512},{len(data)}\n")  # the original's wrong offset
+            tar.write(header + data + bytes(-len(data) % 512))
+
+
+def test_reads_pytaridx_archives(tmp_path: Path) -> None:
+    path = str(tmp_path / "legacy.tar")
+    members = {f"patch-{i:03d}.npz": os.urandom(700 + i) for i in range(30)}
+    _write_pytaridx_style_archive(path, members)
+    with get_io("taridx") as io:
+        assert io.list_keys(path) == sorted(members)
+        assert io.load_files(path, list(members)) == list(members.values())
+        io.save_files(path, "new", b"appended by mummi_io")
+        assert io.load_files(path, ["patch-000.npz", "new"]) == [members["patch-000.npz"], b"appended by mummi_io"]
+    with tarfile.open(path) as archive:
+        assert archive.extractfile("new").read() == b"appended by mummi_io"
+
+
+# --------------------------------------------------------------------------
+# compact
+# --------------------------------------------------------------------------
+def test_compact_keeps_live_values_only(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    io.save_files(ns, "b2-2", b"overwritten")
+    expected["b2-2"] = b"overwritten"
+    with get_io("taridx") as other:
+        other.load_files(ns, "b2-3")  # another process holds the old files open
+        before, after = io.backend.compact(ns)
+        assert after < before
+        assert os.path.getsize(ns) == after
+        assert other.load_files(ns, sorted(expected)) == [expected[k] for k in sorted(expected)]
+    with tarfile.open(ns) as archive:
+        names = [m.name for m in archive if m.name != ".mummi_io.journal"]
+    assert sorted(names) == sorted(expected)
+    _check(ns, expected)
+
+
+def test_crash_before_compaction_swap_loses_nothing(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    Path(ns + ".compact").write_bytes(b"half-written new tar")
+    Path(ns + ".idx.compact").write_bytes(b"half-written new index")
+    _check(ns, expected)
+    io.backend.compact(ns)
+    expected["after-repair"] = b"ok"
+    _check(ns, expected)
+
+
+def test_crash_between_compaction_renames_loses_nothing(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    old_index = Path(ns + ".idx").read_bytes()
+    io.backend.compact(ns)
+    Path(ns + ".idx").write_bytes(old_index)  # the new tar is in place, the old index too
+    _check(ns, expected)
+
+
+# --------------------------------------------------------------------------
+# Processes: concurrent writers, a concurrent reader, SIGKILL
+# --------------------------------------------------------------------------
+def _value_for(writer: int, index: int) -> bytes:
+    return f"writer {writer} value {index} ".encode() * (1 + index % 40)
+
+
+def _concurrent_writer(ns: str, writer: int, count: int, batch: int) -> None:
+    with get_io("taridx") as io:
+        for start in range(0, count, batch):
+            keys = [f"w{writer}-{i:05d}" for i in range(start, start + batch)]
+            io.save_files(ns, keys, [_value_for(writer, i) for i in range(start, start + batch)])
+
+
+def test_four_writers_and_a_reader(ns: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_concurrent_writer, args=(ns, w, 1000, 10)) for w in range(4)]
+    for process in writers:
+        process.start()
+    checked = 0
+    with get_io("taridx") as reader:
+        while any(process.is_alive() for process in writers):
+            keys = reader.list_keys(ns, "w*")
+            sample = keys[-50:]
+            for key, value in zip(sample, reader.load_files(ns, sample)):
+                writer, index = int(key[1]), int(key[3:])
+                assert value == _value_for(writer, index)
+            checked += len(sample)
+        for process in writers:
+            process.join(60)
+            assert process.exitcode == 0
+        keys = reader.list_keys(ns)
+        assert len(keys) == 4000
+        values = reader.load_files(ns, keys)
+        assert values == [_value_for(int(k[1]), int(k[3:])) for k in keys]
+    assert checked > 0
+    subprocess.run(["tar", "-tf", ns], capture_output=True, check=True)
+
+
+def _killable_writer(ns: str, ack_path: str) -> None:
+    with get_io("taridx") as io:
+        batch = 0
+        while True:
+            keys = [f"k{batch:05d}-{j}" for j in range(1 + batch % 7)]
+            io.save_files(ns, keys, [_value_for(batch, j) * (1 + j % 3) for j in range(len(keys))])
+            if batch % 5 == 4:
+                io.remove_files(ns, keys[0])
+            with open(ack_path, "a") as ack:
+                ack.write(f"{batch}\n")
+            batch += 1
+
+
+def test_sigkill_at_random_points_many_times(ns: str, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    rng = random.Random(7)
+    for round_number in range(20):
+        ack_path = str(tmp_path / f"ack{round_number}")
+        target = ns.replace(".tar", f"-{round_number % 2}.tar")
+        writer = context.Process(target=_killable_writer, args=(target, ack_path))
+        writer.start()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ack_path) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.03))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(30)
+        with open(ack_path) as ack:
+            acked = [int(line) for line in ack.read().split("\n")[:-1]]
+        with get_io("taridx") as fresh:  # a new process's view, opened after the crash
+            present = set(fresh.list_keys(target))
+            for batch in acked:
+                for j in range(1 + batch % 7):
+                    key = f"k{batch:05d}-{j}"
+                    if batch % 5 == 4 and j == 0:
+                        continue  # removed by the writer
+                    assert key in present, f"acknowledged {key} lost in round {round_number}"
+            for key in present:
+                batch, j = int(key[1:6]), int(key[7:])
+                assert fresh.load_files(target, key) == _value_for(batch, j) * (1 + j % 3)
+        subprocess.run(["tar", "-tf", target], capture_output=True, check=True)
+
+
+# --------------------------------------------------------------------------
+# Handles
+# --------------------------------------------------------------------------
+def test_many_namespaces_with_few_open_handles(tmp_path: Path) -> None:
+    with get_io("taridx", max_open=2) as io:
+        for n in range(6):
+            io.save_files(str(tmp_path / f"ns{n}"), "k", str(n))
+        assert [io.load_files(str(tmp_path / f"ns{n}"), "k") for n in range(6)] == [str(n).encode() for n in range(6)]
+        assert len(io.backend._open) <= 2
+
+
+def _use_inherited(io, ns: str, queue) -> None:
+    io.save_files(ns, "from-child", b"c")
+    queue.put(io.load_files(ns, ["from-parent", "from-child"]))
+
+
+def test_forked_child_reopens_its_own_handles(io, ns: str) -> None:
+    io.save_files(ns, "from-parent", b"p")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_use_inherited, args=(io, ns, queue))
+    child.start()
+    assert queue.get(timeout=60) == [b"p", b"c"]
+    child.join(30)
+    assert io.load_files(ns, "from-child") == b"c"
+
+
+def test_lock_timeout_is_backend_unavailable(ns: str) -> None:
+    from filelock import FileLock
+
+    with get_io("taridx", lock_timeout=0.2) as io:
+        io.save_files(ns, "k", b"v")
+        with FileLock(ns + ".lock"):
+            # the same process holds it through another FileLock object: flock blocks us
+            with pytest.raises(BackendUnavailableError, match="lock"):
+                io.save_files(ns, "k2", b"v")
+        assert io.load_files(ns, "k") == b"v"  # readers never need the lock

@@ -32,10 +32,10 @@ from filelock import FileLock, Timeout
 
 from ..._fs import storage_errors
 from ...abc import Backend, Buffer
-from ...errors import BackendUnavailableError, IntegrityError, KeyNotFoundError
+from ...errors import BackendUnavailableError, IntegrityError, KeyNotFoundError, StorageError
 from ...keys import key_matcher, validate_key
 from . import index as idx
-from .tarformat import END_OF_ARCHIVE, build_members, crc_of_range, scan
+from .tarformat import END_OF_ARCHIVE, build_members, crc_of_range, scan_batches
 
 LOGGER = logging.getLogger(__name__)
 
@@ -200,18 +200,26 @@ class TarIndexBackend(Backend):
         return state.lock
 
     @contextlib.contextmanager
-    def _locked(self, state: _Namespace) -> Iterator[None]:
-        """Hold the namespace's writer lock for the block (re-entrant within a thread)."""
+    def _locked(self, state: _Namespace, timeout: float | None = None) -> Iterator[None]:
+        """Hold the namespace's writer lock for the block (re-entrant within a thread).
+
+        Raises ``filelock.Timeout`` only when an explicit ``timeout`` is given.
+        """
         lock = self._file_lock(state)
+        with storage_errors(f"create lock file {state.lock_path!r}"):
+            os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
         try:
-            with storage_errors(f"create lock file {state.lock_path!r}"):
-                os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
-                lock.acquire()
-        except Timeout as exc:
+            lock.acquire(timeout=self.lock_timeout if timeout is None else timeout)
+        except Timeout as exc:  # a TimeoutError, so before the OSError below
+            if timeout is not None:
+                raise
             raise BackendUnavailableError(
                 f"another process has held the write lock {state.lock_path!r} for over "
                 f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
             ) from exc
+        except OSError as exc:
+            with storage_errors(f"lock {state.lock_path!r}"):
+                raise exc
         try:
             yield
         finally:
@@ -230,7 +238,12 @@ class TarIndexBackend(Backend):
         if state.index_fd is None or info.st_ino != state.index_inode:
             self._reload(state)
         elif info.st_size > state.consumed:
-            data = _pread(state.index_fd, info.st_size - state.consumed, state.consumed)
+            self._read_tail(state, info.st_size)
+
+    def _read_tail(self, state: _Namespace, size: int) -> None:
+        """Apply the index records other processes appended since our last look."""
+        if size > state.consumed:
+            data = _pread(state.index_fd, size - state.consumed, state.consumed)
             state.consumed = idx.apply_records(state.table, data, state.consumed).committed
 
     def _reload(self, state: _Namespace) -> None:
@@ -258,59 +271,102 @@ class TarIndexBackend(Backend):
             if os.path.exists(state.tar_path):
                 self._rebuild_under_lock(state, reason="its index describes another tar file")
             return
-        parsed = idx.apply_records(state.table, memoryview(data)[idx.FILE_HEADER.size:], idx.FILE_HEADER.size)
-        state.consumed = parsed.committed
-        tar_size = os.fstat(state.tar_fd).st_size
-        if state.table.tar_end > tar_size:
+        header = idx.FILE_HEADER.size
+        state.consumed = idx.apply_records(state.table, memoryview(data)[header:], header).committed
+        if state.table.tar_end + len(END_OF_ARCHIVE) > os.fstat(state.tar_fd).st_size:
             self._rebuild_under_lock(state, reason="the tar is shorter than its index says")
-        elif parsed.stopped_early and idx.has_valid_record_after(data, parsed.committed):
-            self._rebuild_under_lock(state, reason="its index is damaged")
+        elif self._needs_recovery(state):
+            self._try_recover(state)
+
+    def _needs_recovery(self, state: _Namespace) -> bool:
+        """Whether the files hold more than the last commit: a killed writer, or a damaged index."""
+        if os.fstat(state.index_fd).st_size > state.consumed:
+            return True
+        return os.pread(state.tar_fd, len(END_OF_ARCHIVE), state.table.tar_end) != END_OF_ARCHIVE
+
+    def _try_recover(self, state: _Namespace) -> None:
+        """Repair the tail now if no writer is active (a writer repairs it otherwise)."""
+        try:
+            with self._locked(state, timeout=0):
+                self._read_tail(state, os.fstat(state.index_fd).st_size)
+                if self._needs_recovery(state):
+                    self._recover_tail(state)
+        except (Timeout, StorageError) as exc:
+            LOGGER.debug("not repairing %s now (%s); its next writer will", state.tar_path, exc)
+
+    def _records_from_scan(self, state: _Namespace, start: int, foreign: bool) -> tuple[bytes, int]:
+        """Index records for every complete batch in the tar from ``start``, and where they end."""
+        records = []
+        end = start
+        skipped = 0
+        tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for batch in scan_batches(state.tar_path, start, foreign):
+                keys, offsets, sizes, crcs = [], [], [], []
+                for name, offset, size in batch.members:
+                    if not self._is_key(name):
+                        skipped += 1
+                        continue
+                    keys.append(name.encode("utf-8"))
+                    offsets.append(offset)
+                    sizes.append(size)
+                    crcs.append(crc_of_range(lambda n, at: os.pread(tar_fd, n, at), offset, size))
+                deletes = [key.encode("utf-8") for key in batch.deletes if isinstance(key, str) and self._is_key(key)]
+                if keys:
+                    records.append(idx.encode_put(keys, offsets, sizes, crcs, batch.end, commit=not deletes))
+                if deletes or not keys:
+                    records.append(idx.encode_delete(deletes, batch.end, commit=True))
+                end = batch.end
+        finally:
+            os.close(tar_fd)
+        if skipped:
+            LOGGER.warning("%d member(s) of %s are not valid keys; ignored", skipped, state.tar_path)
+        return b"".join(records), end
+
+    @staticmethod
+    def _end_tar_at(path: str, end: int) -> int:
+        """Cut the tar after ``end`` and write the end-of-archive marker; return the tar's inode."""
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, END_OF_ARCHIVE, end)
+            os.ftruncate(fd, end + len(END_OF_ARCHIVE))
+            os.fsync(fd)
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def _recover_tail(self, state: _Namespace) -> None:
+        """With the lock held: index the complete batches past the last commit, drop the rest."""
+        LOGGER.warning("recovering %s after an interrupted write or a damaged index", state.tar_path)
+        with storage_errors(f"recover namespace {state.tar_path!r}"):
+            records, end = self._records_from_scan(state, state.table.tar_end, foreign=False)
+            os.truncate(state.index_path, state.consumed)
+            index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                _pwrite_all(index_fd, [records], state.consumed)
+                os.fsync(index_fd)
+            finally:
+                os.close(index_fd)
+            state.consumed = idx.apply_records(state.table, records, state.consumed).committed
+            self._end_tar_at(state.tar_path, end)
 
     def _rebuild_under_lock(self, state: _Namespace, reason: str) -> None:
         with self._locked(state):
             self._rebuild(state, reason)
 
     def _rebuild(self, state: _Namespace, reason: str) -> None:
-        """Re-create the index by scanning the tar (caller holds the lock)."""
+        """Re-create the whole index by scanning the tar (caller holds the lock)."""
         LOGGER.warning("rebuilding the index of %s because %s", state.tar_path, reason)
         state.close()
-        table = idx.IndexTable()
-        end = 0
-        skipped = 0
         with storage_errors(f"rebuild the index of {state.tar_path!r}"):
-            tar_fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                for member in scan(state.tar_path):
-                    if isinstance(member, int):
-                        end = member
-                    elif member.deletes:
-                        table.delete([key.encode("utf-8", "surrogateescape") for key in member.deletes])
-                    elif member.name == ".mummi_io.journal":
-                        continue
-                    elif not self._is_key(member.name):
-                        skipped += 1
-                    else:
-                        crc = crc_of_range(lambda n, at: os.pread(tar_fd, n, at), member.data_offset, member.size)
-                        table.put([member.name.encode("utf-8")], [member.data_offset], [member.size], [crc])
-                os.pwrite(tar_fd, END_OF_ARCHIVE, end)
-                os.ftruncate(tar_fd, end + len(END_OF_ARCHIVE))
-                os.fsync(tar_fd)
-                tar_inode = os.fstat(tar_fd).st_ino
-            finally:
-                os.close(tar_fd)
-            entries = table.live_entries()
-            record = idx.encode_put(
-                [row[0] for row in entries], [row[1] for row in entries], [row[2] for row in entries],
-                [row[3] for row in entries], end, commit=True,
-            )
+            records, end = self._records_from_scan(state, 0, foreign=True)
+            tar_inode = self._end_tar_at(state.tar_path, end)
             temporary = state.index_path + ".rebuild"
             with open(temporary, "wb") as handle:
-                handle.write(idx.encode_file_header(tar_inode) + record)
+                handle.write(idx.encode_file_header(tar_inode) + records)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, state.index_path)
-        if skipped:
-            LOGGER.warning("%d member(s) of %s have names that are not valid keys; ignored", skipped, state.tar_path)
         self._reload(state)
 
     @staticmethod
@@ -339,11 +395,8 @@ class TarIndexBackend(Backend):
                     handle.write(idx.encode_file_header(tar_inode))
                 os.replace(temporary, state.index_path)
             self._reload(state)
-        index_size = os.fstat(state.index_fd).st_size
-        if index_size > state.consumed:
-            LOGGER.warning("discarding an uncommitted write at the end of %s", state.index_path)
-            with storage_errors(f"repair {state.index_path!r}"):
-                os.truncate(state.index_path, state.consumed)
+        if self._needs_recovery(state):
+            self._recover_tail(state)
 
     def _commit(
         self, namespace: str, state: _Namespace, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]

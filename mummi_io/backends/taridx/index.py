@@ -178,14 +178,3 @@ def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> Par
             committed = pos
     return ParseResult(base + committed, committed < len(buf))
 
-
-def has_valid_record_after(data: bytes | memoryview, start: int) -> bool:
-    """Whether any valid record begins after ``start``: damage in the middle, not a torn tail."""
-    buf = memoryview(data)
-    raw = bytes(buf)
-    pos = raw.find(RECORD_MAGIC, start + 1)
-    while pos != -1:
-        if _decode_record(buf, pos) is not None:
-            return True
-        pos = raw.find(RECORD_MAGIC, pos + 1)
-    return False

@@ -1,11 +1,13 @@
 """Writing and scanning the POSIX tar members of a ``taridx`` namespace.
 
 Members are plain regular files named by their key, so ``tar -tvf`` lists
-them and any tar extracts them. Deletions are recorded in members named
-``.mummi_io.journal`` holding JSON (``{"delete": [keys]}``), which an
-extractor writes as an ordinary hidden file. The archive always ends with the
-two zero blocks of the POSIX end-of-archive marker; the next append starts
-where that marker begins.
+them and any tar extracts them. Every batch a writer appends ends with a
+member named ``.mummi_io.journal`` holding JSON ``{"delete": [keys]}`` (the
+keys the batch deletes, often none), which an extractor writes as an ordinary
+hidden file. The journal member marks the batch complete: a scan of the tar
+alone tells which batches were fully written, so the index can always be
+rebuilt from the tar. The archive ends with the two zero blocks of the POSIX
+end-of-archive marker; the next append starts where that marker begins.
 
 Headers are built by hand for the common case (an ASCII name of at most 100
 bytes): a ustar header of exactly 512 bytes. Any other name, or a size that
@@ -74,7 +76,7 @@ class PlacedMember:
 def build_members(
     items: list[tuple[str, bytes | bytearray | memoryview]], deletes: list[str], mtime: int
 ) -> tuple[list[bytes | bytearray | memoryview], int, list[PlacedMember]]:
-    """Serialize values (and a journal of deletions) as tar members.
+    """Serialize one batch: the values, then the journal member that completes it.
 
     Returns the list of byte chunks to write in order, their total length, and
     the placement of every value relative to the start of the chunks.
@@ -82,48 +84,46 @@ def build_members(
     chunks: list[bytes | bytearray | memoryview] = []
     placed: list[PlacedMember] = []
     position = 0
-    for key, value in items:
+    journal = json.dumps({"delete": deletes}, ensure_ascii=False).encode("utf-8")
+    for key, value, is_value in [*((k, v, True) for k, v in items), (JOURNAL_NAME, journal, False)]:
         size = len(value) if isinstance(value, (bytes, bytearray)) else memoryview(value).nbytes
         header = member_header(key, size, mtime)
         padding = _pad(size)
         chunks.extend((header, value, padding))
-        placed.append(PlacedMember(key, position + len(header), size, zlib.crc32(value)))
+        if is_value:
+            placed.append(PlacedMember(key, position + len(header), size, zlib.crc32(value)))
         position += len(header) + size + len(padding)
-    if deletes:
-        journal = json.dumps({"delete": deletes}, ensure_ascii=False).encode("utf-8")
-        header = member_header(JOURNAL_NAME, len(journal), mtime)
-        chunks.extend((header, journal, _pad(len(journal))))
-        position += len(header) + len(journal) + len(_pad(len(journal)))
     return chunks, position, placed
 
 
-@dataclass(frozen=True)
-class ScannedMember:
-    """One member found by :func:`scan`: a value, or a journal of deletions."""
+@dataclass
+class ScannedBatch:
+    """A complete batch found by :func:`scan_batches`."""
 
-    name: str
-    data_offset: int
-    size: int
-    deletes: tuple[str, ...] = ()
+    members: list[tuple[str, int, int]]  # (name, data offset, size) of each value
+    deletes: list[str]
+    end: int  # where the next member starts (the end-of-archive marker's place)
 
 
-def scan(path: str, start: int = 0) -> Iterator[ScannedMember | int]:
-    """Yield the regular-file members of the tar at ``path`` from byte ``start``.
+def scan_batches(path: str, start: int = 0, foreign: bool = False) -> Iterator[ScannedBatch]:
+    """Yield the complete batches of the tar at ``path``, reading from byte ``start``.
 
-    Journal members are yielded with their deletions parsed. The scan stops at
-    the end-of-archive marker, or at the first member that is torn (its header
-    is invalid or its data runs past the end of the file). The last item
-    yielded is an ``int``: the offset where valid members end, which is where
-    the next member should be appended.
+    A batch is complete when its journal member is. The scan stops at the
+    end-of-archive marker or at the first torn member (invalid header, or data
+    running past the end of the file); members after the last journal are an
+    incomplete batch and are not yielded, unless ``foreign`` is set and the
+    scan met no journal at all: then the tar was not written by mummi_io
+    (pytaridx, ``tar``, ``tarfile``) and every whole member counts.
     """
     file_size = os.path.getsize(path)
-    end = start
+    pending: list[tuple[str, int, int]] = []
+    pending_end = start
+    seen_journal = False
     with open(path, "rb") as handle:
         handle.seek(start)
         try:
             archive = tarfile.open(fileobj=handle, mode="r:", encoding="utf-8", errors="surrogateescape")
         except tarfile.ReadError:  # empty, or the first header is torn: nothing valid
-            yield start
             return
         while True:
             try:
@@ -135,21 +135,26 @@ def scan(path: str, start: int = 0) -> Iterator[ScannedMember | int]:
             data_offset = info.offset_data  # tarfile counts from the file's start
             if data_offset + info.size > file_size:
                 break
-            end = data_offset + info.size + len(_pad(info.size))
+            member_end = data_offset + info.size + len(_pad(info.size))
             if not info.isreg():
+                pending_end = member_end
                 continue
-            if info.name == JOURNAL_NAME:
-                handle_position = handle.tell()
-                handle.seek(data_offset)
-                try:
-                    deletes = tuple(json.loads(handle.read(info.size))["delete"])
-                except (ValueError, KeyError, TypeError):
-                    deletes = ()
-                handle.seek(handle_position)
-                yield ScannedMember(info.name, data_offset, info.size, deletes)
-            else:
-                yield ScannedMember(info.name, data_offset, info.size)
-    yield end
+            if info.name != JOURNAL_NAME:
+                pending.append((info.name, data_offset, info.size))
+                pending_end = member_end
+                continue
+            resume = handle.tell()
+            handle.seek(data_offset)
+            try:
+                deletes = list(json.loads(handle.read(info.size))["delete"])
+            except (ValueError, KeyError, TypeError):
+                break  # a damaged journal: the batch is not known to be complete
+            handle.seek(resume)
+            seen_journal = True
+            yield ScannedBatch(pending, deletes, member_end)
+            pending = []
+    if foreign and not seen_journal and pending:
+        yield ScannedBatch(pending, [], pending_end)
 
 
 def crc_of_range(read: Callable[[int, int], bytes], offset: int, size: int) -> int:
