@@ -181,7 +181,8 @@ class TarIndexBackend(Backend):
         with self._guard:
             state = self._open.get(namespace)
             if state is not None and state.pid != os.getpid():
-                # Inherited across fork: the descriptors are shared with the parent.
+                # Inherited across fork: drop the parent's copies (its mutex may be held).
+                state.close()
                 state = None
             if state is None:
                 state = _Namespace(namespace)
