@@ -37,6 +37,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {
     "simple": _Entry("mummi_io.backends.simple:SimpleBackend"),
     "taridx": _Entry("mummi_io.backends.taridx:TarIndexBackend"),
+    "redis": _Entry("mummi_io.backends.redis:RedisBackend", install_hint="pip install 'mummi_io[redis]'"),
 }
 _entry_points_loaded = False
 

@@ -1,0 +1,347 @@
+"""The ``redis`` backend: sharded namespaces over independent nodes or a Redis Cluster.
+
+See :mod:`.layout` for the key layout, :mod:`.nodes` for where the nodes
+come from, and :mod:`.transport` for pipelining, parallelism and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import EqualJitterBackoff
+from redis.retry import Retry
+
+from ...abc import Backend, Buffer
+from ...errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
+from ...keys import key_matcher
+from . import scripts
+from .layout import Layout, owner
+from .nodes import Deployment, Node, resolve_deployment, resolve_password
+from .transport import ClusterTransport, Command, IndependentNodes, with_retries
+
+LOGGER = logging.getLogger(__name__)
+
+#: Largest value stored as one Redis string (Redis's own limit is 512 MB).
+DEFAULT_CHUNK_SIZE = 256 * 1024 * 1024
+#: Most keys handled by one script or MGET call.
+_KEYS_PER_COMMAND = 1000
+#: Keys moved per round when moving between namespaces (bounds memory).
+_MOVE_ROUND = 10_000
+
+
+class RedisBackend(Backend):
+    """Redis nodes (client-side placement) or a Redis Cluster.
+
+    Parameters
+    ----------
+    nodes:
+        ``["host:port", ...]``; default from ``$MUMMI_REDIS_NODES``, the
+        registry file, else ``localhost:6379`` (see :mod:`.nodes`).
+    cluster:
+        The nodes are startup nodes of a Redis Cluster.
+    registry:
+        Path of the server registry file written by the launch scripts.
+    password, password_file:
+        Authentication (else ``$MUMMI_REDIS_PASSWORD``, the secret file).
+    shards:
+        Shards per namespace; every client of a deployment must use the same.
+    replica_acks:
+        Cluster only: after each write batch, wait (``WAIT``) until this many
+        replicas have the writes, so a failover cannot lose them.
+    retry_timeout:
+        Seconds to keep retrying transient errors (a restarting node, a
+        cluster failover) before ``BackendUnavailableError``.
+    socket_timeout, connect_timeout:
+        Per-operation and per-connection time limits, in seconds.
+    chunk_size:
+        Values larger than this are stored in pieces.
+    **redis_options:
+        Passed to redis-py (e.g. ``ssl=True``, ``ssl_ca_certs=...``, ``username``).
+    """
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        *,
+        nodes: Sequence[str] | str | None = None,
+        cluster: bool | None = None,
+        registry: str | None = None,
+        password: str | None = None,
+        password_file: str | None = None,
+        shards: int = 256,
+        replica_acks: int = 0,
+        retry_timeout: float = 10.0,
+        socket_timeout: float = 30.0,
+        connect_timeout: float = 2.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        **redis_options: Any,
+    ) -> None:
+        self.deployment: Deployment = resolve_deployment(nodes, cluster, registry)
+        self._password = resolve_password(password, password_file, self.deployment.registry)
+        self.layout = Layout(shards)
+        self.replica_acks = replica_acks
+        self.retry_timeout = retry_timeout
+        self.chunk_size = chunk_size
+        self._client_options: dict[str, Any] = {
+            "password": self._password,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.01), 2),
+            **redis_options,
+        }
+        self._transport: IndependentNodes | ClusterTransport | None = None
+        self._marked: set[str] = set()
+        try:
+            self.transport  # noqa: B018  (validates redis_options now, not at first use)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"bad option for the redis backend: {exc}") from exc
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def transport(self) -> IndependentNodes | ClusterTransport:
+        if self._transport is None:
+            kind = ClusterTransport if self.deployment.cluster else IndependentNodes
+            self._transport = kind(self.deployment.nodes, self.retry_timeout, self._client_options)
+        return self._transport
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_transport"] = None
+        return state
+
+    def describe(self) -> str:
+        mode = "cluster" if self.deployment.cluster else f"{len(self.deployment.nodes)} node(s)"
+        return f"redis ({mode} from {self.deployment.source})"
+
+    def close(self) -> None:
+        # docstring inherited
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def check_environment(self) -> bool:
+        # docstring inherited
+        transport = self.transport
+        if isinstance(transport, ClusterTransport):
+            with_retries(transport.where, 0, lambda: transport.client.ping(target_nodes="all"))
+        else:
+            transport.on_each_node(lambda client, _: client.ping())
+        return True
+
+    def _shard_commands(
+        self, namespace: str, keys: Sequence[str], build: Any
+    ) -> tuple[list[Command], list[list[int]]]:
+        """Group key positions by shard (and into pieces) and build one command per group."""
+        commands: list[Command] = []
+        groups: list[list[int]] = []
+        for shard, positions in self.layout.group_by_shard(keys).items():
+            tag = self.layout.tag(namespace, shard)
+            prefix = self.layout.shard_prefix(namespace, shard)
+            for start in range(0, len(positions), _KEYS_PER_COMMAND):
+                piece = positions[start:start + _KEYS_PER_COMMAND]
+                commands.append((tag, build(shard, prefix, piece)))
+                groups.append(piece)
+        return commands, groups
+
+    def _after_write(self) -> None:
+        if self.replica_acks and isinstance(self.transport, ClusterTransport):
+            self.transport.wait_for_replicas(self.replica_acks, int(self.retry_timeout * 1000))
+
+    def _marker_command(self, namespace: str) -> list[Command]:
+        if namespace in self._marked:
+            return []
+        return [(self.layout.tag(namespace, "meta"), ("SET", self.layout.marker(namespace), b"1"))]
+
+    # ----------------------------------------------------------- primitives
+    def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
+        # docstring inherited
+        if not items:
+            return
+        small = [(k, v) for k, v in items if len(v) <= self.chunk_size]
+        if len(small) != len(items):
+            # A later item may overwrite an earlier one: keep the batch's order.
+            for key, value in items:
+                if len(value) > self.chunk_size:
+                    self._write_chunked(namespace, key, value)
+                else:
+                    self.write_many(namespace, [(key, value)])
+            return
+        latest = dict(items)  # last writer wins inside one batch
+        keys = list(latest)
+        values = list(latest.values())
+
+        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
+            value_keys = [prefix + keys[i].encode("utf-8") for i in piece]
+            return (
+                "EVAL", scripts.WRITE, 2 + len(piece), prefix, self.layout.chunk_table(namespace, shard),
+                *value_keys, *(keys[i] for i in piece), *(values[i] for i in piece),
+            )
+
+        commands, _ = self._shard_commands(namespace, keys, build)
+        self.transport.execute(commands + self._marker_command(namespace))
+        self._marked.add(namespace)
+        self._after_write()
+
+    def _write_chunked(self, namespace: str, key: str, value: Buffer) -> None:
+        """Store a large value in pieces under a new generation, then switch to it atomically."""
+        shard = self.layout.shard_of(key)
+        tag = self.layout.tag(namespace, shard)
+        prefix = self.layout.shard_prefix(namespace, shard)
+        value_key = prefix + key.encode("utf-8")
+        generation = secrets.token_hex(8).encode("ascii")
+        view = memoryview(value).cast("B")
+        pieces = range(0, len(view), self.chunk_size)
+        for number, start in enumerate(pieces):
+            chunk_key = value_key + b"\0" + generation + b"\0" + str(number).encode()
+            self.transport.execute([(tag, ("SET", chunk_key, bytes(view[start:start + self.chunk_size])))])
+        entry = generation + b" " + str(len(pieces)).encode()
+        self.transport.execute(
+            [(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, prefix, self.layout.chunk_table(namespace, shard),
+                    value_key, key, entry))]
+            + self._marker_command(namespace)
+        )
+        self._marked.add(namespace)
+        self._after_write()
+
+    def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        # docstring inherited
+        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
+            return ("MGET", *(prefix + keys[i].encode("utf-8") for i in piece))
+
+        commands, groups = self._shard_commands(namespace, keys, build)
+        values: list[bytes | None] = [None] * len(keys)
+        for piece, replies in zip(groups, self.transport.execute(commands)):
+            for position, value in zip(piece, replies):
+                values[position] = value
+        absent = [i for i, value in enumerate(values) if value is None]
+        if absent:
+            for position, value in zip(absent, self._read_chunked(namespace, [keys[i] for i in absent])):
+                values[position] = value
+        return values
+
+    def _read_chunked(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        """Values stored in pieces (``None`` for keys that are simply missing)."""
+        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
+            return ("HMGET", self.layout.chunk_table(namespace, shard), *(keys[i] for i in piece))
+
+        commands, groups = self._shard_commands(namespace, keys, build)
+        found: list[bytes | None] = [None] * len(keys)
+        for piece, entries in zip(groups, self.transport.execute(commands)):
+            for position, entry in zip(piece, entries):
+                if entry is not None:
+                    found[position] = self._assemble(namespace, keys[position], entry)
+        return found
+
+    def _assemble(self, namespace: str, key: str, entry: bytes) -> bytes | None:
+        """Fetch the pieces of a chunked value, following a concurrent overwrite if one happens."""
+        shard = self.layout.shard_of(key)
+        tag = self.layout.tag(namespace, shard)
+        value_key = self.layout.shard_prefix(namespace, shard) + key.encode("utf-8")
+        for _ in range(5):
+            generation, count = entry.split(b" ")
+            parts = self.transport.execute(
+                [(tag, ("GET", value_key + b"\0" + generation + b"\0" + str(n).encode())) for n in range(int(count))]
+            )
+            if all(part is not None for part in parts):
+                return b"".join(parts)
+            newer = self.transport.execute([(tag, ("HGET", self.layout.chunk_table(namespace, shard), key))])[0]
+            if newer is None:  # overwritten by a small value, or deleted
+                return self.transport.execute([(tag, ("GET", value_key))])[0]
+            entry = newer
+        raise BackendUnavailableError(f"key {key!r} in {namespace!r} kept changing while being read; retry")
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        # docstring inherited
+        unique = list(dict.fromkeys(keys))
+
+        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
+            return (
+                "EVAL", scripts.DELETE, 2 + len(piece), prefix, self.layout.chunk_table(namespace, shard),
+                *(prefix + unique[i].encode("utf-8") for i in piece), *(unique[i] for i in piece),
+            )
+
+        commands, _ = self._shard_commands(namespace, unique, build)
+        self.transport.execute(commands)
+        self._after_write()
+
+    def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
+        # docstring inherited
+        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
+            return ("SMISMEMBER", prefix, *(keys[i] for i in piece))
+
+        commands, groups = self._shard_commands(namespace, keys, build)
+        found = [False] * len(keys)
+        for piece, replies in zip(groups, self.transport.execute(commands)):
+            for position, reply in zip(piece, replies):
+                found[position] = bool(reply)
+        return found
+
+    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+        # docstring inherited
+        commands = [
+            (self.layout.tag(namespace, shard), ("SMEMBERS", self.layout.shard_prefix(namespace, shard)))
+            for shard in range(self.layout.shards)
+        ]
+        matches = key_matcher(pattern)
+        for members in self.transport.execute(commands):
+            for member in members:
+                key = member.decode("utf-8")
+                if matches(key):
+                    yield key
+
+    def namespace_exists(self, namespace: str) -> bool:
+        # docstring inherited
+        marker = self.layout.marker(namespace)
+        return bool(self.transport.execute([(self.layout.tag(namespace, "meta"), ("EXISTS", marker))])[0])
+
+    def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
+        # docstring inherited
+        for start in range(0, len(pairs), _MOVE_ROUND):
+            super().move_many(source, pairs[start:start + _MOVE_ROUND], destination)
+
+    # ------------------------------------------------------- maintenance
+    def rebalance(self) -> int:
+        """Move every shard to the node that owns it now; return the number of Redis keys moved.
+
+        Run it after changing the node list (adding a node moves ~1/N of the
+        shards). It scans each node (``SCAN``, not ``KEYS``) and moves
+        misplaced keys with ``MIGRATE``, node to node.
+
+        Raises
+        ------
+        UnsupportedOperation
+            On a Redis Cluster, which rebalances with ``redis-cli --cluster rebalance``.
+        """
+        transport = self.transport
+        if isinstance(transport, ClusterTransport):
+            raise UnsupportedOperation("a Redis Cluster rebalances itself: use redis-cli --cluster rebalance")
+        nodes = transport.nodes
+        moved = 0
+
+        def move_from(client: redis.Redis, node: Node) -> int:
+            misplaced: dict[int, list[bytes]] = {}
+            for redis_key in client.scan_iter(match=b"mio:{*", count=1000):
+                target = owner(nodes, self.layout.tag_of(redis_key))
+                if nodes[target] != node:
+                    misplaced.setdefault(target, []).append(redis_key)
+            count = 0
+            for target, redis_keys in misplaced.items():
+                destination = nodes[target]
+                auth = ("AUTH", self._password) if self._password else ()
+                for start in range(0, len(redis_keys), 500):
+                    batch = redis_keys[start:start + 500]
+                    client.execute_command(
+                        "MIGRATE", destination.host, destination.port, "", 0, 60000, "REPLACE", *auth, "KEYS", *batch
+                    )
+                    count += len(batch)
+            return count
+
+        for count in transport.on_each_node(move_from):
+            moved += count
+        LOGGER.info("rebalance moved %d Redis keys", moved)
+        return moved

@@ -1,0 +1,89 @@
+"""How namespaces and keys map to Redis keys, shards and nodes.
+
+A namespace is split into ``shards`` (256 by default) by ``crc32(key) %
+shards``. Every Redis key of one shard carries the same hash tag
+``{<namespace hash>.<shard>}``, so in a Redis Cluster a shard lives in one
+slot (a value and its index entry can change in one atomic script), and over
+independent nodes a shard is placed on one node by rendezvous hashing of the
+tag (adding a node moves only ~1/N of the shards). Redis keys, for a
+namespace ``ns`` and a shard prefix ``P = b"mio:{<h>.<s>}:" + ns + b"\\0"``:
+
+- ``P`` : a SET of the shard's keys (the index that makes listing cost
+  O(keys in the namespace), never a ``KEYS``/``SCAN`` of the database);
+- ``P + key`` : the value;
+- ``P + b"\\0chunks"`` : a HASH key -> ``"<generation> <count>"`` for values
+  larger than ``chunk_size``, stored as ``P + key + b"\\0<generation>\\0<i>"``;
+- ``b"mio:{<h>.meta}:" + ns`` : a marker that the namespace exists.
+
+Keys contain no NUL and namespaces contain no NUL, so these never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Sequence
+from functools import lru_cache
+
+from .nodes import Node
+
+PREFIX = b"mio:{"
+CHUNK_TABLE_SUFFIX = b"\0chunks"
+
+
+@lru_cache(maxsize=4096)
+def _namespace_hash(namespace: str) -> bytes:
+    return hashlib.sha1(namespace.encode("utf-8")).hexdigest()[:16].encode("ascii")
+
+
+class Layout:
+    """Redis key names for a fixed number of shards per namespace."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+
+    def shard_of(self, key: str) -> int:
+        return zlib.crc32(key.encode("utf-8")) % self.shards
+
+    def group_by_shard(self, keys: Sequence[str]) -> dict[int, list[int]]:
+        """Positions of ``keys`` grouped by shard, in input order within a shard."""
+        groups: dict[int, list[int]] = {}
+        shards = self.shards
+        crc32 = zlib.crc32
+        for position, key in enumerate(keys):
+            groups.setdefault(crc32(key.encode("utf-8")) % shards, []).append(position)
+        return groups
+
+    @staticmethod
+    def tag(namespace: str, shard: int | str) -> bytes:
+        return _namespace_hash(namespace) + b"." + str(shard).encode("ascii")
+
+    def shard_prefix(self, namespace: str, shard: int) -> bytes:
+        """The index SET's name, and the prefix of every value key of the shard."""
+        return PREFIX + self.tag(namespace, shard) + b"}:" + namespace.encode("utf-8") + b"\0"
+
+    def chunk_table(self, namespace: str, shard: int) -> bytes:
+        return self.shard_prefix(namespace, shard) + CHUNK_TABLE_SUFFIX
+
+    def marker(self, namespace: str) -> bytes:
+        return PREFIX + self.tag(namespace, "meta") + b"}:" + namespace.encode("utf-8")
+
+    @staticmethod
+    def tag_of(redis_key: bytes) -> bytes:
+        """The hash tag of one of our Redis keys (for rebalancing)."""
+        return redis_key[len(PREFIX):redis_key.index(b"}")]
+
+
+@lru_cache(maxsize=1 << 16)
+def _score(node_name: str, tag: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(node_name.encode() + b"\0" + tag, digest_size=8).digest(), "big")
+
+
+def owner(nodes: Sequence[Node], tag: bytes) -> int:
+    """Index of the node that owns ``tag`` by rendezvous (highest random weight) hashing."""
+    best, best_score = 0, -1
+    for index, node in enumerate(nodes):
+        score = _score(node.name, tag)
+        if score > best_score:
+            best, best_score = index, score
+    return best

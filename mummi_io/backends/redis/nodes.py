@@ -1,0 +1,167 @@
+"""Where the Redis nodes are and how to authenticate: options, environment, registry file.
+
+Resolution order (first that gives nodes wins):
+
+1. ``nodes=[...]`` passed to ``get_io("redis", ...)`` (``"host:port"`` strings
+   or ``(host, port)`` pairs), with ``cluster=True`` for a Redis Cluster;
+2. ``MUMMI_REDIS_NODES="host:port,host:port"`` (and ``MUMMI_REDIS_CLUSTER=1``);
+3. the server registry file: ``registry=`` option, else ``MUMMI_REDIS_REGISTRY``,
+   else ``$MUMMI_REDIS_DIR/registry`` (``MUMMI_REDIS_DIR`` defaults to
+   ``~/.mummi_io/redis``) if it exists;
+4. ``localhost:6379``.
+
+Registry file format (written by ``setup/redis/start_redis_node.sh``, read
+here): one node per line as ``host port``; blank lines and ``#`` comments are
+ignored; a line ``mode cluster`` says the nodes form a Redis Cluster. Two
+nodes on one host are two lines: a node is identified by host *and* port.
+
+Password: ``password=`` option, else ``MUMMI_REDIS_PASSWORD``, else the first
+line of a secret file: ``password_file=``, ``MUMMI_REDIS_PASSWORD_FILE``, or
+``password`` beside the registry file in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ...errors import InvalidArgumentError, StorageError
+
+LOGGER = logging.getLogger(__name__)
+
+NODES_ENV = "MUMMI_REDIS_NODES"
+CLUSTER_ENV = "MUMMI_REDIS_CLUSTER"
+REGISTRY_ENV = "MUMMI_REDIS_REGISTRY"
+DIR_ENV = "MUMMI_REDIS_DIR"
+PASSWORD_ENV = "MUMMI_REDIS_PASSWORD"
+PASSWORD_FILE_ENV = "MUMMI_REDIS_PASSWORD_FILE"
+DEFAULT_NODE = ("localhost", 6379)
+
+
+@dataclass(frozen=True, order=True)
+class Node:
+    """One Redis server, identified by host and port."""
+
+    host: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, spec: object) -> Node:
+        """Accept ``"host:port"``, ``"[v6addr]:port"``, ``(host, port)`` or a Node."""
+        if isinstance(spec, Node):
+            return spec
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            host, port = spec
+        elif isinstance(spec, str) and ":" in spec:
+            host, _, port = spec.rpartition(":")
+            host = host.strip("[]")
+        else:
+            raise InvalidArgumentError(f"a Redis node is 'host:port' or (host, port), not {spec!r}")
+        try:
+            port_number = int(port)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"bad port in Redis node {spec!r}") from None
+        if not host or not 0 < port_number < 65536:
+            raise InvalidArgumentError(f"bad Redis node {spec!r}")
+        return cls(str(host), port_number)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The resolved nodes, whether they form a cluster, and where that came from."""
+
+    nodes: tuple[Node, ...]
+    cluster: bool
+    source: str
+    registry: str | None = None
+
+
+def default_registry_path() -> str:
+    """``$MUMMI_REDIS_DIR/registry`` (``~/.mummi_io/redis/registry`` by default)."""
+    base = os.environ.get(DIR_ENV) or os.path.join(os.path.expanduser("~"), ".mummi_io", "redis")
+    return os.path.join(base, "registry")
+
+
+def read_registry(path: str) -> tuple[list[Node], bool]:
+    """Parse a registry file into its nodes (deduplicated, in order) and cluster flag.
+
+    Raises
+    ------
+    StorageError
+        If the file cannot be read.
+    InvalidArgumentError
+        If a line is malformed (the message names the line).
+    """
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise StorageError(f"cannot read the Redis registry {path!r}: {exc.strerror}") from exc
+    nodes: list[Node] = []
+    cluster = False
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] == "mode" and len(words) == 2:
+            cluster = words[1] == "cluster"
+            continue
+        if len(words) != 2:
+            raise InvalidArgumentError(f"{path}:{number}: expected 'host port', got {line!r}")
+        node = Node.parse((words[0], words[1]))
+        if node not in nodes:
+            nodes.append(node)
+    return nodes, cluster
+
+
+def resolve_deployment(
+    nodes: Iterable[object] | str | None = None, cluster: bool | None = None, registry: str | None = None
+) -> Deployment:
+    """Find the nodes in the documented order (see the module docstring)."""
+    if nodes:
+        specs = nodes.split(",") if isinstance(nodes, str) else list(nodes)
+        return Deployment(tuple(Node.parse(s) for s in specs), bool(cluster), "the nodes option")
+    env_nodes = os.environ.get(NODES_ENV, "").strip()
+    if env_nodes:
+        env_cluster = os.environ.get(CLUSTER_ENV, "").lower() in ("1", "yes", "true")
+        parsed = tuple(Node.parse(s.strip()) for s in env_nodes.split(",") if s.strip())
+        return Deployment(parsed, env_cluster if cluster is None else cluster, f"${NODES_ENV}")
+    path = registry or os.environ.get(REGISTRY_ENV) or default_registry_path()
+    if registry or os.environ.get(REGISTRY_ENV) or os.path.exists(path):
+        found, registry_cluster = read_registry(path)
+        if not found:
+            raise InvalidArgumentError(f"the Redis registry {path!r} lists no nodes; start them first")
+        return Deployment(
+            tuple(found), registry_cluster if cluster is None else cluster, f"the registry {path}", path
+        )
+    return Deployment((Node(*DEFAULT_NODE),), bool(cluster), "the default localhost:6379")
+
+
+def resolve_password(password: str | None, password_file: str | None, registry: str | None) -> str | None:
+    """Find the password in the documented order; ``None`` when none is configured."""
+    if password:
+        return password
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    candidates = [password_file, os.environ.get(PASSWORD_FILE_ENV)]
+    if registry:
+        candidates.append(os.path.join(os.path.dirname(registry), "password"))
+    for path in candidates:
+        if path and os.path.exists(path):
+            mode = os.stat(path).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                LOGGER.warning("the Redis secret file %s is readable by others; chmod 600 it", path)
+            with open(path) as handle:
+                secret = handle.readline().strip()
+            if secret:
+                return secret
+        elif path and path in (password_file, os.environ.get(PASSWORD_FILE_ENV)):
+            raise InvalidArgumentError(f"the Redis password file {path!r} does not exist")
+    return None

@@ -1,0 +1,177 @@
+"""Running batches of Redis commands: independent nodes or a Redis Cluster.
+
+Both transports take a list of ``(tag, command...)`` and return the results
+in the same order. Independent nodes: partition by the tag's owner, one
+pipeline per node, nodes served in parallel threads, results put back in
+order (the three steps of redis-py's cluster ``mget_nonatomic``). Cluster:
+one redis-py cluster pipeline, which routes by slot and follows MOVED/ASK.
+
+Batches are *not atomic across shards*: each command is atomic (our writes
+are Lua scripts per shard), a batch as a whole is not.
+
+Transient failures (connection reset, timeout, a cluster failing over) are
+retried with jittered exponential backoff until ``retry_timeout``; then, or
+at once for a refused password, :class:`BackendUnavailableError` names the
+node.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from ...errors import BackendUnavailableError, StorageError
+from .layout import owner
+from .nodes import Node
+
+LOGGER = logging.getLogger(__name__)
+
+Command = tuple[bytes, tuple[Any, ...]]
+T = TypeVar("T")
+
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError,  # a replica still being promoted
+    redis.exceptions.AskError,  # MOVED/ASK that redis-py did not follow
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.RedisClusterException,  # no slot coverage while a cluster fails over
+)
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS"))
+
+
+def with_retries(where: str, retry_timeout: float, action: Callable[[], T]) -> T:
+    """Run ``action``, retrying transient Redis errors with jittered backoff for ``retry_timeout`` s."""
+    deadline = time.monotonic() + retry_timeout
+    delay = 0.02
+    while True:
+        try:
+            return action()
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            if _is_auth_error(exc):
+                raise BackendUnavailableError(
+                    f"Redis {where} refused authentication ({exc}); check the password option, "
+                    "$MUMMI_REDIS_PASSWORD or the secret file written by the launch scripts"
+                ) from exc
+            if not isinstance(exc, _TRANSIENT):
+                raise StorageError(f"Redis {where} refused a command: {exc}") from exc
+            if time.monotonic() + delay > deadline:
+                raise BackendUnavailableError(
+                    f"Redis {where} is unavailable ({exc}); check that it is running and reachable, "
+                    "or start it with setup/redis/start_all_redis_nodes.sh"
+                ) from exc
+            LOGGER.debug("retrying Redis %s after %s", where, exc)
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 1.0)
+
+
+class IndependentNodes:
+    """Independent Redis servers; each shard tag lives on its rendezvous owner."""
+
+    def __init__(self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any]) -> None:
+        self.nodes = list(nodes)
+        self.retry_timeout = retry_timeout
+        self.clients = [redis.Redis(host=n.host, port=n.port, **client_options) for n in self.nodes]
+        self._owners: dict[bytes, int] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def owner_of(self, tag: bytes) -> int:
+        index = self._owners.get(tag)
+        if index is None:
+            index = self._owners[tag] = owner(self.nodes, tag)
+        return index
+
+    def _run_node(self, index: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        def attempt() -> list[Any]:
+            pipe = self.clients[index].pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute()
+
+        return with_retries(f"node {self.nodes[index].name}", self.retry_timeout, attempt)
+
+    def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Run the commands, grouped by owner node, nodes in parallel; results in input order."""
+        by_node: dict[int, list[int]] = {}
+        for position, (tag, _) in enumerate(commands):
+            by_node.setdefault(self.owner_of(tag), []).append(position)
+        results: list[Any] = [None] * len(commands)
+
+        def run(index: int) -> None:
+            positions = by_node[index]
+            for position, result in zip(positions, self._run_node(index, [commands[p][1] for p in positions])):
+                results[position] = result
+
+        if len(by_node) == 1:
+            run(next(iter(by_node)))
+        elif by_node:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix="mummi-io-redis")
+            for future in [self._pool.submit(run, index) for index in by_node]:
+                future.result()
+        return results
+
+    def on_each_node(self, action: Callable[[redis.Redis, Node], T]) -> list[T]:
+        """Run ``action(client, node)`` for every node (for PING, rebalance)."""
+        return [
+            with_retries(f"node {node.name}", self.retry_timeout, lambda c=client, n=node: action(c, n))
+            for client, node in zip(self.clients, self.nodes)
+        ]
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+class ClusterTransport:
+    """A Redis Cluster through redis-py's cluster client."""
+
+    def __init__(self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any]) -> None:
+        self.nodes = list(nodes)
+        self.retry_timeout = retry_timeout
+        self.where = "cluster " + ",".join(n.name for n in self.nodes)
+        options = {k: v for k, v in client_options.items() if k not in ("retry", "retry_on_error", "db")}
+        self.client = with_retries(
+            self.where,
+            retry_timeout,
+            lambda: RedisCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in self.nodes], **options),
+        )
+
+    def execute(self, commands: Sequence[Command]) -> list[Any]:
+        def attempt() -> list[Any]:
+            pipe = self.client.pipeline()
+            for _, command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute()
+
+        return with_retries(self.where, self.retry_timeout, attempt) if commands else []
+
+    def wait_for_replicas(self, replicas: int, timeout_ms: int) -> None:
+        """Block until every primary's writes reached ``replicas`` replicas (or the timeout)."""
+        acknowledged = with_retries(
+            self.where, self.retry_timeout,
+            lambda: self.client.execute_command("WAIT", replicas, timeout_ms, target_nodes=RedisCluster.PRIMARIES),
+        )
+        if isinstance(acknowledged, dict) and min(acknowledged.values(), default=replicas) < replicas:
+            LOGGER.debug("WAIT: fewer replicas than %d acknowledged: %s", replicas, acknowledged)
+
+    def close(self) -> None:
+        self.client.close()
