@@ -53,3 +53,291 @@ class TestRedisContract(BackendContract):
         client, value_key, index_key = self._locate(io, namespace, key)
         client.set(value_key, value)
         client.sadd(index_key, key)
+
+
+# --------------------------------------------------------------------------
+# Where the nodes and the password come from
+# --------------------------------------------------------------------------
+from mummi_io import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation, get_io  # noqa: E402
+from mummi_io.backends.redis.layout import Layout, owner  # noqa: E402
+from mummi_io.backends.redis.nodes import Node, read_registry, resolve_deployment, resolve_password  # noqa: E402
+
+ENV_VARS = ["MUMMI_REDIS_NODES", "MUMMI_REDIS_CLUSTER", "MUMMI_REDIS_REGISTRY", "MUMMI_REDIS_DIR",
+            "MUMMI_REDIS_PASSWORD", "MUMMI_REDIS_PASSWORD_FILE"]
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MUMMI_REDIS_DIR", str(tmp_path / "no-such-dir"))
+    return monkeypatch
+
+
+def test_resolution_order(clean_env, tmp_path) -> None:
+    registry = tmp_path / "registry"
+    registry.write_text("# nodes\nhostA 7000\nhostA 7001   # same host, another node\n\nhostB 7000\n")
+    assert resolve_deployment().nodes == (Node("localhost", 6379),)
+    clean_env.setenv("MUMMI_REDIS_REGISTRY", str(registry))
+    found = resolve_deployment()
+    assert found.nodes == (Node("hostA", 7000), Node("hostA", 7001), Node("hostB", 7000))
+    assert found.registry == str(registry) and not found.cluster
+    clean_env.setenv("MUMMI_REDIS_NODES", "envhost:1,envhost:2")
+    assert resolve_deployment().nodes == (Node("envhost", 1), Node("envhost", 2))
+    assert resolve_deployment(["opt:5"]).nodes == (Node("opt", 5),)
+    assert resolve_deployment("a:1,[::1]:2").nodes == (Node("a", 1), Node("::1", 2))
+
+
+def test_registry_in_default_dir_and_cluster_mode(clean_env, tmp_path) -> None:
+    base = tmp_path / "redisdir"
+    base.mkdir()
+    (base / "registry").write_text("mode cluster\nn1 7000\nn2 7000\n")
+    clean_env.setenv("MUMMI_REDIS_DIR", str(base))
+    found = resolve_deployment()
+    assert found.cluster and len(found.nodes) == 2
+
+
+@pytest.mark.parametrize("line", ["justahost", "host port extra", "host notaport", "host 70000"])
+def test_bad_registry_lines_are_named(tmp_path, line) -> None:
+    registry = tmp_path / "registry"
+    registry.write_text(f"good 1\n{line}\n")
+    with pytest.raises(InvalidArgumentError):
+        read_registry(str(registry))
+
+
+def test_password_order(clean_env, tmp_path, caplog) -> None:
+    registry = tmp_path / "registry"
+    registry.write_text("h 1\n")
+    assert resolve_password(None, None, str(registry)) is None
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    secret.chmod(0o644)
+    assert resolve_password(None, None, str(registry)) == "from-file"
+    assert "readable by others" in caplog.text
+    clean_env.setenv("MUMMI_REDIS_PASSWORD", "from-env")
+    assert resolve_password(None, None, str(registry)) == "from-env"
+    assert resolve_password("explicit", None, str(registry)) == "explicit"
+    clean_env.delenv("MUMMI_REDIS_PASSWORD")
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        resolve_password(None, str(tmp_path / "missing"), None)
+
+
+def test_bad_redis_option_is_refused_at_get_io() -> None:
+    with pytest.raises(InvalidArgumentError):
+        get_io("redis", nodes=["127.0.0.1:1"], no_such_redis_option=True)
+
+
+# --------------------------------------------------------------------------
+# Placement
+# --------------------------------------------------------------------------
+def test_rendezvous_is_stable_when_a_node_is_added() -> None:
+    three = [Node("h", p) for p in (1, 2, 3)]
+    four = three + [Node("h", 4)]
+    tags = [Layout.tag(f"ns{n}", shard) for n in range(40) for shard in range(256)]
+    moved = [tag for tag in tags if owner(three, tag) != owner(four, tag)]
+    assert all(owner(four, tag) == 3 for tag in moved)  # only to the new node
+    assert 0.2 < len(moved) / len(tags) < 0.3
+    counts = [sum(owner(three, tag) == i for tag in tags) for i in range(3)]
+    assert max(counts) / min(counts) < 1.1
+
+
+def test_each_value_lives_on_exactly_one_node(redis_three, tmp_path) -> None:
+    options = {"nodes": [s.name for s in redis_three], "password": redis_three[0].password}
+    namespace = str(tmp_path)
+    with get_io("redis", **options) as io:
+        keys = [f"k{i}" for i in range(300)]
+        io.save_files(namespace, keys, keys)
+        clients = io.backend.transport.clients
+        layout = io.backend.layout
+        for key in keys:
+            shard = layout.shard_of(key)
+            value_key = layout.shard_prefix(namespace, shard) + key.encode()
+            assert sum(bool(c.exists(value_key)) for c in clients) == 1
+        used = {owner(io.backend.transport.nodes, layout.tag(namespace, layout.shard_of(k))) for k in keys}
+        assert used == {0, 1, 2}
+
+
+def test_rebalance_after_adding_a_node(redis_three, tmp_path) -> None:
+    names = [s.name for s in redis_three]
+    password = redis_three[0].password
+    namespace = str(tmp_path)
+    keys = [f"key-{i:04d}" for i in range(2000)]
+    with get_io("redis", nodes=names[:2], password=password) as two:
+        two.save_files(namespace, keys, [k.upper() for k in keys])
+    with get_io("redis", nodes=names, password=password) as three:
+        before = three.load_files(namespace, keys, missing=None)
+        lost = sum(value is None for value in before)
+        assert 0.2 * len(keys) < lost < 0.5 * len(keys)  # the new node owns about a third
+        moved = three.backend.rebalance()
+        assert moved > 0
+        assert three.load_files(namespace, keys) == [k.upper().encode() for k in keys]
+        assert three.list_keys(namespace) == keys
+        assert three.backend.rebalance() == 0  # nothing left to move
+
+
+def test_rebalance_is_for_independent_nodes(redis_cluster) -> None:
+    with get_io("redis", nodes=[s.name for s in redis_cluster], cluster=True, password=redis_cluster[0].password) as io:
+        with pytest.raises(UnsupportedOperation):
+            io.backend.rebalance()
+
+
+# --------------------------------------------------------------------------
+# Large values are chunked transparently
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_values_larger_than_chunk_size(topology, request, tmp_path) -> None:
+    options = options_for(topology, request)
+    namespace = str(tmp_path)
+    with get_io("redis", chunk_size=1000, **options) as io:
+        big = bytes(range(256)) * 23  # 5888 bytes: 6 pieces
+        io.save_files(namespace, ["big", "small"], [big, b"s"])
+        assert io.load_files(namespace, ["big", "small"]) == [big, b"s"]
+        assert io.list_keys(namespace) == ["big", "small"]
+        assert io.file_exists(namespace, "big")
+        bigger = b"x" * 2500
+        io.save_files(namespace, "big", bigger)  # a new generation replaces the old pieces
+        assert io.load_files(namespace, "big") == bigger
+        io.save_files(namespace, "big", b"tiny now")
+        assert io.load_files(namespace, "big") == b"tiny now"
+        io.save_files(namespace, "big", big)
+        io.move_keys(namespace, ["big"], ["moved"])
+        assert io.load_files(namespace, "moved") == big
+        io.remove_files(namespace, "moved")
+        assert io.load_files(namespace, ["moved", "big"], missing=None) == [None, None]
+        leftovers = _all_redis_keys(io, namespace)
+        assert not [k for k in leftovers if b"\0big\0" in k or b"\0moved\0" in k], leftovers
+
+
+def _all_redis_keys(io, namespace: str) -> list[bytes]:
+    transport = io.backend.transport
+    clients = list(transport.client.get_nodes()) if io.backend.deployment.cluster else transport.clients
+    found = []
+    for client in clients:
+        connection = transport.client.get_redis_connection(client) if io.backend.deployment.cluster else client
+        found.extend(connection.scan_iter(match=b"mio:{*", count=1000))
+    return [k for k in found if namespace.encode() in k]
+
+
+# --------------------------------------------------------------------------
+# Failure: auth, a node down, transient errors
+# --------------------------------------------------------------------------
+def test_wrong_password_is_refused_naming_the_node(redis_single, tmp_path) -> None:
+    name = redis_single[0].name
+    with get_io("redis", nodes=[name], password="wrong", retry_timeout=5) as io:
+        with pytest.raises(BackendUnavailableError, match=name) as caught:
+            io.save_files(str(tmp_path), "k", b"v")
+        assert "authentication" in str(caught.value)
+
+
+def test_no_password_is_refused(redis_single, tmp_path, clean_env) -> None:
+    with get_io("redis", nodes=[redis_single[0].name], retry_timeout=5) as io:
+        with pytest.raises(BackendUnavailableError, match="authentication"):
+            io.load_files(str(tmp_path), "k")
+        with pytest.raises(BackendUnavailableError):
+            io.check_environment()
+
+
+def test_node_down_raises_within_bounded_time(tmp_path, redis_password) -> None:
+    from mummi_io.testing.servers import start_servers
+
+    import time
+
+    servers = start_servers(2, str(tmp_path / "srv"), redis_password)
+    try:
+        names = [s.name for s in servers]
+        with get_io("redis", nodes=names, password=redis_password, retry_timeout=1.0) as io:
+            keys = [f"k{i}" for i in range(200)]
+            io.save_files(str(tmp_path), keys, keys)
+            assert io.check_environment()
+            servers[1].kill()
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match=names[1]):
+                io.load_files(str(tmp_path), keys)
+            assert time.monotonic() - started < 10
+            with pytest.raises(BackendUnavailableError, match=names[1]):
+                io.check_environment()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_transient_outage_is_retried(tmp_path, redis_password) -> None:
+    import threading
+    import time
+
+    from mummi_io.testing.servers import RedisServer
+
+    server = RedisServer(str(tmp_path / "srv"), redis_password).start()
+    server.wait_ready()
+    try:
+        with get_io("redis", nodes=[server.name], password=redis_password, retry_timeout=20) as io:
+            io.save_files(str(tmp_path), "k", b"before")
+            server.kill()
+
+            def restart() -> None:
+                time.sleep(0.5)
+                server.start()  # same port, empty (no persistence in this test server)
+
+            thread = threading.Thread(target=restart)
+            thread.start()
+            io.save_files(str(tmp_path), "k", b"after")  # retried until the node is back
+            thread.join()
+            assert io.load_files(str(tmp_path), "k") == b"after"
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------
+# The feedback loop: list by pattern, load, move to an archive namespace
+# --------------------------------------------------------------------------
+def test_feedback_loop_over_three_nodes(redis_three, tmp_path) -> None:
+    options = {"nodes": [s.name for s in redis_three], "password": redis_three[0].password}
+    results, archive = str(tmp_path / "results"), str(tmp_path / "archive")
+    keys = [f"rdf-{i:05d}.npz" for i in range(5000)]
+    with get_io("redis", **options) as io:
+        io.save_files(results, keys + ["other.txt"], [k.encode() * 3 for k in keys] + [b"o"])
+        found = io.list_keys(results, "rdf-*.npz")
+        assert found == keys
+        assert io.load_files(results, found) == [k.encode() * 3 for k in keys]
+        io.move_keys(results, found, dest_namespace=archive)
+        assert io.list_keys(results) == ["other.txt"]
+        assert io.list_keys(archive) == keys
+        assert io.load_files(archive, keys[:10]) == [k.encode() * 3 for k in keys[:10]]
+
+
+# --------------------------------------------------------------------------
+# Redis Cluster failover: a master killed mid-workload loses no acknowledged write
+# --------------------------------------------------------------------------
+def test_cluster_failover_keeps_every_acknowledged_write(tmp_path, redis_password) -> None:
+    import threading
+    import time
+
+    from mummi_io.testing.servers import create_cluster, start_servers, stop_servers
+
+    servers = start_servers(6, str(tmp_path / "cluster"), redis_password, cluster=True)
+    try:
+        create_cluster(servers, replicas=1)
+        masters = [s for s in servers if "role:master" in s.cli("INFO", "replication")]
+        assert len(masters) == 3
+        victim = masters[1]
+        namespace = "failover-campaign"
+        acknowledged: list[str] = []
+        with get_io("redis", nodes=[s.name for s in servers], cluster=True, password=redis_password,
+                    replica_acks=1, retry_timeout=60) as io:
+            killer = threading.Timer(1.0, victim.kill)
+            killer.start()
+            started = time.monotonic()
+            batch = 0
+            while time.monotonic() - started < 6 or batch < 40:
+                keys = [f"b{batch:04d}-{i:02d}" for i in range(25)]
+                io.save_files(namespace, keys, [k.encode() * 4 for k in keys])
+                acknowledged.extend(keys)
+                batch += 1
+            killer.join()
+            assert victim.process.poll() is not None, "the master was not killed during the workload"
+        with get_io("redis", nodes=[s.name for s in servers if s is not victim], cluster=True,
+                    password=redis_password, retry_timeout=60) as reader:
+            assert reader.load_files(namespace, acknowledged) == [k.encode() * 4 for k in acknowledged]
+            assert reader.list_keys(namespace) == sorted(acknowledged)
+    finally:
+        stop_servers(servers)

@@ -68,6 +68,8 @@ class RedisServer:
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes",
             "--requirepass", self.password, "--masterauth", self.password, "--dir", workdir,
             "--save", "", "--appendonly", "no", "--logfile", os.path.join(workdir, "redis.log"),
+            # mummi_io must never list with KEYS (it blocks the server): make any use fail loudly.
+            "--rename-command", "KEYS", "",
         ]
         if self.cluster:
             arguments += [

@@ -52,6 +52,9 @@ class RedisBackend(Backend):
     replica_acks:
         Cluster only: after each write batch, wait (``WAIT``) until this many
         replicas have the writes, so a failover cannot lose them.
+    replica_timeout:
+        Seconds ``WAIT`` may block for those acknowledgements (a warning is
+        logged when fewer arrive).
     retry_timeout:
         Seconds to keep retrying transient errors (a restarting node, a
         cluster failover) before ``BackendUnavailableError``.
@@ -75,6 +78,7 @@ class RedisBackend(Backend):
         password_file: str | None = None,
         shards: int = 256,
         replica_acks: int = 0,
+        replica_timeout: float = 1.0,
         retry_timeout: float = 10.0,
         socket_timeout: float = 30.0,
         connect_timeout: float = 2.0,
@@ -85,6 +89,7 @@ class RedisBackend(Backend):
         self._password = resolve_password(password, password_file, self.deployment.registry)
         self.layout = Layout(shards)
         self.replica_acks = replica_acks
+        self.replica_timeout = replica_timeout
         self.retry_timeout = retry_timeout
         self.chunk_size = chunk_size
         self._client_options: dict[str, Any] = {
@@ -150,7 +155,7 @@ class RedisBackend(Backend):
 
     def _after_write(self) -> None:
         if self.replica_acks and isinstance(self.transport, ClusterTransport):
-            self.transport.wait_for_replicas(self.replica_acks, int(self.retry_timeout * 1000))
+            self.transport.wait_for_replicas(self.replica_acks, int(self.replica_timeout * 1000))
 
     def _marker_command(self, namespace: str) -> list[Command]:
         if namespace in self._marked:

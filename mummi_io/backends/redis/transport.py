@@ -55,8 +55,14 @@ def _is_auth_error(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS"))
 
 
-def with_retries(where: str, retry_timeout: float, action: Callable[[], T]) -> T:
-    """Run ``action``, retrying transient Redis errors with jittered backoff for ``retry_timeout`` s."""
+def with_retries(
+    where: str, retry_timeout: float, action: Callable[[], T], on_failure: Callable[[], object] | None = None
+) -> T:
+    """Run ``action``, retrying transient Redis errors with jittered backoff for ``retry_timeout`` s.
+
+    ``on_failure`` runs after each transient failure (a cluster client
+    refreshes its view of which node serves which slot there).
+    """
     deadline = time.monotonic() + retry_timeout
     delay = 0.02
     while True:
@@ -77,6 +83,11 @@ def with_retries(where: str, retry_timeout: float, action: Callable[[], T]) -> T
                 ) from exc
             LOGGER.debug("retrying Redis %s after %s", where, exc)
             time.sleep(delay * random.uniform(0.5, 1.0))
+            if on_failure is not None:
+                try:
+                    on_failure()
+                except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as refresh_error:
+                    LOGGER.debug("could not refresh %s yet: %s", where, refresh_error)
             delay = min(delay * 2, 1.0)
 
 
@@ -162,16 +173,30 @@ class ClusterTransport:
                 pipe.execute_command(*command)
             return pipe.execute()
 
-        return with_retries(self.where, self.retry_timeout, attempt) if commands else []
+        return with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology) if commands else []
+
+    def _refresh_topology(self) -> None:
+        """Ask the cluster again which node serves which slot (after a node died or failed over)."""
+        self.client.nodes_manager.initialize()
 
     def wait_for_replicas(self, replicas: int, timeout_ms: int) -> None:
-        """Block until every primary's writes reached ``replicas`` replicas (or the timeout)."""
-        acknowledged = with_retries(
-            self.where, self.retry_timeout,
-            lambda: self.client.execute_command("WAIT", replicas, timeout_ms, target_nodes=RedisCluster.PRIMARIES),
-        )
+        """Block until each primary that has replicas got ``replicas`` acknowledgements (or the timeout).
+
+        A primary without replicas (say, one just promoted by a failover) is
+        skipped: waiting on it could only time out.
+        """
+        def attempt() -> object:
+            primaries = {}
+            for serving in self.client.nodes_manager.slots_cache.values():
+                if len(serving) > 1:
+                    primaries[serving[0].name] = serving[0]
+            if not primaries:
+                return None
+            return self.client.execute_command("WAIT", replicas, timeout_ms, target_nodes=list(primaries.values()))
+
+        acknowledged = with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology)
         if isinstance(acknowledged, dict) and min(acknowledged.values(), default=replicas) < replicas:
-            LOGGER.debug("WAIT: fewer replicas than %d acknowledged: %s", replicas, acknowledged)
+            LOGGER.warning("only %s replica acknowledgements of %d asked for", acknowledged, replicas)
 
     def close(self) -> None:
         self.client.close()
