@@ -26,6 +26,9 @@ MAX_KEY_BYTES = 255
 #: user key can never collide with, or list, an internal file.
 RESERVED_PREFIX = ".mummi_io"
 
+# An ASCII key of at most 255 characters that passes every rule below.
+_PLAIN_KEY = re.compile(r"(?!\.\.?\Z)(?!\.mummi_io)[^/\0]+\Z")
+
 
 def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid flat key, else raise :class:`InvalidKeyError`.
@@ -34,6 +37,8 @@ def validate_key(key: object) -> str:
     NUL, other than ``.`` and ``..``, and not starting with ``.mummi_io``.
     These rules keep every key a plain file name inside its namespace.
     """
+    if key.__class__ is str and len(key) <= MAX_KEY_BYTES and key.isascii() and _PLAIN_KEY.match(key):
+        return key  # the common case, checked in one regular expression
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__} ({key!r})")
     if not key:
@@ -54,6 +59,31 @@ def validate_key(key: object) -> str:
     if size > MAX_KEY_BYTES:
         raise InvalidKeyError(f"key {key[:40]!r}... is {size} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
     return key
+
+
+def _all_plain(keys: list[object]) -> bool:
+    """Whether every key is a plain ASCII key that passes the rules, checked in bulk.
+
+    Joining on ``/`` (which no key may contain) lets C-level string searches
+    check a whole batch at once; any doubt falls back to per-key checks,
+    which also give the precise error.
+    """
+    if not keys:
+        return True
+    try:
+        joined = "/" + "/".join(keys) + "/"  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return (
+        joined.isascii()
+        and joined.count("/") == len(keys) + 1
+        and "\0" not in joined
+        and "//" not in joined
+        and "/./" not in joined
+        and "/../" not in joined
+        and "/" + RESERVED_PREFIX not in joined
+        and max(map(len, keys)) <= MAX_KEY_BYTES  # type: ignore[arg-type]
+    )
 
 
 def validate_pattern(pattern: object) -> str:
@@ -103,7 +133,10 @@ def as_key_list(keys: object) -> tuple[list[str], bool]:
     if isinstance(keys, str):
         return [validate_key(keys)], True
     if isinstance(keys, Sequence) and not isinstance(keys, (bytes, bytearray)):
-        return [validate_key(k) for k in keys], False
+        key_list = list(keys)
+        if _all_plain(key_list):
+            return key_list, False
+        return [validate_key(k) for k in key_list], False
     raise InvalidKeyError(f"keys must be a str or a list of str, not {type(keys).__name__}")
 
 
@@ -119,6 +152,8 @@ def pair_keys_values(keys: object, data: object) -> list[tuple[str, bytes | byte
         )
     if len(data) != len(key_list):
         raise InvalidArgumentError(f"{len(key_list)} keys but {len(data)} values; give one value per key")
+    if all(value.__class__ is bytes for value in data):
+        return list(zip(key_list, data))
     return [(k, to_bytes(k, v)) for k, v in zip(key_list, data)]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from zlib import crc32
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from ...abc import Backend, Buffer
 from ...errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
 from ...keys import key_matcher
 from . import scripts
-from .layout import Layout, owner
+from .layout import PREFIX, Layout, owner
 from .nodes import Deployment, Node, resolve_deployment, resolve_password
 from .transport import ClusterTransport, Command, IndependentNodes, with_retries
 
@@ -31,6 +32,35 @@ DEFAULT_CHUNK_SIZE = 256 * 1024 * 1024
 _KEYS_PER_COMMAND = 1000
 #: Keys moved per round when moving between namespaces (bounds memory).
 _MOVE_ROUND = 10_000
+
+
+class _Piece:
+    """The keys of one command: their positions, shards, and Redis key names."""
+
+    def __init__(self, namespace: str, layout: Layout) -> None:
+        self.namespace = namespace
+        self.layout = layout
+        self.shards: list[int] = []
+        self.prefixes: list[bytes] = []
+        self.counts: list[int] = []
+        self.positions: list[int] = []
+        self.value_keys: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.positions)
+
+    @property
+    def tag(self) -> bytes:
+        return self.layout.tag(self.namespace, self.shards[0])
+
+    def add(self, shard: int, positions: list[int], encoded: list[bytes]) -> None:
+        prefix = self.layout.shard_prefix(self.namespace, shard)
+        self.shards.append(shard)
+        self.prefixes.append(prefix)
+        self.counts.append(len(positions))
+        self.positions += positions
+        self.value_keys += [prefix + encoded[p] for p in positions]
 
 
 class RedisBackend(Backend):
@@ -153,6 +183,47 @@ class RedisBackend(Backend):
                 groups.append(piece)
         return commands, groups
 
+    def _grouped(self, namespace: str, keys: Sequence[str]) -> Iterator[_Piece]:
+        """Split keys into commands of shards served together (a node, or one cluster slot).
+
+        Within a piece, positions are grouped by shard in the order of ``shards``.
+        """
+        layout = self.layout
+        encoded = [key.encode("utf-8") for key in keys]
+        by_shard: dict[int, list[int]] = {}
+        count = layout.shards
+        for position, key in enumerate(encoded):
+            shard = crc32(key) % count
+            bucket = by_shard.get(shard)
+            if bucket is None:
+                by_shard[shard] = [position]
+            else:
+                bucket.append(position)
+        by_group: dict[Any, list[int]] = {}
+        for shard in by_shard:
+            by_group.setdefault(self.transport.group_of(layout.tag(namespace, shard)), []).append(shard)
+        for shards in by_group.values():
+            piece = _Piece(namespace, layout)
+            for shard in shards:
+                positions = by_shard[shard]
+                taken = 0
+                while taken < len(positions):
+                    part = positions[taken:taken + _KEYS_PER_COMMAND - piece.size]
+                    piece.add(shard, part, encoded)
+                    taken += len(part)
+                    if piece.size >= _KEYS_PER_COMMAND:
+                        yield piece
+                        piece = _Piece(namespace, layout)
+            if piece.size:
+                yield piece
+
+    def _script(self, script: str, piece: _Piece, keys: Sequence[str]) -> Command:
+        """An EVAL of one of our group scripts over the keys of ``piece``."""
+        return (piece.tag, (
+            "EVAL", script, len(piece.prefixes), *piece.prefixes,
+            len(piece.shards), *piece.counts, *(keys[p] for p in piece.positions),
+        ))
+
     def _after_write(self) -> None:
         if self.replica_acks and isinstance(self.transport, ClusterTransport):
             self.transport.wait_for_replicas(self.replica_acks, int(self.replica_timeout * 1000))
@@ -179,16 +250,11 @@ class RedisBackend(Backend):
         latest = dict(items)  # last writer wins inside one batch
         keys = list(latest)
         values = list(latest.values())
-
-        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
-            value_keys = [prefix + keys[i].encode("utf-8") for i in piece]
-            return (
-                "EVAL", scripts.WRITE, 2 + len(piece), prefix, self.layout.chunk_table(namespace, shard),
-                *value_keys, *(keys[i] for i in piece), *(values[i] for i in piece),
-            )
-
-        commands, _ = self._shard_commands(namespace, keys, build)
-        self.transport.execute(commands + self._marker_command(namespace))
+        commands: list[Command] = []
+        for piece in self._grouped(namespace, keys):
+            pairs = [part for p, value_key in zip(piece.positions, piece.value_keys) for part in (value_key, values[p])]
+            commands += [(piece.tag, ("MSET", *pairs)), self._script(scripts.INDEX, piece, keys)]
+        self.transport.execute(commands + self._marker_command(namespace), atomic=True)
         self._marked.add(namespace)
         self._after_write()
 
@@ -205,9 +271,9 @@ class RedisBackend(Backend):
             chunk_key = value_key + b"\0" + generation + b"\0" + str(number).encode()
             self.transport.execute([(tag, ("SET", chunk_key, bytes(view[start:start + self.chunk_size])))])
         entry = generation + b" " + str(len(pieces)).encode()
+        shard_keys = [prefix, self.layout.chunk_table(namespace, shard)]
         self.transport.execute(
-            [(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, prefix, self.layout.chunk_table(namespace, shard),
-                    value_key, key, entry))]
+            [(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, *shard_keys, value_key, key, entry))]
             + self._marker_command(namespace)
         )
         self._marked.add(namespace)
@@ -215,13 +281,11 @@ class RedisBackend(Backend):
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
-            return ("MGET", *(prefix + keys[i].encode("utf-8") for i in piece))
-
-        commands, groups = self._shard_commands(namespace, keys, build)
+        pieces = list(self._grouped(namespace, keys))
+        replies = self.transport.execute([(piece.tag, ("MGET", *piece.value_keys)) for piece in pieces])
         values: list[bytes | None] = [None] * len(keys)
-        for piece, replies in zip(groups, self.transport.execute(commands)):
-            for position, value in zip(piece, replies):
+        for piece, reply in zip(pieces, replies):
+            for position, value in zip(piece.positions, reply):
                 values[position] = value
         absent = [i for i, value in enumerate(values) if value is None]
         if absent:
@@ -263,35 +327,41 @@ class RedisBackend(Backend):
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
         unique = list(dict.fromkeys(keys))
-
-        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
-            return (
-                "EVAL", scripts.DELETE, 2 + len(piece), prefix, self.layout.chunk_table(namespace, shard),
-                *(prefix + unique[i].encode("utf-8") for i in piece), *(unique[i] for i in piece),
-            )
-
-        commands, _ = self._shard_commands(namespace, unique, build)
-        self.transport.execute(commands)
+        self.transport.execute([self._script(scripts.DELETE, piece, unique) for piece in self._grouped(namespace, unique)])
         self._after_write()
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
-        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
-            return ("SMISMEMBER", prefix, *(keys[i] for i in piece))
-
-        commands, groups = self._shard_commands(namespace, keys, build)
+        if len(keys) == 1:  # the hot single-key case: one SISMEMBER, no grouping
+            shard = self.layout.shard_of(keys[0])
+            command = ("SISMEMBER", self.layout.shard_prefix(namespace, shard), keys[0])
+            return [bool(self.transport.execute([(self.layout.tag(namespace, shard), command)])[0])]
+        pieces = list(self._grouped(namespace, keys))
+        commands: list[Command] = []
+        for piece in pieces:
+            members = [keys[p] for p in piece.positions]
+            if len(piece.shards) == 1:
+                command = ("SMISMEMBER", piece.prefixes[0], *members)
+            else:
+                command = ("EVAL", scripts.EXISTS, len(piece.shards), *piece.prefixes,
+                           len(piece.shards), *piece.counts, *members)
+            commands.append((piece.tag, command))
         found = [False] * len(keys)
-        for piece, replies in zip(groups, self.transport.execute(commands)):
-            for position, reply in zip(piece, replies):
+        for piece, replies in zip(pieces, self.transport.execute(commands)):
+            for position, reply in zip(piece.positions, replies):
                 found[position] = bool(reply)
         return found
 
     def list(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
-        commands = [
-            (self.layout.tag(namespace, shard), ("SMEMBERS", self.layout.shard_prefix(namespace, shard)))
-            for shard in range(self.layout.shards)
-        ]
+        by_group: dict[Any, list[bytes]] = {}
+        for shard in range(self.layout.shards):
+            tag = self.layout.tag(namespace, shard)
+            by_group.setdefault(self.transport.group_of(tag), []).append(self.layout.shard_prefix(namespace, shard))
+        commands: list[Command] = []
+        for index_sets in by_group.values():
+            tag = index_sets[0][len(PREFIX):index_sets[0].index(b"}")]
+            commands.append((tag, ("SUNION", *index_sets)))  # one slot or one node: allowed
         matches = key_matcher(pattern)
         for members in self.transport.execute(commands):
             for member in members:

@@ -107,17 +107,31 @@ class IndependentNodes:
             index = self._owners[tag] = owner(self.nodes, tag)
         return index
 
-    def _run_node(self, index: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def group_of(self, tag: bytes) -> int:
+        """Shards that can share one command: those on the same node."""
+        return self.owner_of(tag)
+
+    def _run_node(self, index: int, commands: list[tuple[Any, ...]], atomic: bool) -> list[Any]:
+        client = self.clients[index]
+
         def attempt() -> list[Any]:
-            pipe = self.clients[index].pipeline(transaction=False)
+            if len(commands) == 1:  # no pipeline object for a single command
+                return [client.execute_command(*commands[0])]
+            pipe = client.pipeline(transaction=atomic)
             for command in commands:
                 pipe.execute_command(*command)
             return pipe.execute()
 
         return with_retries(f"node {self.nodes[index].name}", self.retry_timeout, attempt)
 
-    def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """Run the commands, grouped by owner node, nodes in parallel; results in input order."""
+    def execute(self, commands: Sequence[Command], atomic: bool = False) -> list[Any]:
+        """Run the commands, grouped by owner node, nodes in parallel; results in input order.
+
+        With ``atomic``, each node runs its share in one MULTI/EXEC transaction.
+        """
+        if len(commands) == 1:
+            tag, command = commands[0]
+            return self._run_node(self.owner_of(tag), [command], atomic)
         by_node: dict[int, list[int]] = {}
         for position, (tag, _) in enumerate(commands):
             by_node.setdefault(self.owner_of(tag), []).append(position)
@@ -125,7 +139,7 @@ class IndependentNodes:
 
         def run(index: int) -> None:
             positions = by_node[index]
-            for position, result in zip(positions, self._run_node(index, [commands[p][1] for p in positions])):
+            for position, result in zip(positions, self._run_node(index, [commands[p][1] for p in positions], atomic)):
                 results[position] = result
 
         if len(by_node) == 1:
@@ -166,8 +180,21 @@ class ClusterTransport:
             lambda: RedisCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in self.nodes], **options),
         )
 
-    def execute(self, commands: Sequence[Command]) -> list[Any]:
+    @staticmethod
+    def group_of(tag: bytes) -> bytes:
+        """Shards that can share one command: only a shard with itself (one slot)."""
+        return tag
+
+    def execute(self, commands: Sequence[Command], atomic: bool = False) -> list[Any]:
+        """Run the commands through one cluster pipeline; results in input order.
+
+        ``atomic`` is not honoured: a cluster batch spans slots and nodes. Each
+        command stays atomic, and a shard's value is written before its index.
+        """
+
         def attempt() -> list[Any]:
+            if len(commands) == 1:
+                return [self.client.execute_command(*commands[0][1])]
             pipe = self.client.pipeline()
             for _, command in commands:
                 pipe.execute_command(*command)

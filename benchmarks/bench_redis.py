@@ -1,0 +1,143 @@
+"""redis backend performance against redis-py itself, measured in the same run.
+
+    python benchmarks/bench_redis.py            # the issue's sizes
+    python benchmarks/bench_redis.py --quick    # small sizes, for CI
+
+Starts its own password-protected redis-server processes on free loopback
+ports (one for the single-node workloads, three for the feedback loop).
+Workloads (targets from the redis issue):
+- ``save_files`` of 10,000 x 1 KiB in one call vs redis-py pipelined MSET
+  (target >= 50%);
+- ``load_files`` of the same keys in one call vs redis-py pipelined MGET
+  (target >= 50%);
+- ``file_exists`` on a warm client (target < 100 us);
+- the feedback loop on 3 nodes: list 100,000 keys by pattern, load them all,
+  move them all to an archive namespace (reported in keys/s end to end);
+- ``redis-benchmark`` SET/GET with 1 KiB values, where installed (the server's
+  own capacity, for context).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import measure, report, row  # noqa: E402
+
+import redis  # noqa: E402
+
+import mummi_io  # noqa: E402
+from mummi_io.testing.servers import start_servers, stop_servers  # noqa: E402
+
+_CHUNK = 1000
+
+
+def redis_benchmark(port: int, password: str, requests: int) -> list[dict[str, object]]:
+    """Rows from ``redis-benchmark`` (pipelined SET/GET of 1 KiB values), if it is installed."""
+    if shutil.which("redis-benchmark") is None:
+        return []
+    result = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-a", password, "-t", "set,get", "-n", str(requests),
+         "-d", "1024", "-P", "16", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    rows = []
+    for line in result.stdout.replace("\r", "\n").splitlines():
+        if "requests per second" in line:
+            name, _, rest = line.partition(":")
+            rows.append({"workload": f"redis-benchmark {name.strip()} (-P 16, 1 KiB)", "ops/s": float(rest.split()[0])})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/results/redis.json")
+    args = parser.parse_args(argv)
+    count = 2_000 if args.quick else 10_000
+    loop_count = 10_000 if args.quick else 100_000
+    repeat = 3 if args.quick else args.repeat
+    password = secrets.token_hex(16)
+    scratch = tempfile.mkdtemp(prefix="mummi-io-bench-redis-")
+    servers = start_servers(4, scratch, password)
+    rows: list[dict[str, object]] = []
+    try:
+        single, three = servers[0], servers[1:]
+        raw = redis.Redis(host="127.0.0.1", port=single.port, password=password)
+        keys = [f"sim-{i:06d}.npz" for i in range(count)]
+        values = [os.urandom(1024) for _ in range(count)]
+        raw_keys = [f"raw:{key}".encode() for key in keys]
+
+        def mset() -> None:
+            pipe = raw.pipeline(transaction=False)
+            for start in range(0, count, _CHUNK):
+                pipe.mset(dict(zip(raw_keys[start:start + _CHUNK], values[start:start + _CHUNK])))
+            pipe.execute()
+
+        def mget() -> None:
+            pipe = raw.pipeline(transaction=False)
+            for start in range(0, count, _CHUNK):
+                pipe.mget(raw_keys[start:start + _CHUNK])
+            pipe.execute()
+
+        io = mummi_io.get_io("redis", nodes=[single.name], password=password)
+        namespace = "bench-single"
+        raw_save = measure("redis-py pipelined MSET (baseline)", count, mset, repeat)
+        our_save = measure("redis save_files, one call", count, lambda: io.save_files(namespace, keys, values), repeat)
+        raw_load = measure("redis-py pipelined MGET (baseline)", count, mget, repeat)
+        our_load = measure("redis load_files, one call", count, lambda: io.load_files(namespace, keys), repeat)
+        rows += [row(raw_save), row(our_save, raw_save, target=">= 0.5"), row(raw_load), row(our_load, raw_load, target=">= 0.5")]
+
+        probes = keys[:2000]
+
+        def exists_loop() -> None:
+            for key in probes:
+                io.file_exists(namespace, key)
+
+        exists = measure("redis file_exists, warm client", len(probes), exists_loop, repeat)
+        rows.append({**row(exists), "us/op": exists.per_operation_us, "target": "< 100 us"})
+        io.close()
+
+        # The feedback loop over three nodes.
+        three_io = mummi_io.get_io("redis", nodes=[s.name for s in three], password=password)
+        loop_keys = [f"rdf-{i:07d}.npz" for i in range(loop_count)]
+        payload = [os.urandom(1024) for _ in range(1000)]
+        rounds = iter(range(10**6))
+        current = {"results": "", "archive": ""}
+
+        def fill() -> None:
+            number = next(rounds)
+            current["results"], current["archive"] = f"results-{number}", f"archive-{number}"
+            for start in range(0, loop_count, 10_000):
+                piece = loop_keys[start:start + 10_000]
+                three_io.save_files(current["results"], piece, [payload[i % 1000] for i in range(len(piece))])
+
+        def feedback_loop() -> None:
+            found = three_io.list_keys(current["results"], "rdf-*.npz")
+            for start in range(0, len(found), 10_000):
+                piece = found[start:start + 10_000]
+                three_io.load_files(current["results"], piece)
+                three_io.move_keys(current["results"], piece, dest_namespace=current["archive"])
+
+        loop = measure(f"feedback loop, {loop_count:,} keys on 3 nodes (list, load, move)", loop_count,
+                       feedback_loop, min(repeat, 3), fill)
+        rows.append({**row(loop), "target": "report keys/s"})
+        three_io.close()
+        rows += redis_benchmark(single.port, password, 20_000 if args.quick else 100_000)
+    finally:
+        stop_servers(servers)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(report("redis", rows, args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
