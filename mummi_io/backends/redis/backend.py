@@ -221,7 +221,7 @@ class RedisBackend(Backend):
         """An EVAL of one of our group scripts over the keys of ``piece``."""
         return (piece.tag, (
             "EVAL", script, len(piece.prefixes), *piece.prefixes,
-            len(piece.shards), *piece.counts, *(keys[p] for p in piece.positions),
+            len(piece.shards), *piece.counts, *[keys[p] for p in piece.positions],
         ))
 
     def _after_write(self) -> None:
@@ -252,7 +252,9 @@ class RedisBackend(Backend):
         values = list(latest.values())
         commands: list[Command] = []
         for piece in self._grouped(namespace, keys):
-            pairs = [part for p, value_key in zip(piece.positions, piece.value_keys) for part in (value_key, values[p])]
+            pairs: list[Any] = [None] * (2 * piece.size)
+            pairs[0::2] = piece.value_keys
+            pairs[1::2] = [values[p] for p in piece.positions]
             commands += [(piece.tag, ("MSET", *pairs)), self._script(scripts.INDEX, piece, keys)]
         self.transport.execute(commands + self._marker_command(namespace), atomic=True)
         self._marked.add(namespace)
