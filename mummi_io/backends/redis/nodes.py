@@ -121,6 +121,39 @@ def read_registry(path: str) -> tuple[list[Node], bool]:
     return nodes, cluster
 
 
+def _write_registry(path: str, nodes: list[Node], cluster: bool) -> None:
+    lines = ["# mummi_io Redis server registry: one 'host port' per node"]
+    if cluster:
+        lines.append("mode cluster")
+    lines += [f"{node.host} {node.port}" for node in nodes]
+    temporary = f"{path}.tmp.{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(temporary, path)
+
+
+def update_registry(
+    path: str, add: Iterable[Node] = (), remove: Iterable[Node] = (), cluster: bool | None = None
+) -> list[Node]:
+    """Add and remove nodes in the registry under its file lock; return the nodes listed after.
+
+    Safe when many nodes of a deployment register at the same moment: each
+    update holds ``<registry>.lock`` (a ``filelock`` lock) while it reads and
+    rewrites the file, and the rewrite is atomic (temporary file + rename).
+    """
+    from filelock import FileLock
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    with FileLock(path + ".lock", timeout=60):
+        nodes, mode = read_registry(path) if os.path.exists(path) else ([], False)
+        gone = set(remove)
+        nodes = [node for node in nodes if node not in gone]
+        nodes += [node for node in add if node not in nodes]
+        _write_registry(path, nodes, mode if cluster is None else cluster)
+    return nodes
+
+
 def resolve_deployment(
     nodes: Iterable[object] | str | None = None, cluster: bool | None = None, registry: str | None = None
 ) -> Deployment:

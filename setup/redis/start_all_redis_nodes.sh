@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Start N password-protected Redis nodes for a mummi_io campaign and return
+# once every node answers PING. Clients find them through the registry file
+# (source load_redis_env.sh, or set MUMMI_REDIS_DIR).
+#
+#   start_all_redis_nodes.sh N [--launcher local|slurm|flux] [--port BASE]
+#       [--dir DIR] [--bind ADDR] [--no-aof] [--appendfsync POLICY]
+#       [--maxmemory SIZE] [--cluster [--replicas R]] [--timeout SECONDS]
+#       [--dry-run]
+#
+# --launcher  local: background processes here (default without a scheduler);
+#             slurm: one srun step per node; flux: one flux submit per node
+# --port      node i listens on BASE+i (default 6400)
+# --dir       deployment directory: registry, password, node data
+#             (default $MUMMI_REDIS_DIR or ~/.mummi_io/redis)
+# --bind      address to listen on (default 127.0.0.1 locally, the node's own
+#             address under slurm/flux; 0.0.0.0 only if you ask for it)
+# --no-aof    no append-only file (RDB snapshots only); --appendfsync sets
+#             the AOF fsync policy (default everysec)
+# --maxmemory memory limit per node (e.g. 4gb)
+# --cluster   build a Redis Cluster; --replicas R replicas per master
+# --timeout   seconds to wait for every node (default 60)
+# --dry-run   print the commands instead of running them
+set -euo pipefail
+# shellcheck source=setup/redis/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+count="${1:-}"
+[[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: start_all_redis_nodes.sh N [options] (see --help)"
+shift
+
+launcher=""
+base_port=6400
+dir="$(default_redis_dir)"
+bind=""
+node_options=()
+cluster="no"
+replicas=0
+timeout=60
+dry_run="no"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --launcher) launcher="$2"; shift 2 ;;
+    --port) base_port="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    --bind) bind="$2"; shift 2 ;;
+    --no-aof) node_options+=(--no-aof); shift ;;
+    --appendfsync) node_options+=(--appendfsync "$2"); shift 2 ;;
+    --maxmemory) node_options+=(--maxmemory "$2"); shift 2 ;;
+    --cluster) cluster="yes"; node_options+=(--cluster); shift ;;
+    --replicas) replicas="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
+    --dry-run) dry_run="yes"; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+
+if [ -z "$launcher" ]; then
+  if [ -n "${SLURM_JOB_ID:-}" ]; then launcher="slurm"
+  elif [ -n "${FLUX_URI:-}" ]; then launcher="flux"
+  else launcher="local"
+  fi
+fi
+case "$launcher" in local|slurm|flux) ;; *) die "--launcher must be local, slurm or flux" ;; esac
+if [ -z "$bind" ]; then
+  if [ "$launcher" = "local" ]; then bind="127.0.0.1"; else bind="auto"; fi
+fi
+if [ "$cluster" = "yes" ] && [ "$count" -lt $((3 * (1 + replicas))) ]; then
+  die "a cluster with $replicas replica(s) per master needs at least $((3 * (1 + replicas))) nodes"
+fi
+if [ "$dry_run" = "no" ] && [ "$launcher" = "local" ]; then
+  command -v redis-server >/dev/null 2>&1 || die "$INSTALL_HINT"
+fi
+
+registry="$dir/registry"
+run() {
+  if [ "$dry_run" = "yes" ]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+if [ "$dry_run" = "no" ]; then
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [ ! -s "$dir/password" ]; then
+    # One random password per deployment, readable by its owner only.
+    (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password")
+  fi
+  chmod 600 "$dir/password"
+  if [ -s "$registry" ] && mummi_servers list --registry "$registry" | grep -q .; then
+    die "a deployment is already registered in $registry; stop it with stop_all_redis_nodes.sh --dir $dir, or use another --dir"
+  fi
+fi
+
+node_script="$REDIS_SCRIPTS_DIR/start_redis_node.sh"
+for ((i = 0; i < count; i++)); do
+  port=$((base_port + i))
+  node=("$node_script" --port "$port" --dir "$dir" --bind "$bind" "${node_options[@]}")
+  case "$launcher" in
+    local)
+      if [ "$dry_run" = "yes" ]; then run "${node[@]}"
+      else nohup "${node[@]}" > "$dir/launch-$port.log" 2>&1 < /dev/null &
+      fi ;;
+    slurm)
+      step=(srun --nodes=1 --ntasks=1 --overlap --output="$dir/launch-%N-$port.log" "${node[@]}")
+      if [ "$dry_run" = "yes" ]; then run "${step[@]}"; else "${step[@]}" & fi ;;
+    flux) run flux submit --nodes=1 --ntasks=1 --output="$dir/launch-$port.log" "${node[@]}" ;;
+  esac
+done
+if [ "$dry_run" = "yes" ]; then
+  run "$MUMMI_IO_PYTHON" "$MUMMI_REPO_DIR/scripts/mummi_redis.py" wait "$count" --timeout "$timeout" --registry "$registry"
+  if [ "$cluster" = "yes" ]; then
+    echo "redis-cli --cluster create HOST:PORT... --cluster-replicas $replicas --cluster-yes"
+  fi
+  exit 0
+fi
+
+mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null \
+  || die "not every node came up: see the message above and $dir/launch-*.log"
+
+if [ "$cluster" = "yes" ]; then
+  password="$(read_password "$dir")"
+  mapfile -t nodes < <(mummi_servers list --registry "$registry" | awk '{print $1 ":" $2}')
+  first_host="${nodes[0]%:*}"
+  first_port="${nodes[0]##*:}"
+  if redis_cli "$first_host" "$first_port" "$password" CLUSTER INFO | grep -q "cluster_state:ok"; then
+    say "the cluster was reloaded from its saved configuration"
+  else
+    for node in "${nodes[@]}"; do
+      host="${node%:*}"
+      bus=$((${node##*:} + 10000))
+      if ! (exec 3<>"/dev/tcp/$host/$bus") 2>/dev/null; then
+        die "cluster bus port $host:$bus is not reachable (the port + 10000 must be open between nodes; a firewall here makes 'redis-cli --cluster create' hang)"
+      fi
+    done
+    REDISCLI_AUTH="$password" redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes > "$dir/cluster-create.log" 2>&1 \
+      || die "redis-cli --cluster create failed; see $dir/cluster-create.log"
+    deadline=$((SECONDS + timeout))
+    until redis_cli "$first_host" "$first_port" "$password" CLUSTER INFO | grep -q "cluster_state:ok"; do
+      [ "$SECONDS" -lt "$deadline" ] || die "the cluster did not reach cluster_state:ok within $timeout s"
+      sleep 0.2
+    done
+  fi
+  mummi_servers register "$first_host" "$first_port" --cluster --registry "$registry" >/dev/null
+fi
+
+say "$count Redis node(s) ready ($launcher$([ "$cluster" = "yes" ] && echo ", cluster")); registry: $registry"
+say "clients: source $REDIS_SCRIPTS_DIR/load_redis_env.sh $dir"

@@ -1,0 +1,221 @@
+"""The Redis launch scripts in setup/redis/, run for real in local mode."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mummi_io import get_io
+from mummi_io.testing.servers import free_port
+
+redis = pytest.importorskip("redis")
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "setup" / "redis"
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MUMMI_IO_PYTHON": sys.executable, **(env or {})}
+    return subprocess.run(
+        ["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=timeout, env=environment
+    )
+
+
+def free_base_port(count: int, cluster: bool = False) -> int:
+    for _ in range(200):
+        base = free_port(cluster)
+        ports = range(base, base + count)
+        if all(_free(p) and (not cluster or _free(p + 10000)) for p in ports) and base + count < 30000 + 10000 * (not cluster):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def running_servers(base: int, count: int) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "redis-server"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if any(f"-{p}/redis.conf" in line for p in range(base, base + count))]
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    directory = tmp_path / "deploy"
+    yield directory
+    if (directory / "registry").exists():
+        run_script("stop_all_redis_nodes.sh", "--dir", str(directory))
+
+
+def test_three_nodes_start_serve_stop_and_reload(deployment, monkeypatch) -> None:
+    base = free_base_port(3)
+    started = run_script("start_all_redis_nodes.sh", "3", "--dir", str(deployment), "--port", str(base))
+    assert started.returncode == 0, started.stderr
+    assert "3 Redis node(s) ready" in started.stderr
+    registry = (deployment / "registry").read_text().split("\n")
+    assert sorted(line for line in registry if line and not line.startswith("#")) == [
+        f"127.0.0.1 {base + i}" for i in range(3)
+    ]
+    password_file = deployment / "password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
+    assert len(password) >= 32
+
+    # Security: protected mode, loopback bind, and no access without the password.
+    client = redis.Redis(host="127.0.0.1", port=base, password=password)
+    assert client.config_get("protected-mode")["protected-mode"] == "yes"
+    assert client.config_get("bind")["bind"] == "127.0.0.1"
+    assert client.config_get("appendonly")["appendonly"] == "yes"
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=base).ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=base, password="guess").ping()
+
+    # Clients find the nodes and the password through the deployment directory.
+    for name in ["MUMMI_REDIS_NODES", "MUMMI_REDIS_REGISTRY", "MUMMI_REDIS_PASSWORD", "MUMMI_REDIS_PASSWORD_FILE"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MUMMI_REDIS_DIR", str(deployment))
+    with get_io("redis") as io:
+        assert len(io.backend.deployment.nodes) == 3
+        io.save_files("campaign", [f"k{i}" for i in range(300)], [f"v{i}" for i in range(300)])
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "mummi_io.cli", "servers", "--registry", str(deployment / "registry"), "ping"],
+        capture_output=True, text=True,
+    )
+    assert listing.returncode == 0 and listing.stdout.count(" ok ") == 3, listing
+
+    stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+    assert stopped.returncode == 0, stopped.stderr
+    assert running_servers(base, 3) == []
+    assert [l for l in (deployment / "registry").read_text().splitlines() if not l.startswith("#")] == []
+    again = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+    assert again.returncode == 0 and "nothing to stop" in again.stderr
+
+    # The data outlives the nodes: a restart on the same directory reloads it.
+    restarted = run_script("start_all_redis_nodes.sh", "3", "--dir", str(deployment), "--port", str(base))
+    assert restarted.returncode == 0, restarted.stderr
+    with get_io("redis") as io:
+        assert io.load_files("campaign", ["k0", "k299"]) == [b"v0", b"v299"]
+        assert len(io.list_keys("campaign")) == 300
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+
+
+def test_cluster_mode(deployment, monkeypatch) -> None:
+    base = free_base_port(3, cluster=True)
+    started = run_script("start_all_redis_nodes.sh", "3", "--cluster", "--dir", str(deployment), "--port", str(base))
+    assert started.returncode == 0, started.stderr
+    assert "mode cluster" in (deployment / "registry").read_text()
+    monkeypatch.delenv("MUMMI_REDIS_NODES", raising=False)
+    monkeypatch.setenv("MUMMI_REDIS_DIR", str(deployment))
+    with get_io("redis") as io:
+        assert io.backend.deployment.cluster
+        keys = [f"k{i}" for i in range(500)]
+        io.save_files("campaign", keys, keys)
+        assert io.load_files("campaign", keys) == [k.encode() for k in keys]
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+    assert running_servers(base, 3) == []
+
+
+def test_second_start_on_a_running_deployment_is_refused(deployment) -> None:
+    base = free_base_port(1)
+    assert run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base)).returncode == 0
+    second = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base + 1))
+    assert second.returncode == 1 and "already registered" in second.stderr
+
+
+def test_node_that_cannot_start_is_named(deployment) -> None:
+    base = free_base_port(2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))
+        squatter.listen()
+        result = run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base), "--timeout", "5")
+    assert result.returncode != 0
+    assert f"127.0.0.1:{base + 1}" in result.stderr
+
+
+def test_missing_redis_server_gives_install_hint(tmp_path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ["bash", "dirname", "sed", "head", "od", "tr", "cat", "mkdir", "chmod"]:
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    result = run_script("start_all_redis_nodes.sh", "1", "--dir", str(tmp_path / "d"), env={"PATH": str(bin_dir)})
+    assert result.returncode == 1
+    assert "redis-server not found: install it" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "launcher, expected",
+    [("slurm", "srun --nodes=1 --ntasks=1 --overlap"), ("flux", "flux submit --nodes=1 --ntasks=1")],
+)
+def test_scheduler_launchers_dry_run(tmp_path, launcher, expected) -> None:
+    result = run_script("start_all_redis_nodes.sh", "4", "--launcher", launcher, "--dry-run", "--dir", str(tmp_path),
+                        "--port", "7000", "--cluster", "--maxmemory", "4gb")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    node_lines = [l for l in lines if expected in l]
+    assert len(node_lines) == 4
+    for i, line in enumerate(node_lines):
+        assert f"start_redis_node.sh --port {7000 + i} --dir {tmp_path} --bind auto --cluster --maxmemory 4gb" in line
+    assert any("mummi_redis.py wait 4" in l for l in lines)
+    assert any("redis-cli --cluster create" in l for l in lines)
+    assert not (tmp_path / "password").exists()  # a dry run changes nothing
+
+
+def test_bad_arguments() -> None:
+    assert run_script("start_all_redis_nodes.sh").returncode == 1
+    assert run_script("start_all_redis_nodes.sh", "3", "--launcher", "pbs").returncode == 1
+    small = run_script("start_all_redis_nodes.sh", "3", "--cluster", "--replicas", "1", "--dry-run")
+    assert small.returncode == 1 and "at least 6 nodes" in small.stderr
+
+
+def test_shellcheck_finds_nothing_above_style() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (Debian/Ubuntu: apt-get install shellcheck); .ci/run installs it")
+    result = subprocess.run(
+        ["shellcheck", "-x", "-S", "style", *sorted(str(p.relative_to(REPO)) for p in SCRIPTS.glob("*.sh"))],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def _register(registry: str, port: int) -> None:
+    from mummi_io.redis_servers import register
+
+    register("node-host", port, registry)
+
+
+def test_concurrent_registrations_are_all_kept(tmp_path) -> None:
+    import multiprocessing
+
+    registry = str(tmp_path / "registry")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_register, args=(registry, 7000 + i)) for i in range(16)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    from mummi_io.redis_servers import registered, unregister
+
+    nodes, cluster = registered(registry)
+    assert sorted(n.port for n in nodes) == list(range(7000, 7016))  # two nodes on one host are two nodes
+    assert not cluster
+    unregister("node-host", 7003, registry)
+    unregister("node-host", 7003, registry)  # twice: a no-op
+    assert len(registered(registry)[0]) == 15
