@@ -16,6 +16,7 @@ tests.
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
@@ -31,6 +32,10 @@ class Backend(ABC):
 
     #: The name ``get_io`` knows this backend by (``"simple"``, ...).
     kind: ClassVar[str]
+
+    #: Whether reads check each value against a checksum stored when it was
+    #: written (so ``verify`` can find corruption, not just unreadable keys).
+    stores_checksums: ClassVar[bool] = False
 
     def normalize_namespace(self, namespace: str) -> str:
         """Return the canonical form of a (validated) namespace.
@@ -107,6 +112,14 @@ class Backend(ABC):
         self.write_many(destination, [(new, value) for (_, new), value in zip(pairs, values)])
         stale = [old for old, new in pairs if (source, old) != (destination, new)]
         self.delete_many(source, stale)
+
+    def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
+        """Return ``(size, crc32)`` of each value, ``None`` where a key is missing.
+
+        The default reads the values; a backend that stores checksums (taridx)
+        answers from its index without reading data.
+        """
+        return [None if value is None else (len(value), zlib.crc32(value)) for value in self.read_many(namespace, keys)]
 
     def close(self) -> None:
         """Release connections and handles; the backend may be reopened lazily."""

@@ -170,6 +170,19 @@ class IO:
         self.backend.delete_many(ns, key_list)
         LOGGER.debug("removed %d key(s) from %s", len(key_list), ns)
 
+    def stat_keys(self, namespace: str, keys: str | Sequence[str]) -> Any:
+        """Return ``{"key", "size", "crc32"}`` for each key (``None`` where it is missing).
+
+        taridx answers from its index; other backends read the values.
+        """
+        ns = self._namespace(namespace)
+        key_list, single = as_key_list(keys)
+        stats = [
+            None if found is None else {"key": key, "size": found[0], "crc32": f"{found[1]:08x}"}
+            for key, found in zip(key_list, self.backend.stat_many(ns, key_list))
+        ]
+        return stats[0] if single else stats
+
     # ----------------------------------------------------------------- move
     def move_keys(
         self,

@@ -32,3 +32,112 @@ def test_help_and_version() -> None:
     assert "demo" in run("--help").stdout
     assert run("--version").stdout.startswith("mummi-io ")
     assert run("no-such-command").returncode == 2
+
+
+# --------------------------------------------------------------------------
+# Data commands, driven as a user would
+# --------------------------------------------------------------------------
+import json  # noqa: E402
+import tarfile  # noqa: E402
+import zlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mummi_io.cli", *args], capture_output=True, input=stdin, timeout=300)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, bytes]:
+    contents = {"a.pdb": b"ATOM 1\n", "b.npz": bytes(range(256)) * 10, "c.txt": "unicodé\n".encode()}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    return contents
+
+
+@pytest.mark.parametrize("backend", ["simple", "taridx"])
+def test_put_ls_cat_get_info_mv_rm(tmp_path: Path, files: dict[str, bytes], backend: str) -> None:
+    ns = str(tmp_path / "ns")
+    put = cli("put", "-b", backend, ns, *(str(tmp_path / n) for n in files))
+    assert put.returncode == 0, put.stderr
+    assert cli("put", "-b", backend, ns, "-", "--key", "stdin.txt", stdin=b"from stdin").returncode == 0
+    assert cli("ls", "-b", backend, ns).stdout.decode().split() == ["a.pdb", "b.npz", "c.txt", "stdin.txt"]
+    assert cli("ls", "-b", backend, ns, "*.npz").stdout.decode().split() == ["b.npz"]
+    long = json.loads(cli("--json", "ls", "-l", "-b", backend, ns, "b.npz").stdout)
+    assert long == [{"key": "b.npz", "size": 2560, "crc32": f"{zlib.crc32(files['b.npz']):08x}"}]
+    assert cli("cat", "-b", backend, ns, "a.pdb", "stdin.txt").stdout == b"ATOM 1\nfrom stdin"
+    target = tmp_path / "out.bin"
+    assert cli("get", "-b", backend, ns, "b.npz", "--output", str(target)).returncode == 0
+    assert target.read_bytes() == files["b.npz"]
+    info = json.loads(cli("--json", "info", "-b", backend, ns).stdout)
+    assert info["keys"] == 4 and info["bytes"] == sum(map(len, files.values())) + 10 and info["exists"]
+    assert json.loads(cli("--json", "stat", "-b", backend, ns, "c.txt").stdout)[0]["size"] == len(files["c.txt"])
+    assert cli("mv", "-b", backend, ns, "a.pdb", "done-a.pdb").returncode == 0
+    other = str(tmp_path / "archive")
+    assert cli("mv", "-b", backend, ns, "--pattern", "*.txt", "--to", other).returncode == 0
+    assert cli("ls", "-b", backend, other).stdout.decode().split() == ["c.txt", "stdin.txt"]
+    assert cli("rm", "-b", backend, ns, "done-a.pdb", "never-was").returncode == 0
+    assert cli("rm", "-b", backend, ns, "--pattern", "*.npz").returncode == 0
+    assert cli("ls", "-b", backend, ns).stdout == b""
+
+
+def test_exit_codes_and_messages(tmp_path: Path) -> None:
+    ns = str(tmp_path / "ns")
+    missing = cli("cat", ns, "nope")
+    assert missing.returncode == 3 and b"nope" in missing.stderr
+    assert cli("info", ns, "nope").returncode == 3
+    assert cli("ls").returncode == 2
+    bad_option = cli("ls", "-o", "fsynk=1", ns)
+    assert bad_option.returncode == 1 and b"fsync" in bad_option.stderr
+    assert cli("ls", "-o", "novalue", ns).returncode == 1
+    hostile = cli("put", ns, "-", "--key", "../escape", stdin=b"x")
+    assert hostile.returncode == 1 and b"key" in hostile.stderr
+    assert not (tmp_path / "escape").exists()
+    not_tar = cli("compact", ns)
+    assert not_tar.returncode == 1 and b"taridx" in not_tar.stderr
+
+
+def test_cp_between_backends_verify_and_corruption(tmp_path: Path, files: dict[str, bytes]) -> None:
+    source = str(tmp_path / "src")
+    cli("put", source, *(str(tmp_path / n) for n in files))
+    archive = str(tmp_path / "archive.tar")
+    copied = cli("--json", "cp", source, archive, "--to-backend", "taridx")
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout) == {"copied": 3, "bytes": sum(map(len, files.values())), "verified": True}
+    assert copied.stderr == b""  # no progress bar when not on a terminal
+    verified = json.loads(cli("--json", "verify", "-b", "taridx", archive).stdout)
+    assert verified == {"checked": 3, "checksummed": True, "bad": []}
+    with tarfile.open(archive) as tar:
+        offset = tar.getmember("b.npz").offset_data + 100
+    with open(archive, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff")
+    corrupt = cli("verify", "-b", "taridx", archive)
+    assert corrupt.returncode == 4 and b"BAD b.npz" in corrupt.stdout
+    assert cli("cat", "-b", "taridx", archive, "b.npz").returncode == 4
+    plain = json.loads(cli("--json", "verify", source).stdout)
+    assert plain["checked"] == 3 and plain["checksummed"] is False
+
+
+def test_reindex_and_compact(tmp_path: Path, files: dict[str, bytes]) -> None:
+    archive = str(tmp_path / "a.tar")
+    cli("put", "-b", "taridx", archive, *(str(tmp_path / n) for n in files))
+    cli("rm", "-b", "taridx", archive, "a.pdb")
+    assert json.loads(cli("--json", "reindex", "-b", "taridx", archive).stdout) == {"keys": 2}
+    compacted = json.loads(cli("--json", "compact", "-b", "taridx", archive).stdout)
+    assert compacted["after"] < compacted["before"]
+    assert cli("cat", "-b", "taridx", archive, "c.txt").stdout == files["c.txt"]
+
+
+def test_cp_from_redis_to_an_archive(tmp_path: Path, redis_single) -> None:
+    server = redis_single[0]
+    options = ["-o", f"nodes={server.name}", "-o", f"password={server.password}"]
+    ns = f"campaign-{tmp_path.name}"
+    for name in ["r1", "r2"]:
+        (tmp_path / name).write_bytes(name.encode() * 100)
+        assert cli("put", "-b", "redis", *options, ns, str(tmp_path / name)).returncode == 0
+    archive = str(tmp_path / "archive.tar")
+    copied = cli("cp", "-b", "redis", *options, ns, archive, "--to-backend", "taridx", "--to-option", "fsync=true")
+    assert copied.returncode == 0, copied.stderr
+    assert cli("cat", "-b", "taridx", archive, "r2").stdout == b"r2" * 100

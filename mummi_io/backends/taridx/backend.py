@@ -140,6 +140,7 @@ class TarIndexBackend(Backend):
     """
 
     kind = "taridx"
+    stores_checksums = True
 
     def __init__(
         self, *, fsync: bool = False, verify: bool = True, lock_timeout: float = 600.0, max_open: int = 64
@@ -504,6 +505,14 @@ class TarIndexBackend(Backend):
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
         return os.path.isfile(namespace)
+
+    def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
+        # docstring inherited
+        state = self._state(namespace)
+        with state.mutex:
+            self._refresh(state)
+            found = [state.table.lookup(key.encode("utf-8")) for key in keys]
+        return [None if entry is None else (entry[1], entry[2]) for entry in found]
 
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited

@@ -1,0 +1,257 @@
+"""Data commands: ls, cat, get, put, rm, mv, info, cp, verify, reindex, compact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..copy import copy_keys, verify_keys
+from ..errors import InvalidArgumentError, KeyNotFoundError, UnsupportedOperation
+from ..facade import IO
+from ..progress import progress_bar
+from ..registry import get_interfaces, get_io
+from .common import emit
+
+EXIT_CORRUPT = 4
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["fsync=true", "nodes=a:1,b:2"]`` -> keyword options (JSON values where they parse)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise InvalidArgumentError(f"backend option {pair!r} is not NAME=VALUE")
+        try:
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options
+
+
+def _open(args: argparse.Namespace) -> IO:
+    return get_io(args.backend, **_parse_options(args.option))
+
+
+def _backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-b", "--backend", help=f"backend kind: {', '.join(get_interfaces())} (default: $MUMMI_IO_BACKEND or simple)"
+    )
+    parser.add_argument(
+        "-o", "--option", action="append", metavar="NAME=VALUE",
+        help="backend option, repeatable (e.g. -o fsync=true, -o nodes=host:6379)",
+    )
+
+
+def _keys(io: IO, args: argparse.Namespace) -> list[str]:
+    """The keys named on the command line, or those matching ``--pattern``."""
+    if args.keys and args.pattern:
+        raise InvalidArgumentError("give keys or --pattern, not both")
+    if args.pattern:
+        return io.list_keys(args.namespace, args.pattern)
+    if not args.keys:
+        raise InvalidArgumentError("name at least one key, or use --pattern")
+    return list(args.keys)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        keys = io.list_keys(args.namespace, args.pattern)
+        if not args.long:
+            emit(args, "\n".join(keys), keys)
+            return 0
+        stats = []
+        bar = progress_bar(len(keys), "stat")
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            stats += [s for s in io.stat_keys(args.namespace, chunk) if s is not None]
+            bar.update(len(chunk))
+        bar.close()
+        lines = [f"{s['size']:>12}  {s['crc32']}  {s['key']}" for s in stats]
+        emit(args, "\n".join(lines), stats)
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        for value in io.load_files(args.namespace, list(args.keys)):
+            sys.stdout.buffer.write(value)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        value = io.load_files(args.namespace, args.key)
+    target = args.output or args.key
+    with open(target, "wb") as handle:
+        handle.write(value)
+    emit(args, f"{args.key} -> {target} ({len(value)} bytes)", {"key": args.key, "file": target, "size": len(value)})
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    if args.key and len(args.files) != 1:
+        raise InvalidArgumentError("--key names one value: give exactly one file")
+    keys, values = [], []
+    for path in args.files:
+        if path == "-":
+            if not args.key:
+                raise InvalidArgumentError("reading standard input needs --key NAME")
+            values.append(sys.stdin.buffer.read())
+        else:
+            with open(path, "rb") as handle:
+                values.append(handle.read())
+        keys.append(args.key or os.path.basename(path))
+    with _open(args) as io:
+        io.save_files(args.namespace, keys, values)
+    emit(args, f"stored {len(keys)} key(s) in {args.namespace}", {"stored": keys})
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        keys = _keys(io, args)
+        io.remove_files(args.namespace, keys)
+    emit(args, f"removed {len(keys)} key(s) from {args.namespace}", {"removed": keys})
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        if args.pattern:
+            keys, new_keys = io.list_keys(args.namespace, args.pattern), None
+        elif len(args.keys) == 2 and not args.to:
+            keys, new_keys = [args.keys[0]], [args.keys[1]]
+        elif args.keys and args.to:
+            keys, new_keys = list(args.keys), None
+        else:
+            raise InvalidArgumentError("use: mv NS OLD NEW, or mv NS KEY... --to NS2, or mv NS --pattern P --to NS2")
+        io.move_keys(args.namespace, keys, new_keys, dest_namespace=args.to)
+    emit(args, f"moved {len(keys)} key(s)", {"moved": keys, "to": args.to or args.namespace})
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        if args.keys:
+            stats = io.stat_keys(args.namespace, list(args.keys))
+            missing = [k for k, s in zip(args.keys, stats) if s is None]
+            if missing:
+                raise KeyNotFoundError(args.namespace, missing)
+            emit(args, "\n".join(f"{s['key']}: {s['size']} bytes, crc32 {s['crc32']}" for s in stats), stats)
+            return 0
+        keys = io.list_keys(args.namespace)
+        stats = [s for s in io.stat_keys(args.namespace, keys) if s is not None] if keys else []
+        info = {
+            "backend": io.get_type(),
+            "namespace": args.namespace,
+            "exists": io.namespace_exists(args.namespace),
+            "keys": len(stats),
+            "bytes": sum(s["size"] for s in stats),
+        }
+        emit(args, "\n".join(f"{name}: {value}" for name, value in info.items()), info)
+    return 0
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    source = _open(args)
+    destination = get_io(args.to_backend or args.backend, **_parse_options(args.to_option or args.option))
+    with source, destination:
+        keys = source.list_keys(args.namespace, args.pattern)
+        bar = progress_bar(len(keys), "copy")
+        report = copy_keys(
+            source, args.namespace, destination, args.destination, keys=keys, verify=not args.no_verify,
+            progress=bar.update,
+        )
+        bar.close()
+    payload = {"copied": report.copied, "bytes": report.bytes, "verified": report.verified}
+    text = f"copied {report.copied} key(s), {report.bytes} bytes" + (", verified" if report.verified else "")
+    emit(args, text, payload)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open(args) as io:
+        total = len(io.list_keys(args.namespace, args.pattern))
+        bar = progress_bar(total, "verify")
+        report = verify_keys(io, args.namespace, args.pattern, progress=bar.update)
+        bar.close()
+    payload = {"checked": report.checked, "checksummed": report.checksummed,
+               "bad": [{"key": k, "reason": r} for k, r in report.bad]}
+    kind = "checksums verified" if report.checksummed else "readable (this backend stores no checksums)"
+    lines = [f"{report.checked} value(s) {kind}; {len(report.bad)} bad"] + [f"BAD {k}: {r}" for k, r in report.bad]
+    emit(args, "\n".join(lines), payload)
+    return EXIT_CORRUPT if report.bad else 0
+
+
+def _taridx(args: argparse.Namespace, action: str) -> Any:
+    io = _open(args)
+    if io.get_type() != "taridx":
+        raise UnsupportedOperation(f"{action} applies to the taridx backend (add -b taridx), not {io.get_type()}")
+    return io
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    with _taridx(args, "reindex") as io:
+        count = io.backend.reindex(args.namespace)
+    emit(args, f"reindexed {args.namespace}: {count} key(s)", {"keys": count})
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    with _taridx(args, "compact") as io:
+        before, after = io.backend.compact(args.namespace)
+    emit(args, f"compacted {args.namespace}: {before} -> {after} bytes", {"before": before, "after": after})
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Register the data commands on the ``mummi-io`` sub-parser set."""
+    def command(name: str, handler: Any, text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=text, description=text, aliases=list(aliases))
+        _backend_arguments(parser)
+        parser.add_argument("namespace", help="the namespace (simple: a directory; taridx: a tar file; redis: a name)")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    ls = command("ls", cmd_ls, "list the keys of a namespace (sorted), optionally with size and CRC-32")
+    ls.add_argument("pattern", nargs="?", default="*", help="glob pattern (default *)")
+    ls.add_argument("-l", "--long", action="store_true", help="show size and CRC-32 of each value")
+
+    cat = command("cat", cmd_cat, "write values to standard output")
+    cat.add_argument("keys", nargs="+")
+    get = command("get", cmd_get, "save one value to a file")
+    get.add_argument("key")
+    get.add_argument("--output", help="file to write (default: the key's name)")
+    put = command("put", cmd_put, "store files as values (the key is the file name)")
+    put.add_argument("files", nargs="+", help="files to store; - reads standard input (needs --key)")
+    put.add_argument("--key", help="the key for a single file or for standard input")
+
+    for name, handler, text in [("rm", cmd_rm, "remove keys (missing keys are ignored)"),
+                                ("mv", cmd_mv, "rename a key, or move keys to another namespace")]:
+        parser = command(name, handler, text)
+        parser.add_argument("keys", nargs="*")
+        parser.add_argument("--pattern", help="act on the keys matching this glob")
+        if name == "mv":
+            parser.add_argument("--to", help="destination namespace (same backend)")
+
+    info = command("info", cmd_info, "namespace summary, or size and CRC-32 of keys", aliases=("stat",))
+    info.add_argument("keys", nargs="*")
+
+    cp = command("cp", cmd_cp, "copy keys to another namespace or backend, verified (MuMMI's convert_interface_type)")
+    cp.add_argument("destination", help="destination namespace")
+    cp.add_argument("--pattern", default="*", help="copy the keys matching this glob (default *)")
+    cp.add_argument("--to-backend", help="destination backend (default: the source's)")
+    cp.add_argument("--to-option", action="append", metavar="NAME=VALUE", help="destination backend option")
+    cp.add_argument("--no-verify", action="store_true", help="skip the check of each copied value")
+
+    verify = command("verify", cmd_verify, "read every value and check its checksum; exit 4 if any is bad")
+    verify.add_argument("--pattern", default="*", help="verify the keys matching this glob (default *)")
+
+    command("reindex", cmd_reindex, "taridx: rebuild a namespace's index from its tar")
+    command("compact", cmd_compact, "taridx: rewrite a namespace with only its live values")

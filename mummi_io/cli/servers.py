@@ -1,0 +1,62 @@
+"""``mummi-io servers``: the Redis servers of a deployment (the registry file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .common import emit
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    from .. import redis_servers
+    from ..backends.redis.nodes import default_registry_path, resolve_password
+
+    registry = args.registry or os.environ.get("MUMMI_REDIS_REGISTRY") or default_registry_path()
+    if args.action in ("register", "unregister"):
+        if args.action == "register":
+            nodes = redis_servers.register(args.host, args.port, registry, cluster=True if args.cluster else None)
+        else:
+            nodes = redis_servers.unregister(args.host, args.port, registry)
+        emit(args, f"{args.action}ed {args.host}:{args.port} ({len(nodes)} node(s) in {registry})",
+             {"registry": registry, "nodes": [n.name for n in nodes]})
+        return 0
+    if args.action == "wait":
+        results = redis_servers.wait_until_ready(registry, args.count, args.timeout)
+        emit(args, f"{len(results)} Redis node(s) ready", {"ready": [r.node.name for r in results]})
+        return 0
+    nodes, cluster = redis_servers.registered(registry)
+    if args.action == "list":
+        emit(args, "\n".join(f"{n.host} {n.port}" for n in nodes),
+             {"registry": registry, "cluster": cluster, "nodes": [{"host": n.host, "port": n.port} for n in nodes]})
+        return 0
+    results = redis_servers.ping(nodes, resolve_password(None, None, registry))
+    lines = [
+        f"{r.node.name:<28} ok    {r.latency_ms:7.2f} ms  {r.used_memory}" if r.ok else f"{r.node.name:<28} DOWN  {r.error}"
+        for r in results
+    ]
+    emit(args, "\n".join(lines), [
+        {"node": r.node.name, "ok": r.ok, "latency_ms": r.latency_ms, "used_memory": r.used_memory, "error": r.error}
+        for r in results
+    ])
+    return 0 if all(r.ok for r in results) else 1
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``servers`` and its actions."""
+    servers = commands.add_parser("servers", help="the Redis servers of a deployment (the registry file)")
+    servers.add_argument("--registry", help="registry file (default: $MUMMI_REDIS_REGISTRY or $MUMMI_REDIS_DIR/registry)")
+    actions = servers.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="print the registered nodes, one 'host port' per line")
+    actions.add_parser("ping", help="PING every node: latency and memory; exit 1 if any is down")
+    for name, text in [("register", "add a node to the registry"), ("unregister", "remove a node from the registry")]:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("host")
+        action.add_argument("port", type=int)
+        if name == "register":
+            action.add_argument("--cluster", action="store_true", help="mark the deployment as a Redis Cluster")
+    waiting = actions.add_parser("wait", help="wait until COUNT nodes are registered and answer PING")
+    waiting.add_argument("count", type=int)
+    waiting.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    servers.set_defaults(handler=cmd_servers)
