@@ -56,15 +56,11 @@ def redis_benchmark(port: int, password: str, requests: int) -> list[dict[str, o
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/redis.json")
-    args = parser.parse_args(argv)
-    count = 2_000 if args.quick else 10_000
-    loop_count = 10_000 if args.quick else 100_000
-    repeat = 3 if args.quick else args.repeat
+def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, object]]:
+    """Run every workload of this suite; return the table rows."""
+    count = 2_000 if quick else 10_000
+    loop_count = 10_000 if quick else 100_000
+    repeat = 3 if quick else repeat_default
     password = secrets.token_hex(16)
     scratch = tempfile.mkdtemp(prefix="mummi-io-bench-redis-")
     servers = start_servers(4, scratch, password)
@@ -131,11 +127,20 @@ def main(argv: list[str] | None = None) -> int:
                        feedback_loop, min(repeat, 3), fill)
         rows.append({**row(loop), "target": "report keys/s"})
         three_io.close()
-        rows += redis_benchmark(single.port, password, 20_000 if args.quick else 100_000)
+        rows += redis_benchmark(single.port, password, 20_000 if quick else 100_000)
     finally:
         stop_servers(servers)
         shutil.rmtree(scratch, ignore_errors=True)
-    print(report("redis", rows, args.json))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/results/redis.json")
+    args = parser.parse_args(argv)
+    print(report("redis", collect(args.quick, args.repeat), args.json))
     return 0
 
 

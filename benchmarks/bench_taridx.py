@@ -53,15 +53,11 @@ def raw_tar_append(path: str, keys: list[str], values: list[bytes]) -> None:
             handle.write(bytes(-len(value) % 512))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for CI (under a minute)")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/taridx.json")
-    args = parser.parse_args(argv)
-    count = 2_000 if args.quick else 10_000
-    big = 100_000 if args.quick else 1_000_000
-    repeat = 3 if args.quick else args.repeat
+def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, object]]:
+    """Run every workload of this suite; return the table rows."""
+    count = 2_000 if quick else 10_000
+    big = 100_000 if quick else 1_000_000
+    repeat = 3 if quick else repeat_default
     batch = 100
     keys = [f"sim-{i:06d}.npz" for i in range(count)]
     values = [os.urandom(1024) for _ in range(count)]
@@ -168,7 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"workload": f"index memory, {big:,} keys", "bytes/key": in_use / big, "target": "< 200"})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(report("taridx", rows, args.json))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI (under a minute)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/results/taridx.json")
+    args = parser.parse_args(argv)
+    print(report("taridx", collect(args.quick, args.repeat), args.json))
     return 0
 
 

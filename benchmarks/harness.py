@@ -96,6 +96,8 @@ def row(measurement: Measurement, baseline: Measurement | None = None, **extra: 
         "spread": f"{100 * measurement.spread:.0f}%",
         "ratio to baseline": measurement.rate / baseline.rate if baseline else "",
     }
+    if baseline is not None:
+        data["baseline"] = baseline.name
     data.update(extra)
     return data
 

@@ -40,6 +40,7 @@ from .tarformat import END_OF_ARCHIVE, build_members, crc_of_range, scan_batches
 LOGGER = logging.getLogger(__name__)
 
 _IOV_MAX = 1024
+_LOCK_POLL = 0.0005  # seconds between attempts to take a contended writer lock
 _COMPACT_BATCH_BYTES = 64 << 20
 
 
@@ -211,7 +212,9 @@ class TarIndexBackend(Backend):
         with storage_errors(f"create lock file {state.lock_path!r}"):
             os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
         try:
-            lock.acquire(timeout=self.lock_timeout if timeout is None else timeout)
+            # filelock polls a non-blocking flock; its default 50 ms poll would
+            # make every contended batch wait that long.
+            lock.acquire(timeout=self.lock_timeout if timeout is None else timeout, poll_interval=_LOCK_POLL)
         except Timeout as exc:  # a TimeoutError, so before the OSError below
             if timeout is not None:
                 raise
