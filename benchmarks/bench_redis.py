@@ -19,7 +19,6 @@ Workloads (targets from the redis issue):
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -29,7 +28,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import measure, report, row  # noqa: E402
+from harness import measure, row, suite_main  # noqa: E402
 
 import redis  # noqa: E402
 
@@ -135,13 +134,7 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/redis.json")
-    args = parser.parse_args(argv)
-    print(report("redis", collect(args.quick, args.repeat), args.json))
-    return 0
+    return suite_main("redis", __doc__.splitlines()[0], collect, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Workloads (targets from the taridx issue):
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import random
@@ -28,7 +27,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import measure, report, row  # noqa: E402
+from harness import measure, row, suite_main  # noqa: E402
 
 import mummi_io  # noqa: E402
 from mummi_io.backends.taridx.index import IndexTable  # noqa: E402
@@ -168,13 +167,7 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for CI (under a minute)")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/taridx.json")
-    args = parser.parse_args(argv)
-    print(report("taridx", collect(args.quick, args.repeat), args.json))
-    return 0
+    return suite_main("taridx", __doc__.splitlines()[0], collect, argv)
 
 
 if __name__ == "__main__":

@@ -102,4 +102,18 @@ def row(measurement: Measurement, baseline: Measurement | None = None, **extra: 
     return data
 
 
-__all__ = ["Measurement", "asdict", "machine", "measure", "report", "row"]
+def suite_main(title: str, description: str, collect: Callable[[bool, int], list[dict[str, object]]],
+               argv: list[str] | None = None) -> int:
+    """The command line of a single suite: ``--quick``, ``--repeat``, ``--json PATH``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default=f"benchmarks/results/{title}.json")
+    args = parser.parse_args(argv)
+    print(report(title, collect(args.quick, args.repeat), args.json))
+    return 0
+
+
+__all__ = ["Measurement", "asdict", "machine", "measure", "report", "row", "suite_main"]

@@ -127,17 +127,21 @@ def small_values(backends: Backends, count: int, repeat: int) -> list[dict[str, 
                 pipe.execute()
 
             names = ("redis-py pipelined MSET", "redis-py pipelined MGET")
+            base_fresh = None
         else:
-            base_dir = os.path.join(backends.scratch, f"plain-small-{kind}")
+            plain = {"dir": ""}
+
+            def base_fresh() -> None:  # new files each time, as the backend gets a new namespace
+                plain["dir"] = os.path.join(backends.scratch, f"plain-small-{time.monotonic_ns()}")
 
             def base_save() -> None:
-                plain_write(base_dir, keys, values)
+                plain_write(plain["dir"], keys, values)
 
             def base_load() -> None:
-                plain_read(base_dir, keys)
+                plain_read(plain["dir"], keys)
 
             names = ("plain files write", "plain files read")
-        baseline_save = measure(names[0], count, base_save, repeat)
+        baseline_save = measure(names[0], count, base_save, repeat, base_fresh)
         ours_save = measure(f"{kind} save_files", count, lambda: io.save_files(target["ns"], keys, values), repeat, fresh)
         baseline_load = measure(names[1], count, base_load, repeat)
         ours_load = measure(f"{kind} load_files", count, lambda: io.load_files(target["ns"], keys), repeat)

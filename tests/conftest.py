@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mummi_io.testing.servers import (
+# Rich assertion messages for the contract suite shipped inside the package.
+pytest.register_assert_rewrite("mummi_io.testing")
+
+from mummi_io.testing.servers import (  # noqa: E402  (after the rewrite hook)
     INSTALL_HINT,
     RedisServer,
     create_cluster,
@@ -28,20 +31,21 @@ def redis_password() -> str:
     return secrets.token_hex(16)
 
 
-@pytest.fixture(scope="session")
-def redis_single(tmp_path_factory, redis_password) -> Iterator[list[RedisServer]]:
+def _independent_servers(tmp_path_factory, password: str, count: int) -> Iterator[list[RedisServer]]:
     _require_redis()
-    servers = start_servers(1, str(tmp_path_factory.mktemp("redis-single")), redis_password)
+    servers = start_servers(count, str(tmp_path_factory.mktemp(f"redis-{count}")), password)
     yield servers
     stop_servers(servers)
+
+
+@pytest.fixture(scope="session")
+def redis_single(tmp_path_factory, redis_password) -> Iterator[list[RedisServer]]:
+    yield from _independent_servers(tmp_path_factory, redis_password, 1)
 
 
 @pytest.fixture(scope="session")
 def redis_three(tmp_path_factory, redis_password) -> Iterator[list[RedisServer]]:
-    _require_redis()
-    servers = start_servers(3, str(tmp_path_factory.mktemp("redis-three")), redis_password)
-    yield servers
-    stop_servers(servers)
+    yield from _independent_servers(tmp_path_factory, redis_password, 3)
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,18 @@ def _keys(io: IO, args: argparse.Namespace) -> list[str]:
     return list(args.keys)
 
 
+def _stat_all(io: IO, namespace: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Size and CRC-32 of every key, in batches, with a progress bar on a terminal."""
+    stats: list[dict[str, Any]] = []
+    bar = progress_bar(len(keys), "stat")
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        stats += [found for found in io.stat_keys(namespace, chunk) if found is not None]
+        bar.update(len(chunk))
+    bar.close()
+    return stats
+
+
 # ------------------------------------------------------------------ commands
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as io:
@@ -64,13 +76,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if not args.long:
             emit(args, "\n".join(keys), keys)
             return 0
-        stats = []
-        bar = progress_bar(len(keys), "stat")
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
-            stats += [s for s in io.stat_keys(args.namespace, chunk) if s is not None]
-            bar.update(len(chunk))
-        bar.close()
+        stats = _stat_all(io, args.namespace, keys)
         lines = [f"{s['size']:>12}  {s['crc32']}  {s['key']}" for s in stats]
         emit(args, "\n".join(lines), stats)
     return 0
@@ -145,8 +151,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 raise KeyNotFoundError(args.namespace, missing)
             emit(args, "\n".join(f"{s['key']}: {s['size']} bytes, crc32 {s['crc32']}" for s in stats), stats)
             return 0
-        keys = io.list_keys(args.namespace)
-        stats = [s for s in io.stat_keys(args.namespace, keys) if s is not None] if keys else []
+        stats = _stat_all(io, args.namespace, io.list_keys(args.namespace))
         info = {
             "backend": io.get_type(),
             "namespace": args.namespace,

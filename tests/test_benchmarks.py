@@ -1,0 +1,31 @@
+"""The quick benchmark runs end to end (figures are not asserted: timing lives in benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    sections = data["sections"]
+    assert set(sections) >= {
+        "small values", "npz arrays", "feedback loop", "namespace size", "concurrent writers", "MPI ranks",
+        "taridx targets", "redis targets",
+    }
+    backends = {row["backend"] for row in sections["namespace size"]}
+    assert backends == {"simple", "taridx", "redis"}
+    ratios = [row["ratio to baseline"] for row in sections["small values"]]
+    assert len(ratios) == 6 and all(isinstance(r, float) and r > 0 for r in ratios)
+    assert (tmp_path / "namespace_size.png").stat().st_size > 0
+    assert (tmp_path / "ratios.png").stat().st_size > 0
+    assert "### feedback loop" in (tmp_path / "results.md").read_text()
