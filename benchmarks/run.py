@@ -9,6 +9,7 @@ it). Workloads:
 
 - small values: 1 KiB x N, save and load in one call each;
 - npz arrays of ~100 KB: ``save_npz`` / ``load_npz``;
+- objects: ``save_object`` / ``load_object`` of a 100 MB array vs ``np.save`` / ``np.load``;
 - the feedback loop: list by pattern, load, move to an archive namespace;
 - namespace size 1k -> 1M keys: cost per save, exists, list and load;
 - concurrent writers: 1, 2 and 4 processes;
@@ -176,6 +177,24 @@ def npz_arrays(backends: Backends, count: int, repeat: int) -> list[dict[str, ob
         ours_load = measure(f"{kind} load_npz", count, lambda: io.load_npz(ns, keys), repeat)
         rows += [row(ours_save, baseline_save),
                  row(ours_load, baseline_load)]
+        io.close()
+    return rows
+
+
+def big_arrays(backends: Backends, megabytes: int, repeat: int) -> list[dict[str, object]]:
+    """save_object / load_object of one large array against np.save / np.load of a plain file."""
+    array = np.random.rand(megabytes * 1024 * 1024 // 8)
+    path = os.path.join(backends.scratch, "plain-array.npy")
+    baseline_save = measure(f"np.save {megabytes} MB", 1, lambda: np.save(path, array), repeat)
+    baseline_load = measure(f"np.load {megabytes} MB", 1, lambda: np.load(path), repeat)
+    rows = []
+    for kind in backends.options:
+        io = backends.io(kind)
+        ns = backends.namespace(kind)
+        ours_save = measure(f"{kind} save_object {megabytes} MB array", 1, lambda: io.save_object(ns, "a", array), repeat)
+        ours_load = measure(f"{kind} load_object", 1, lambda: io.load_object(ns, "a"), repeat)
+        unverified = measure(f"{kind} load_object, verify=False", 1, lambda: io.load_object(ns, "a", verify=False), repeat)
+        rows += [row(ours_save, baseline_save), row(ours_load, baseline_load), row(unverified, baseline_load)]
         io.close()
     return rows
 
@@ -384,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sections["small values"] = small_values(backends, 1_000 if args.quick else 10_000, repeat)
         sections["npz arrays"] = npz_arrays(backends, 10 if args.quick else 200, repeat)
+        sections["objects"] = big_arrays(backends, 10 if args.quick else 100, repeat)
         sections["feedback loop"] = feedback_loop(backends, 2_000 if args.quick else 100_000, repeat)
         sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
         sections["namespace size"] = scaling(backends, sizes, repeat)

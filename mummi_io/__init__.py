@@ -30,6 +30,8 @@ from .errors import (
 )
 from .facade import IO, RAISE
 from .npz import read_npz, write_npz
+from .objects import EnvironmentMismatchError, Pack, delete, register_serializer, save
+from .objects import load_path as load
 from .registry import get_interfaces, get_io, register_backend
 from .signals import clear_signal, send_signal, test_signal, wait_signal
 
@@ -41,6 +43,8 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "CheckpointError",
+    "EnvironmentMismatchError",
+    "Pack",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidKeyError",
@@ -56,11 +60,15 @@ __all__ = [
     "UnsupportedOperation",
     "__version__",
     "clear_signal",
+    "delete",
     "get_interfaces",
     "get_io",
+    "load",
     "load_checkpoint",
     "read_npz",
     "register_backend",
+    "register_serializer",
+    "save",
     "save_checkpoint",
     "send_signal",
     "take_backup",

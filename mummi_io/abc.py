@@ -121,6 +121,17 @@ class Backend(ABC):
         """
         return [None if value is None else (len(value), zlib.crc32(value)) for value in self.read_many(namespace, keys)]
 
+    def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
+        """Return the first ``size`` bytes of each value (``None`` where missing).
+
+        The default reads whole values; file-based backends read only the head.
+        """
+        return [None if value is None else value[:size] for value in self.read_many(namespace, keys)]
+
+    def child_namespace(self, namespace: str, name: str) -> str:
+        """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""
+        return f"{namespace.rstrip('/')}/{name}"
+
     def close(self) -> None:
         """Release connections and handles; the backend may be reopened lazily."""
 

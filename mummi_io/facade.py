@@ -15,9 +15,11 @@ from typing import Any
 
 from . import checkpoint, signals
 from .abc import Backend
-from .errors import InvalidArgumentError, KeyNotFoundError
-from .keys import as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
+from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError
+from .keys import RESERVED_PREFIX, as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
 from .npz import read_npz, write_npz
+from .objects.group import Group
+from .objects.store import INFO_PREFIX, decode_head, decode_object, encode_object
 
 LOGGER = logging.getLogger(__name__)
 
@@ -113,7 +115,11 @@ class IO:
             If the pattern contains ``/`` or NUL.
         """
         ns = self._namespace(namespace)
-        return sorted(self.backend.list(ns, validate_pattern(keypattern)))
+        pattern = validate_pattern(keypattern)
+        keys = sorted(self.backend.list(ns, pattern))
+        if pattern[0] in "*?[.":  # a pattern that could match mummi_io's own (reserved) keys
+            keys = [key for key in keys if not key.startswith(RESERVED_PREFIX)]
+        return keys
 
     # ------------------------------------------------------------ save/load
     def save_files(self, namespace: str, keys: str | Sequence[str], data: Any) -> None:
@@ -304,6 +310,61 @@ class IO:
         )
         objects = [missing if blob is absent else reader_func(io.BytesIO(blob)) for blob in blobs]
         return objects[0] if single else objects
+
+    # -------------------------------------------------------------- objects
+    def save_object(
+        self, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False
+    ) -> dict[str, Any]:
+        """Store any object with the serializer its type calls for; return its metadata.
+
+        See :mod:`mummi_io.objects` for the serializers and the metadata.
+
+        Raises
+        ------
+        PickleRefusedError
+            If only pickle could store it and ``allow_pickle`` is false.
+        """
+        blob, meta = encode_object(obj, serializer, allow_pickle)
+        self.save_files(namespace, key, blob)
+        return meta
+
+    def load_object(
+        self, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
+    ) -> Any:
+        """Load an object stored by ``save_object``, after checking its sha256 and environment.
+
+        ``env`` is the policy for package versions that differ from when it was
+        written: ``"ignore"``, ``"warn"``, ``"raise"``, or ``"auto"`` (raise for
+        pickle-based serializers, warn otherwise).
+
+        Raises
+        ------
+        IntegrityError
+            If the stored bytes fail their sha256.
+        EnvironmentMismatchError
+            Listing each differing package, under the ``raise`` policy.
+        PickleRefusedError
+            If it was pickled and ``allow_pickle`` is false.
+        """
+        blob = self.load_files(namespace, key)
+        return decode_object(blob, f"object {key!r} in {namespace!r}", env, allow_pickle, verify)
+
+    def object_info(self, namespace: str, key: str) -> dict[str, Any]:
+        """The metadata of a stored object, read without loading (or trusting) the object."""
+        ns = self._namespace(namespace)
+        head = self.backend.read_prefix_many(ns, [validate_key(key)], INFO_PREFIX)[0]
+        if head is None:
+            raise KeyNotFoundError(ns, [key])
+        try:
+            return decode_head(head, f"object {key!r} in {namespace!r}")[0]
+        except IntegrityError:
+            if len(head) < INFO_PREFIX:
+                raise
+            return decode_head(self.load_files(namespace, key), f"object {key!r} in {namespace!r}")[0]
+
+    def group(self, namespace: str) -> Group:
+        """A dict-like view of ``namespace`` holding objects and nested groups (lazy: listing loads nothing)."""
+        return Group(self, namespace)
 
     # ------------------------------------------- checkpoints and signals
     # These act on the file system whatever the backend, as in MuMMI.

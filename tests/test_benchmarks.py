@@ -19,7 +19,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "results.json").read_text())
     sections = data["sections"]
     assert set(sections) >= {
-        "small values", "npz arrays", "feedback loop", "namespace size", "concurrent writers", "MPI ranks",
+        "small values", "npz arrays", "objects", "feedback loop", "namespace size", "concurrent writers", "MPI ranks",
         "taridx targets", "redis targets",
     }
     backends = {row["backend"] for row in sections["namespace size"]}

@@ -67,6 +67,17 @@ class SimpleBackend(Backend):
             with storage_errors(f"read key {key!r} in namespace {namespace!r}"):
                 raise exc
 
+    def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
+        # docstring inherited
+        heads: list[bytes | None] = []
+        for key in keys:
+            try:
+                with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
+                    heads.append(handle.read(size))
+            except _NOT_A_KEY:
+                heads.append(None)
+        return heads
+
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
         for key in keys:

@@ -138,14 +138,18 @@ class TarIndexBackend(Backend):
         ``BackendUnavailableError``.
     max_open:
         Namespaces kept open per process (two file descriptors each).
+    suffix:
+        Appended to a namespace that does not end with it (``""`` keeps names as given).
     """
 
     kind = "taridx"
     stores_checksums = True
 
     def __init__(
-        self, *, fsync: bool = False, verify: bool = True, lock_timeout: float = 600.0, max_open: int = 64
+        self, *, fsync: bool = False, verify: bool = True, lock_timeout: float = 600.0, max_open: int = 64,
+        suffix: str = ".tar",
     ) -> None:
+        self.suffix = suffix
         self.fsync = fsync
         self.verify = verify
         self.lock_timeout = lock_timeout
@@ -166,7 +170,7 @@ class TarIndexBackend(Backend):
 
     def normalize_namespace(self, namespace: str) -> str:
         # docstring inherited
-        return namespace if namespace.endswith(".tar") else namespace + ".tar"
+        return namespace if not self.suffix or namespace.endswith(self.suffix) else namespace + self.suffix
 
     def describe(self) -> str:
         return f"taridx (fsync={self.fsync}, verify={self.verify})"
@@ -508,6 +512,19 @@ class TarIndexBackend(Backend):
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
         return os.path.isfile(namespace)
+
+    def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
+        # docstring inherited (the head is not checksummed: the whole value is, on a full read)
+        state = self._state(namespace)
+        with state.mutex:
+            self._refresh(state)
+            found = [state.table.lookup(key.encode("utf-8")) for key in keys]
+            return [None if entry is None else _pread(state.tar_fd, min(size, entry[1]), entry[0]) for entry in found]
+
+    def child_namespace(self, namespace: str, name: str) -> str:
+        # docstring inherited: groups of run.tar live in run.groups/<name>.tar
+        base = namespace[:-4] if namespace.endswith(".tar") else namespace
+        return os.path.join(base + ".groups", name + ".tar")
 
     def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
         # docstring inherited

@@ -1,0 +1,56 @@
+"""Typed objects, packs and groups on every backend (the MLIO and pyiron layers).
+
+- ``io.save_object(ns, key, obj)`` / ``io.load_object(ns, key)`` / ``io.object_info(ns, key)``
+- ``io.group(ns)``: a ``MutableMapping`` with ``create_group``
+- :class:`Pack`: MLIO's multi-slot pack; :func:`dump` / :func:`load` for one object
+- :func:`save` / :func:`load_path` / :func:`delete`: pyiron's path-based interface
+  (also ``mummi_io.save``, ``mummi_io.load``, ``mummi_io.delete``)
+- :func:`register_serializer` to add a serializer of your own
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .pack import ManifestInfo, Pack, SlotInfo, dump, load
+from .serializers import Serializer, register_serializer
+from .store import EnvironmentMismatchError, EnvironmentMismatchWarning
+
+
+def _split(filename: str | os.PathLike[str]) -> tuple[str, str]:
+    path = os.fspath(filename)
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
+def save(obj: Any, filename: str | os.PathLike[str], backend: str | None = None, **options: Any) -> dict[str, Any]:
+    """Store ``obj`` at ``filename`` (namespace: its directory; key: its name); return the metadata."""
+    from ..registry import get_io
+
+    namespace, key = _split(filename)
+    with get_io(backend) as io:
+        return io.save_object(namespace, key, obj, **options)
+
+
+def load_path(filename: str | os.PathLike[str], backend: str | None = None, **options: Any) -> Any:
+    """Load the object stored at ``filename`` (``env=``, ``allow_pickle=`` as in ``load_object``)."""
+    from ..registry import get_io
+
+    namespace, key = _split(filename)
+    with get_io(backend) as io:
+        return io.load_object(namespace, key, **options)
+
+
+def delete(filename: str | os.PathLike[str], backend: str | None = None) -> None:
+    """Remove the object stored at ``filename`` (a missing one is a no-op)."""
+    from ..registry import get_io
+
+    namespace, key = _split(filename)
+    with get_io(backend) as io:
+        io.remove_files(namespace, key)
+
+
+__all__ = [
+    "EnvironmentMismatchError", "EnvironmentMismatchWarning", "ManifestInfo", "Pack", "Serializer", "SlotInfo",
+    "delete", "dump", "load", "load_path", "register_serializer", "save",
+]

@@ -1,0 +1,91 @@
+"""Hierarchical groups: a namespace as a ``MutableMapping`` of objects and sub-groups (pyiron's interface)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgumentError, KeyNotFoundError
+from ..keys import RESERVED_PREFIX, validate_key
+
+if TYPE_CHECKING:
+    from ..facade import IO
+
+#: Where a group records its sub-groups (a reserved key: never listed, never a user key).
+GROUPS_KEY = RESERVED_PREFIX + ".groups"
+
+
+class Group(MutableMapping[str, Any]):
+    """``group["k"] = obj`` stores with ``save_object``; ``group["k"]`` loads; ``del`` removes.
+
+    Iteration and ``len`` list names without loading anything. Sub-groups
+    (``create_group``) live in child namespaces of the backend (a
+    subdirectory for simple, ``run.groups/<name>.tar`` for taridx,
+    ``ns/name`` for redis). ``load_options`` (``env``, ``allow_pickle``) apply
+    to every load. The list of sub-groups is read and rewritten without a
+    lock: create groups from one process at a time.
+    """
+
+    def __init__(self, io: IO, namespace: str, **load_options: Any) -> None:
+        self.io = io
+        self.namespace = namespace
+        self.load_options = load_options
+
+    def __repr__(self) -> str:
+        return f"<mummi_io.Group {self.namespace!r} on {self.io.get_type()}>"
+
+    @property
+    def _ns(self) -> str:
+        return self.io._namespace(self.namespace)
+
+    def groups(self) -> list[str]:
+        """Names of the sub-groups, sorted."""
+        raw = self.io.backend.read_many(self._ns, [GROUPS_KEY])[0]
+        return json.loads(raw) if raw else []
+
+    def _child(self, name: str) -> Group:
+        return Group(self.io, self.io.backend.child_namespace(self._ns, name), **self.load_options)
+
+    def create_group(self, name: str) -> Group:
+        """Create (or open) the sub-group ``name`` and return it."""
+        validate_key(name)
+        names = self.groups()
+        if name not in names:
+            if self.io.file_exists(self.namespace, name):
+                raise InvalidArgumentError(f"{name!r} already holds an object in {self.namespace!r}")
+            self.io.backend.write_many(self._ns, [(GROUPS_KEY, json.dumps(sorted(names + [name])).encode())])
+        return self._child(name)
+
+    def info(self, key: str) -> dict[str, Any]:
+        """Metadata of a stored object, without loading it."""
+        return self.io.object_info(self.namespace, key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.groups():
+            return self._child(key)
+        return self.io.load_object(self.namespace, key, **self.load_options)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self.groups():
+            raise InvalidArgumentError(f"{key!r} is a group of {self.namespace!r}; delete it first")
+        self.io.save_object(self.namespace, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        names = self.groups()
+        if key in names:
+            self._child(key).clear()
+            self.io.backend.write_many(self._ns, [(GROUPS_KEY, json.dumps([n for n in names if n != key]).encode())])
+        elif self.io.file_exists(self.namespace, key):
+            self.io.remove_files(self.namespace, key)
+        else:
+            raise KeyNotFoundError(self._ns, [key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.io.list_keys(self.namespace) + self.groups()))
+
+    def __len__(self) -> int:
+        return len(self.io.list_keys(self.namespace)) + len(self.groups())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (key in self.groups() or self.io.file_exists(self.namespace, key))

@@ -1,0 +1,347 @@
+"""Serializers chosen by the type of the object, and the registry users extend.
+
+A serializer turns an object into bytes and back, names the packages whose
+versions matter for reading those bytes again, and says whether loading runs
+code from the data (pickle does: such serializers load only when the caller
+opts in with ``allow_pickle=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import json
+import pickle
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, PickleRefusedError
+
+
+class Serializer:
+    """Base class: override ``name``, ``accepts``, ``dump`` and ``load``."""
+
+    #: Stored in the metadata; how the registry finds the serializer again.
+    name: str = ""
+    #: Distributions whose versions are recorded and compared on load.
+    packages: tuple[str, ...] = ()
+    #: Loading runs code from the data (pickle): refused unless the caller opts in.
+    unsafe: bool = False
+
+    def accepts(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def dump(self, obj: Any) -> bytes | bytearray | memoryview:
+        raise NotImplementedError
+
+    def load(self, payload: memoryview) -> Any:
+        raise NotImplementedError
+
+
+class BytesSerializer(Serializer):
+    name = "bytes"
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, (bytes, bytearray))
+
+    def dump(self, obj: Any) -> bytes | bytearray:
+        return obj
+
+    def load(self, payload: memoryview) -> bytes:
+        return bytes(payload)
+
+
+class StrSerializer(Serializer):
+    name = "str"
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, str)
+
+    def dump(self, obj: Any) -> bytes:
+        return obj.encode("utf-8")
+
+    def load(self, payload: memoryview) -> str:
+        return bytes(payload).decode("utf-8")
+
+
+class NpySerializer(Serializer):
+    """numpy arrays as ``.npy``: written without a copy, loaded as a zero-copy read-only view."""
+
+    name = "npy"
+    packages = ("numpy",)
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, np.ndarray) and obj.dtype != object
+
+    def dump(self, obj: Any) -> bytes:
+        array = np.ascontiguousarray(obj)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
+        return _join(header.getvalue(), array)
+
+    def load(self, payload: memoryview) -> np.ndarray:
+        stream = io.BytesIO(payload[:4096])
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+        offset = stream.tell()
+        array = np.frombuffer(payload, dtype=dtype, offset=offset, count=int(np.prod(shape, dtype=np.int64)))
+        return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _join(header: bytes, array: np.ndarray) -> bytes:
+    """Header + array bytes in one allocation (one copy of the data, as np.save writes it)."""
+    out = bytearray(len(header) + array.nbytes)
+    out[: len(header)] = header
+    np.frombuffer(out, dtype=np.uint8, offset=len(header))[:] = array.reshape(-1).view(np.uint8)
+    return out  # type: ignore[return-value]
+
+
+class NpzSerializer(Serializer):
+    """A dict of arrays as an ``.npz`` archive (no pickled object arrays)."""
+
+    name = "npz"
+    packages = ("numpy",)
+
+    def accepts(self, obj: Any) -> bool:
+        return (
+            isinstance(obj, dict) and bool(obj)
+            and all(isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype != object for k, v in obj.items())
+        )
+
+    def dump(self, obj: Any) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **obj)
+        return buffer.getvalue()
+
+    def load(self, payload: memoryview) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+
+# ------------------------------------------------------------ JSON family
+def _import(path: str) -> Any:
+    module, _, qualname = path.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _path_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _encode(value: Any) -> Any:
+    """JSON-able form of ``value``: dataclasses and tuples tagged so they come back as they were."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        if any(k.startswith("__") and k.endswith("__") for k in value):
+            raise TypeError("dict keys like '__name__' are reserved")
+        return {k: _encode(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"__dataclass__": _path_of(type(value)), "fields": fields}
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__tuple__" in value:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        if "__dataclass__" in value:
+            cls = _import(value["__dataclass__"])
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+                raise TypeError(f"{value['__dataclass__']} is not a dataclass; refusing to call it")
+            fields = {k: _decode(v) for k, v in value["fields"].items()}
+            init = {f.name for f in dataclasses.fields(cls) if f.init}
+            obj = cls(**{k: v for k, v in fields.items() if k in init})
+            for name in set(fields) - init:
+                object.__setattr__(obj, name, fields[name])
+            return obj
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+class JsonSerializer(Serializer):
+    """Plain data (None, bool, numbers, str, lists, tuples, dicts with str keys) as JSON."""
+
+    name = "json"
+
+    def accepts(self, obj: Any) -> bool:
+        try:
+            _encode(obj)
+        except TypeError:
+            return False
+        return not (dataclasses.is_dataclass(obj) and not isinstance(obj, type))
+
+    def dump(self, obj: Any) -> bytes:
+        return json.dumps(_encode(obj), ensure_ascii=False).encode("utf-8")
+
+    def load(self, payload: memoryview) -> Any:
+        return _decode(json.loads(bytes(payload)))
+
+
+class DataclassSerializer(JsonSerializer):
+    """Dataclasses as readable JSON plus their import path, recursively (never pickle)."""
+
+    name = "dataclass"
+
+    def accepts(self, obj: Any) -> bool:
+        if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+            return False
+        try:
+            _encode(obj)
+        except TypeError:
+            return False
+        return True
+
+
+class StateSerializer(Serializer):
+    """Objects whose ``__getstate__`` gives JSON data, rebuilt as pickle does (``__new__`` + state).
+
+    The class is imported by its path; only classes are ever called, so data
+    cannot name an arbitrary function to run.
+    """
+
+    name = "state"
+
+    def accepts(self, obj: Any) -> bool:
+        if isinstance(obj, type) or type(obj).__module__ == "builtins":
+            return False
+        try:
+            self._state(obj)
+        except (TypeError, AttributeError):
+            return False
+        return True
+
+    @staticmethod
+    def _state(obj: Any) -> Any:
+        getstate = getattr(obj, "__getstate__", None)
+        state = getstate() if getstate is not None else obj.__dict__
+        return _encode(state)
+
+    def dump(self, obj: Any) -> bytes:
+        record = {"class": _path_of(type(obj)), "state": self._state(obj)}
+        return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+    def load(self, payload: memoryview) -> Any:
+        record = json.loads(bytes(payload))
+        cls = _import(record["class"])
+        if not isinstance(cls, type):
+            raise TypeError(f"{record['class']} is not a class; refusing to call it")
+        obj = cls.__new__(cls)
+        state = _decode(record["state"])
+        if hasattr(obj, "__setstate__") and type(obj).__setstate__ is not object.__dict__.get("__setstate__"):
+            obj.__setstate__(state)
+        else:
+            obj.__dict__.update(state)
+        return obj
+
+
+class JoblibSerializer(Serializer):
+    """Models of scikit-learn (and anything joblib handles well). joblib pickles: opt-in to load."""
+
+    name = "joblib"
+    packages = ("joblib", "scikit-learn")
+    unsafe = True
+
+    def accepts(self, obj: Any) -> bool:
+        if not type(obj).__module__.startswith("sklearn"):
+            return False
+        try:
+            import joblib  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def dump(self, obj: Any) -> bytes:
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(obj, buffer)
+        return buffer.getvalue()
+
+    def load(self, payload: memoryview) -> Any:
+        import joblib
+
+        return joblib.load(io.BytesIO(payload))
+
+
+class PickleSerializer(Serializer):
+    """Anything pickle can store: only on request, and loading needs ``allow_pickle=True``."""
+
+    name = "pickle"
+    unsafe = True
+
+    def accepts(self, obj: Any) -> bool:
+        return False  # never chosen automatically
+
+    def dump(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, payload: memoryview) -> Any:
+        return pickle.loads(payload)
+
+
+class CloudpickleSerializer(PickleSerializer):
+    """Like pickle, for lambdas and interactively defined classes (needs cloudpickle)."""
+
+    name = "cloudpickle"
+    packages = ("cloudpickle",)
+
+    def dump(self, obj: Any) -> bytes:
+        import cloudpickle
+
+        return cloudpickle.dumps(obj)
+
+
+#: Tried in order; the first that accepts the object is used.
+_REGISTRY: list[Serializer] = [
+    NpySerializer(), NpzSerializer(), BytesSerializer(), StrSerializer(), DataclassSerializer(),
+    JsonSerializer(), JoblibSerializer(), StateSerializer(), PickleSerializer(), CloudpickleSerializer(),
+]
+
+
+def register_serializer(serializer: Serializer, first: bool = True) -> None:
+    """Add a serializer (tried before the built-ins unless ``first=False``); replaces one of the same name."""
+    if not serializer.name:
+        raise InvalidArgumentError("a serializer needs a name")
+    _REGISTRY[:] = [s for s in _REGISTRY if s.name != serializer.name]
+    if first:
+        _REGISTRY.insert(0, serializer)
+    else:
+        _REGISTRY.append(serializer)
+
+
+def serializer_named(name: str) -> Serializer:
+    for serializer in _REGISTRY:
+        if serializer.name == name:
+            return serializer
+    raise InvalidArgumentError(f"no serializer named {name!r}; known: {[s.name for s in _REGISTRY]}")
+
+
+def choose(obj: Any, name: str | None = None, allow_pickle: bool = False) -> Serializer:
+    """The serializer for ``obj``: the one named, else the first that accepts it."""
+    if name is not None:
+        return serializer_named(name)
+    for serializer in _REGISTRY:
+        if serializer.accepts(obj):
+            return serializer
+    if allow_pickle:
+        return serializer_named("pickle")
+    raise PickleRefusedError(
+        f"no safe serializer stores a {type(obj).__module__}.{type(obj).__qualname__}; give it a "
+        "__getstate__ returning plain data, register a serializer, or pass allow_pickle=True "
+        "(pickle; loading it will then also need allow_pickle=True)"
+    )
+

@@ -1,0 +1,205 @@
+"""Typed objects with metadata and integrity: ``save_object``, ``load_object``, ``object_info``.
+
+A stored object is one value::
+
+    b"MIOOBJ1\\n"  u64 little-endian length of the metadata  metadata (JSON)  payload
+
+The metadata (readable without loading the object: ``object_info`` reads only
+the head of the value) holds the serializer, the payload's sha256 and size,
+the creation time, the Python version, the versions of the packages the
+serializer depends on, and the object's module and class (with the git
+revision of the module's checkout when it lives in one). On load the sha256 is
+checked and the environment compared before anything is deserialized.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import struct
+import sys
+import warnings
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from ..errors import IntegrityError, InvalidArgumentError, MummiIOError, PickleRefusedError
+from .serializers import Serializer, choose, serializer_named
+
+LOGGER = logging.getLogger(__name__)
+
+MAGIC = b"MIOOBJ1\n"
+HEAD = struct.Struct("<8sQ")
+#: How much of a value ``object_info`` reads first (metadata is usually far smaller).
+INFO_PREFIX = 64 * 1024
+POLICIES = ("ignore", "warn", "raise", "auto")
+
+
+class EnvironmentMismatchError(MummiIOError):
+    """The object was written with other package versions than this environment has.
+
+    ``differences`` lists ``(package, version when written, version now)``.
+    """
+
+    def __init__(self, message: str, differences: list[tuple[str, str | None, str | None]]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """Issued by ``load_object(..., env="warn")`` when package versions differ."""
+
+
+@functools.lru_cache(maxsize=256)
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib_metadata.version(distribution)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return importlib_metadata.packages_distributions()
+
+
+@functools.lru_cache(maxsize=256)
+def _git_revision(directory: str) -> str | None:
+    """The commit checked out in the git work tree holding ``directory`` (read from .git, no subprocess)."""
+    current = os.path.abspath(directory)
+    while True:
+        git = os.path.join(current, ".git")
+        if os.path.isdir(git):
+            try:
+                with open(os.path.join(git, "HEAD")) as handle:
+                    head = handle.read().strip()
+                if not head.startswith("ref: "):
+                    return head
+                ref = head[5:]
+                ref_file = os.path.join(git, ref)
+                if os.path.exists(ref_file):
+                    with open(ref_file) as handle:
+                        return handle.read().strip()
+                with open(os.path.join(git, "packed-refs")) as handle:
+                    for line in handle:
+                        if line.rstrip().endswith(" " + ref):
+                            return line.split()[0]
+            except OSError:
+                return None
+            return None
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def environment(serializer: Serializer, obj: Any) -> dict[str, Any]:
+    """What the reader's environment should match: Python, packages, the object's module."""
+    module_name = type(obj).__module__
+    packages = {name: _version(name) for name in serializer.packages}
+    top = module_name.split(".")[0]
+    for distribution in _distributions().get(top, []):
+        packages[distribution] = _version(distribution)
+    module = sys.modules.get(module_name)
+    source = getattr(module, "__file__", None)
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "module": module_name,
+        "class": type(obj).__qualname__,
+        "git_revision": _git_revision(os.path.dirname(source)) if source and top != "builtins" else None,
+    }
+
+
+def encode_object(obj: Any, serializer: str | None = None, allow_pickle: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """Serialize ``obj`` into a stored value (head, metadata, payload) and return it with its metadata."""
+    chosen = choose(obj, serializer, allow_pickle)
+    if chosen.unsafe and not allow_pickle:
+        raise PickleRefusedError(
+            f"the {chosen.name!r} serializer pickles, so loading it later runs code; pass allow_pickle=True "
+            "to store it anyway"
+        )
+    payload = chosen.dump(obj)
+    meta = {
+        "format": 1,
+        "serializer": chosen.name,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(chosen, obj),
+    }
+    encoded_meta = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return b"".join((HEAD.pack(MAGIC, len(encoded_meta)), encoded_meta, payload)), meta
+
+
+def decode_head(blob: bytes | memoryview, where: str) -> tuple[dict[str, Any], int]:
+    """Return the metadata and the offset of the payload in a stored object.
+
+    Raises
+    ------
+    IntegrityError
+        If the value is not a stored object (or its head is damaged).
+    """
+    if len(blob) < HEAD.size:
+        raise IntegrityError(f"{where} is not a mummi_io object (too short); was it saved with save_files?")
+    magic, length = HEAD.unpack_from(blob)
+    if magic != MAGIC or HEAD.size + length > len(blob):
+        raise IntegrityError(f"{where} is not a mummi_io object, or its head is damaged")
+    try:
+        meta = json.loads(bytes(blob[HEAD.size:HEAD.size + length]))
+    except ValueError as exc:
+        raise IntegrityError(f"{where}: the object's metadata is damaged ({exc})") from exc
+    return meta, HEAD.size + length
+
+
+def check_environment(meta: dict[str, Any], policy: str, unsafe: bool, where: str) -> list[tuple[str, str | None, str | None]]:
+    """Compare the recorded environment with this one and apply ``policy``; return the differences."""
+    if policy not in POLICIES:
+        raise InvalidArgumentError(f"env policy must be one of {POLICIES}, not {policy!r}")
+    recorded = meta.get("environment", {})
+    differences = [
+        (name, version, _version(name))
+        for name, version in sorted(recorded.get("packages", {}).items())
+        if version != _version(name)
+    ]
+    python_then = ".".join(str(recorded.get("python", "")).split(".")[:2])
+    python_now = ".".join(platform.python_version().split(".")[:2])
+    if python_then and python_then != python_now:
+        differences.append(("python", python_then, python_now))
+    if not differences:
+        return differences
+    effective = ("raise" if unsafe else "warn") if policy == "auto" else policy
+    text = ", ".join(f"{name} {then} -> {now}" for name, then, now in differences)
+    message = f"{where} was written in another environment: {text}"
+    if effective == "raise":
+        raise EnvironmentMismatchError(
+            message + "; install the recorded versions, or pass env='warn' (or 'ignore') to load anyway",
+            differences,
+        )
+    if effective == "warn":
+        LOGGER.warning("%s", message)
+        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
+    return differences
+
+
+def decode_object(
+    blob: bytes, where: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
+) -> Any:
+    """Check and deserialize a stored object (the inverse of :func:`encode_object`)."""
+    view = memoryview(blob)
+    meta, offset = decode_head(view, where)
+    payload = view[offset:]
+    if verify and hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
+        raise IntegrityError(f"{where} fails its sha256 check: the stored bytes were changed or damaged")
+    serializer = serializer_named(meta.get("serializer", ""))
+    if serializer.unsafe and not allow_pickle:
+        raise PickleRefusedError(
+            f"{where} was stored with the {serializer.name!r} serializer, and loading it runs code from the "
+            "data; if you trust it, pass allow_pickle=True"
+        )
+    check_environment(meta, env, serializer.unsafe, where)
+    return serializer.load(payload)
