@@ -47,8 +47,12 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte of ``data`` to ``fd`` (``os.write`` may write less)."""
+def write_all(fd: int, data: bytes | bytearray | memoryview | tuple) -> None:
+    """Write every byte of ``data`` (or of each piece of a tuple of pieces) to ``fd``."""
+    if isinstance(data, tuple):
+        for part in data:
+            write_all(fd, part)
+        return
     view = memoryview(data).cast("B")
     while view:
         written = os.write(fd, view)

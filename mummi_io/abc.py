@@ -27,11 +27,31 @@ from .errors import KeyNotFoundError
 Buffer = bytes | bytearray | memoryview
 
 
+class Parts(tuple):
+    """A value given as consecutive pieces, so a large value is written without joining it first.
+
+    Only passed to backends whose ``accepts_parts`` is true; others get the
+    joined bytes (see :func:`joined`).
+    """
+
+    @property
+    def nbytes(self) -> int:
+        return sum(memoryview(part).nbytes for part in self)
+
+
+def joined(value: Buffer | Parts) -> Buffer:
+    """``value`` as one bytes-like object."""
+    return b"".join(value) if isinstance(value, Parts) else value
+
+
 class Backend(ABC):
     """Abstract storage backend working on batches of keys in one namespace."""
 
     #: The name ``get_io`` knows this backend by (``"simple"``, ...).
     kind: ClassVar[str]
+
+    #: Whether ``write_many`` takes :class:`Parts` values (written without a join).
+    accepts_parts: ClassVar[bool] = False
 
     #: Whether reads check each value against a checksum stored when it was
     #: written (so ``verify`` can find corruption, not just unreadable keys).

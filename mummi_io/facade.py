@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import checkpoint, signals
-from .abc import Backend
+from .abc import Backend, Parts, joined
 from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError
 from .keys import RESERVED_PREFIX, as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
 from .npz import read_npz, write_npz
@@ -313,20 +313,28 @@ class IO:
 
     # -------------------------------------------------------------- objects
     def save_object(
-        self, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False
+        self, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False,
+        digest: str = "sha256",
     ) -> dict[str, Any]:
         """Store any object with the serializer its type calls for; return its metadata.
 
         See :mod:`mummi_io.objects` for the serializers and the metadata.
+        ``digest`` is ``"sha256"`` or ``"xxh3_128"`` (much faster for large
+        arrays; needs the xxhash package).
 
         Raises
         ------
         PickleRefusedError
             If only pickle could store it and ``allow_pickle`` is false.
         """
-        blob, meta = encode_object(obj, serializer, allow_pickle)
-        self.save_files(namespace, key, blob)
+        value, meta = encode_object(obj, serializer, allow_pickle, digest)
+        self.write_value(namespace, key, value)
         return meta
+
+    def write_value(self, namespace: str, key: str, value: Parts) -> None:
+        """Store a value given in pieces, without joining them where the backend can write pieces."""
+        ns = self._namespace(namespace)
+        self.backend.write_many(ns, [(validate_key(key), value if self.backend.accepts_parts else joined(value))])
 
     def load_object(
         self, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True

@@ -263,3 +263,16 @@ def test_save_load_delete_by_path(tmp_path, monkeypatch) -> None:
     assert not target.exists()
     assert mummi_io.save([1, 2], tmp_path / "t.tar" / "k", backend="taridx")["serializer"] == "json"
     assert mummi_io.load(tmp_path / "t.tar" / "k", backend="taridx") == [1, 2]
+
+
+def test_fast_digest_round_trip_and_tamper(io, ns) -> None:
+    meta = io.save_object(ns, "fast", np.arange(1000.0), digest="xxh3_128")
+    assert meta["digest"] == "xxh3_128" and len(meta["xxh3_128"]) == 32 and "sha256" not in meta
+    assert io.load_object(ns, "fast")[999] == 999.0
+    blob = bytearray(io.load_files(ns, "fast"))
+    blob[-1] ^= 1
+    io.save_files(ns, "fast", bytes(blob))
+    with pytest.raises(IntegrityError, match="xxh3_128"):
+        io.load_object(ns, "fast")
+    with pytest.raises(ValueError, match="digest"):
+        io.save_object(ns, "x", 1, digest="md5")

@@ -37,6 +37,7 @@ class SimpleBackend(Backend):
     """
 
     kind = "simple"
+    accepts_parts = True
 
     def __init__(self, *, fsync: bool = False) -> None:
         self.fsync = fsync

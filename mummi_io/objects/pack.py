@@ -66,10 +66,10 @@ class Pack:
 
     def dump(self, slot: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False) -> SlotInfo:
         """Store ``obj`` in ``slot`` (replacing what was there); identical data is stored once."""
-        blob, meta = encode_object(obj, serializer, allow_pickle)
+        value, meta = encode_object(obj, serializer, allow_pickle)
         blob_key = f"blob-{meta['sha256']}"
         if not self.io.file_exists(self.namespace, blob_key):
-            self.io.save_files(self.namespace, blob_key, blob)
+            self.io.write_value(self.namespace, blob_key, value)
         previous = self._manifest["slots"].get(slot)
         self._manifest["slots"][slot] = {"blob": blob_key, "serializer": meta["serializer"],
                                          "sha256": meta["sha256"], "size": meta["size"]}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..abc import Parts
 from ..errors import InvalidArgumentError, PickleRefusedError
 
 
@@ -33,7 +34,8 @@ class Serializer:
     def accepts(self, obj: Any) -> bool:
         raise NotImplementedError
 
-    def dump(self, obj: Any) -> bytes | bytearray | memoryview:
+    def dump(self, obj: Any) -> bytes | bytearray | memoryview | Parts:
+        """The payload: bytes, or :class:`~mummi_io.abc.Parts` to avoid copying large buffers."""
         raise NotImplementedError
 
     def load(self, payload: memoryview) -> Any:
@@ -75,11 +77,11 @@ class NpySerializer(Serializer):
     def accepts(self, obj: Any) -> bool:
         return isinstance(obj, np.ndarray) and obj.dtype != object
 
-    def dump(self, obj: Any) -> bytes:
-        array = np.ascontiguousarray(obj)
+    def dump(self, obj: Any) -> Parts:
+        array = np.ascontiguousarray(obj)  # copies only an array that is not C-contiguous
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
-        return _join(header.getvalue(), array)
+        return Parts((header.getvalue(), memoryview(array.reshape(-1)).cast("B")))  # the array's own memory
 
     def load(self, payload: memoryview) -> np.ndarray:
         stream = io.BytesIO(payload[:4096])
@@ -89,14 +91,6 @@ class NpySerializer(Serializer):
         offset = stream.tell()
         array = np.frombuffer(payload, dtype=dtype, offset=offset, count=int(np.prod(shape, dtype=np.int64)))
         return array.reshape(shape, order="F" if fortran else "C")
-
-
-def _join(header: bytes, array: np.ndarray) -> bytes:
-    """Header + array bytes in one allocation (one copy of the data, as np.save writes it)."""
-    out = bytearray(len(header) + array.nbytes)
-    out[: len(header)] = header
-    np.frombuffer(out, dtype=np.uint8, offset=len(header))[:] = array.reshape(-1).view(np.uint8)
-    return out  # type: ignore[return-value]
 
 
 class NpzSerializer(Serializer):

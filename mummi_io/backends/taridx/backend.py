@@ -144,6 +144,7 @@ class TarIndexBackend(Backend):
 
     kind = "taridx"
     stores_checksums = True
+    accepts_parts = True
 
     def __init__(
         self, *, fsync: bool = False, verify: bool = True, lock_timeout: float = 600.0, max_open: int = 64,

@@ -86,12 +86,18 @@ def build_members(
     position = 0
     journal = json.dumps({"delete": deletes}, ensure_ascii=False).encode("utf-8")
     for key, value, is_value in [*((k, v, True) for k, v in items), (JOURNAL_NAME, journal, False)]:
-        size = len(value) if isinstance(value, (bytes, bytearray)) else memoryview(value).nbytes
+        pieces = value if isinstance(value, tuple) else (value,)  # mummi_io.abc.Parts
+        size = sum(len(p) if isinstance(p, (bytes, bytearray)) else memoryview(p).nbytes for p in pieces)
         header = member_header(key, size, mtime)
         padding = _pad(size)
-        chunks.extend((header, value, padding))
+        chunks.append(header)
+        chunks.extend(pieces)
+        chunks.append(padding)
         if is_value:
-            placed.append(PlacedMember(key, position + len(header), size, zlib.crc32(value)))
+            crc = 0
+            for piece in pieces:
+                crc = zlib.crc32(piece, crc)
+            placed.append(PlacedMember(key, position + len(header), size, crc))
         position += len(header) + size + len(padding)
     return chunks, position, placed
 
