@@ -276,3 +276,17 @@ def test_fast_digest_round_trip_and_tamper(io, ns) -> None:
         io.load_object(ns, "fast")
     with pytest.raises(ValueError, match="digest"):
         io.save_object(ns, "x", 1, digest="md5")
+
+
+def test_pack_and_groups_survive_a_taridx_reindex(tmp_path) -> None:
+    path = tmp_path / "model.pack"
+    with Pack(path) as pack:
+        pack.dump("w", np.arange(10))
+    os.unlink(str(path) + ".idx")  # the index is rebuilt from the tar, manifest included
+    with Pack(path) as pack:
+        assert list(pack) == ["w"] and pack.load("w")[9] == 9
+    with get_io("taridx") as io:
+        group = io.group(str(tmp_path / "g"))
+        group.create_group("sub")["x"] = 1
+        io.backend.reindex(str(tmp_path / "g"))
+        assert list(io.group(str(tmp_path / "g"))) == ["sub"]

@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from ..._fs import storage_errors
 from ...abc import Backend, Buffer
 from ...errors import BackendUnavailableError, IntegrityError, KeyNotFoundError, StorageError
-from ...keys import key_matcher, validate_key
+from ...keys import RESERVED_PREFIX, key_matcher, validate_key
 from . import index as idx
 from .tarformat import END_OF_ARCHIVE, build_members, crc_of_range, scan_batches
 
@@ -381,6 +381,9 @@ class TarIndexBackend(Backend):
 
     @staticmethod
     def _is_key(name: str) -> bool:
+        """Whether a member name is a key: a valid user key, or one of mummi_io's own reserved keys."""
+        if name.startswith(RESERVED_PREFIX):
+            name = "r" + name[len(RESERVED_PREFIX):]  # e.g. a pack's manifest: keep it, check the rest
         try:
             validate_key(name)
         except ValueError:
