@@ -138,6 +138,8 @@ def test_cp_from_redis_to_an_archive(tmp_path: Path, redis_single) -> None:
         (tmp_path / name).write_bytes(name.encode() * 100)
         assert cli("put", "-b", "redis", *options, ns, str(tmp_path / name)).returncode == 0
     archive = str(tmp_path / "archive.tar")
-    copied = cli("cp", "-b", "redis", *options, ns, archive, "--to-backend", "taridx", "--to-option", "fsync=true")
+    copied = cli("cp", "-b", "redis", *options, ns, archive, "--to-backend", "taridx")  # redis options stay with redis
     assert copied.returncode == 0, copied.stderr
     assert cli("cat", "-b", "taridx", archive, "r2").stdout == b"r2" * 100
+    fsynced = cli("cp", "-b", "redis", *options, ns, archive + "2", "--to-backend", "taridx", "--to-option", "fsync=true")
+    assert fsynced.returncode == 0, fsynced.stderr

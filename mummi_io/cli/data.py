@@ -165,7 +165,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_cp(args: argparse.Namespace) -> int:
     source = _open(args)
-    destination = get_io(args.to_backend or args.backend, **_parse_options(args.to_option or args.option))
+    same_backend = args.to_backend is None or args.to_backend == args.backend
+    # The source's options apply to the destination only when it is the same backend.
+    destination_options = args.to_option if args.to_option or not same_backend else args.option
+    destination = get_io(args.to_backend or args.backend, **_parse_options(destination_options))
     with source, destination:
         keys = source.list_keys(args.namespace, args.pattern)
         bar = progress_bar(len(keys), "copy")
@@ -252,7 +255,8 @@ def add_commands(commands: Any) -> None:
     cp.add_argument("destination", help="destination namespace")
     cp.add_argument("--pattern", default="*", help="copy the keys matching this glob (default *)")
     cp.add_argument("--to-backend", help="destination backend (default: the source's)")
-    cp.add_argument("--to-option", action="append", metavar="NAME=VALUE", help="destination backend option")
+    cp.add_argument("--to-option", action="append", metavar="NAME=VALUE",
+                    help="destination backend option (default: the source's options, if the same backend)")
     cp.add_argument("--no-verify", action="store_true", help="skip the check of each copied value")
 
     verify = command("verify", cmd_verify, "read every value and check its checksum; exit 4 if any is bad")
