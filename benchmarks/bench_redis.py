@@ -33,6 +33,7 @@ from harness import measure, row, suite_main  # noqa: E402
 import redis  # noqa: E402
 
 import mummi_io  # noqa: E402
+from mummi_io.sync import archive  # noqa: E402
 from mummi_io.testing.servers import start_servers, stop_servers  # noqa: E402
 
 _CHUNK = 1000
@@ -125,6 +126,20 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
         loop = measure(f"feedback loop, {loop_count:,} keys on 3 nodes (list, load, move)", loop_count,
                        feedback_loop, min(repeat, 3), fill)
         rows.append({**row(loop), "target": "report keys/s"})
+
+        # Archive: drain a campaign's keys from the three nodes into one tar, verified.
+        tar_io = mummi_io.get_io("taridx")
+        archives = iter(range(10**6))
+        target = {"tar": ""}
+
+        def fill_archive() -> None:
+            fill()
+            target["tar"] = os.path.join(scratch, f"archive-{next(archives)}.tar")
+
+        drained = measure(f"archive {loop_count:,} keys from 3 nodes into one tar", loop_count, lambda: archive(
+            three_io, current["results"], tar_io, target["tar"]), min(repeat, 3), fill_archive)
+        rows.append({**row(drained), "target": "report keys/s"})
+        tar_io.close()
         three_io.close()
         rows += redis_benchmark(single.port, password, 20_000 if quick else 100_000)
     finally:

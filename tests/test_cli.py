@@ -104,7 +104,10 @@ def test_cp_between_backends_verify_and_corruption(tmp_path: Path, files: dict[s
     archive = str(tmp_path / "archive.tar")
     copied = cli("--json", "cp", source, archive, "--to-backend", "taridx")
     assert copied.returncode == 0, copied.stderr
-    assert json.loads(copied.stdout) == {"copied": 3, "bytes": sum(map(len, files.values())), "verified": True}
+    report = json.loads(copied.stdout)
+    assert report["copied"] == 3 and report["bytes"] == sum(map(len, files.values())) and report["skipped"] == 0
+    again = json.loads(cli("--json", "cp", source, archive, "--to-backend", "taridx").stdout)
+    assert again["copied"] == 0 and again["skipped"] == 3  # incremental
     assert copied.stderr == b""  # no progress bar when not on a terminal
     verified = json.loads(cli("--json", "verify", "-b", "taridx", archive).stdout)
     assert verified == {"checked": 3, "checksummed": True, "bad": []}
@@ -143,3 +146,31 @@ def test_cp_from_redis_to_an_archive(tmp_path: Path, redis_single) -> None:
     assert cli("cat", "-b", "taridx", archive, "r2").stdout == b"r2" * 100
     fsynced = cli("cp", "-b", "redis", *options, ns, archive + "2", "--to-backend", "taridx", "--to-option", "fsync=true")
     assert fsynced.returncode == 0, fsynced.stderr
+
+
+def test_sync_archive_and_registry_commands(tmp_path: Path, files: dict[str, bytes]) -> None:
+    source = str(tmp_path / "src")
+    cli("put", source, *(str(tmp_path / n) for n in files))
+    mirror = str(tmp_path / "mirror")
+    cli("put", mirror, str(tmp_path / "a.pdb"), "--key", "stale")
+    synced = json.loads(cli("--json", "sync", source, mirror, "--mirror").stdout)
+    assert synced["copied"] == 3 and synced["deleted"] == 1
+    assert json.loads(cli("--json", "sync", source, mirror).stdout)["skipped"] == 3
+    archived = json.loads(cli("--json", "archive", source, str(tmp_path / "a.tar"), "--to-backend", "taridx").stdout)
+    assert archived["removed_from_source"] == 3
+    assert cli("ls", source).stdout == b""
+    assert sorted(cli("ls", "-b", "taridx", str(tmp_path / "a.tar")).stdout.decode().split()) == sorted(files)
+
+    import mummi_io
+    from mummi_io.filer import Filer
+
+    local = tmp_path / "models"
+    remote_ns = str(tmp_path / "remote.tar")
+    Filer(str(local), mummi_io.get_io("taridx"), remote_ns).dump({"w": 1}, "m1")
+    base = ["registry", "--local-dir", str(local), "--remote-backend", "taridx", "--remote-namespace", remote_ns]
+    assert cli(*base, "show").stdout.decode().strip() == "m1 (local)"
+    assert cli(*base, "push-all").returncode == 0
+    assert cli(*base, "show").stdout.decode().strip() == "m1 (synced)"
+    assert cli(*base, "pull", "nope").returncode == 3
+    assert cli(*base, "remove", "m1", "--remove-remote").returncode == 0
+    assert cli(*base, "show").stdout.decode().strip() == "[no files exist]"

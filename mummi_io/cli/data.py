@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from ..copy import copy_keys, verify_keys
+from ..sync import sync, verify_keys
 from ..errors import InvalidArgumentError, KeyNotFoundError, UnsupportedOperation
 from ..facade import IO
 from ..progress import progress_bar
@@ -163,24 +163,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cp(args: argparse.Namespace) -> int:
+def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
     source = _open(args)
     same_backend = args.to_backend is None or args.to_backend == args.backend
     # The source's options apply to the destination only when it is the same backend.
     destination_options = args.to_option if args.to_option or not same_backend else args.option
     destination = get_io(args.to_backend or args.backend, **_parse_options(destination_options))
     with source, destination:
-        keys = source.list_keys(args.namespace, args.pattern)
-        bar = progress_bar(len(keys), "copy")
-        report = copy_keys(
-            source, args.namespace, destination, args.destination, keys=keys, verify=not args.no_verify,
-            progress=bar.update,
-        )
+        bar = progress_bar(len(source.list_keys(args.namespace, args.pattern)), mode)
+        report = sync(source, args.namespace, destination, args.destination, args.pattern, mode, progress=bar.update)
         bar.close()
-    payload = {"copied": report.copied, "bytes": report.bytes, "verified": report.verified}
-    text = f"copied {report.copied} key(s), {report.bytes} bytes" + (", verified" if report.verified else "")
-    emit(args, text, payload)
+    text = (f"{report.copied} key(s) copied ({report.bytes} bytes, verified), {report.skipped} already identical"
+            + (f", {report.deleted} deleted" if mode == "mirror" else "")
+            + (f", {report.removed_from_source} removed from the source" if mode == "move" else ""))
+    emit(args, text, report.__dict__)
     return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    return cmd_cp(args, "mirror" if args.mirror else "move" if args.move else "copy")
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    return cmd_cp(args, "move")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -251,13 +256,21 @@ def add_commands(commands: Any) -> None:
     info = command("info", cmd_info, "namespace summary, or size and CRC-32 of keys", aliases=("stat",))
     info.add_argument("keys", nargs="*")
 
-    cp = command("cp", cmd_cp, "copy keys to another namespace or backend, verified (MuMMI's convert_interface_type)")
-    cp.add_argument("destination", help="destination namespace")
-    cp.add_argument("--pattern", default="*", help="copy the keys matching this glob (default *)")
-    cp.add_argument("--to-backend", help="destination backend (default: the source's)")
-    cp.add_argument("--to-option", action="append", metavar="NAME=VALUE",
-                    help="destination backend option (default: the source's options, if the same backend)")
-    cp.add_argument("--no-verify", action="store_true", help="skip the check of each copied value")
+    for name, handler, text in [
+        ("cp", cmd_cp, "copy keys to another namespace or backend, verified (MuMMI's convert_interface_type)"),
+        ("sync", cmd_sync, "copy only missing or changed keys (--mirror also deletes extras, --move drains)"),
+        ("archive", cmd_archive, "drain keys into an archive, removing each original only once its copy is verified"),
+    ]:
+        parser = command(name, handler, text)
+        parser.add_argument("destination", help="destination namespace")
+        parser.add_argument("--pattern", default="*", help="the keys matching this glob (default *)")
+        parser.add_argument("--to-backend", help="destination backend (default: the source's)")
+        parser.add_argument("--to-option", action="append", metavar="NAME=VALUE",
+                            help="destination backend option (default: the source's options, if the same backend)")
+        if name == "sync":
+            how = parser.add_mutually_exclusive_group()
+            how.add_argument("--mirror", action="store_true", help="also delete destination keys the source lacks")
+            how.add_argument("--move", action="store_true", help="remove each source key once copied and verified")
 
     verify = command("verify", cmd_verify, "read every value and check its checksum; exit 4 if any is bad")
     verify.add_argument("--pattern", default="*", help="verify the keys matching this glob (default *)")
