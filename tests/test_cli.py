@@ -174,3 +174,8 @@ def test_sync_archive_and_registry_commands(tmp_path: Path, files: dict[str, byt
     assert cli(*base, "pull", "nope").returncode == 3
     assert cli(*base, "remove", "m1", "--remove-remote").returncode == 0
     assert cli(*base, "show").stdout.decode().strip() == "[no files exist]"
+
+
+def test_bench_entry_point_reaches_the_benchmarks() -> None:
+    result = cli("bench", "--help")
+    assert result.returncode == 0 and b"--quick" in result.stdout
