@@ -10,7 +10,6 @@ import tempfile
 from typing import Any
 
 from ..demo import run_demo
-from ..errors import InvalidArgumentError
 from ..registry import get_interfaces, get_io
 from .common import emit
 
@@ -29,12 +28,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def run_bench(arguments: list[str]) -> int:
+    """Run ``benchmarks/run.py`` of the source checkout with ``arguments``."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "benchmarks", "run.py")
     if not os.path.exists(script):
-        raise InvalidArgumentError("the benchmarks live in a source checkout: run mummi-io bench from one")
-    return subprocess.call([sys.executable, script, *args.bench_args])
+        print("mummi-io: error: the benchmarks live in a source checkout: run mummi-io bench from one",
+              file=sys.stderr)
+        return 1
+    return subprocess.call([sys.executable, script, *arguments])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return run_bench(args.bench_args)
 
 
 def add_commands(commands: Any) -> None:
