@@ -141,6 +141,15 @@ class Backend(ABC):
         """
         return [None if value is None else (len(value), zlib.crc32(value)) for value in self.read_many(namespace, keys)]
 
+    def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
+        """Return each value as a (possibly writable) buffer, ``None`` where missing.
+
+        For large values the caller wraps without copying (``save_object``'s
+        arrays). ``verify=False`` lets a backend skip its own checksum when the
+        caller verifies a stronger one. The default returns ``read_many``'s bytes.
+        """
+        return list(self.read_many(namespace, keys))
+
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         """Return the first ``size`` bytes of each value (``None`` where missing).
 

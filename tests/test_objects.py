@@ -71,10 +71,12 @@ def test_each_serializer_round_trips(io, ns, name) -> None:
     assert info["environment"]["python"].count(".") == 2
 
 
-def test_npy_loads_zero_copy_and_read_only(io, ns) -> None:
+def test_npy_loads_zero_copy_and_aligned(io, ns) -> None:
     io.save_object(ns, "big", np.ones(1_000_000))
     loaded = io.load_object(ns, "big")
-    assert not loaded.flags.writeable and not loaded.flags.owndata
+    assert not loaded.flags.owndata and loaded.flags.aligned
+    # File backends read into fresh memory the array may own; redis returns immutable bytes.
+    assert loaded.flags.writeable == (io.get_type() != "redis")
     assert loaded.sum() == 1_000_000
 
 

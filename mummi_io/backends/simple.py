@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+
+import numpy as np
 from collections.abc import Iterator, Sequence
 
 from .._fs import atomic_write, fsync_directory, storage_errors
@@ -67,6 +69,20 @@ class SimpleBackend(Backend):
         except OSError as exc:
             with storage_errors(f"read key {key!r} in namespace {namespace!r}"):
                 raise exc
+
+    def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
+        # docstring inherited: read straight into numpy-allocated memory (far fewer page faults)
+        buffers: list[Buffer | None] = []
+        for key in keys:
+            try:
+                with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    buffer = np.empty(size, dtype=np.uint8)
+                    got = handle.readinto(buffer)
+                    buffers.append(memoryview(buffer)[:got] if got is not None else None)
+            except _NOT_A_KEY:
+                buffers.append(None)
+        return buffers
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited

@@ -159,6 +159,9 @@ def encode_object(
         "environment": environment(chosen, obj),
     }
     encoded_meta = json.dumps(meta, sort_keys=True).encode("utf-8")
+    # Pad with spaces (still JSON) so the payload starts 64-byte aligned: arrays loaded
+    # in place are then aligned as np.load's are.
+    encoded_meta += b" " * (-(HEAD.size + len(encoded_meta)) % 64)
     return Parts((HEAD.pack(MAGIC, len(encoded_meta)) + encoded_meta, *payload)), meta
 
 
@@ -213,7 +216,7 @@ def check_environment(meta: dict[str, Any], policy: str, unsafe: bool, where: st
 
 
 def decode_object(
-    blob: bytes, where: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
+    blob: bytes | bytearray | memoryview, where: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
 ) -> Any:
     """Check and deserialize a stored object (the inverse of :func:`encode_object`)."""
     view = memoryview(blob)
