@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 
 def emit(args: argparse.Namespace, text: str, payload: Any) -> None:
     """Print ``payload`` as JSON with ``--json``, else ``text`` (nothing at all when it is empty)."""
@@ -13,3 +15,17 @@ def emit(args: argparse.Namespace, text: str, payload: Any) -> None:
         print(json.dumps(payload))
     elif text:
         print(text)
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["fsync=true", "nodes=a:1,b:2"]`` -> keyword options (JSON values where they parse)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise InvalidArgumentError(f"backend option {pair!r} is not NAME=VALUE")
+        try:
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options

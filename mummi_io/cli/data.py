@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -13,27 +12,13 @@ from ..errors import InvalidArgumentError, KeyNotFoundError, UnsupportedOperatio
 from ..facade import IO
 from ..progress import progress_bar
 from ..registry import get_interfaces, get_io
-from .common import emit
+from .common import emit, parse_options
 
 EXIT_CORRUPT = 4
 
 
-def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["fsync=true", "nodes=a:1,b:2"]`` -> keyword options (JSON values where they parse)."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise InvalidArgumentError(f"backend option {pair!r} is not NAME=VALUE")
-        try:
-            options[name] = json.loads(text)
-        except ValueError:
-            options[name] = text
-    return options
-
-
 def _open(args: argparse.Namespace) -> IO:
-    return get_io(args.backend, **_parse_options(args.option))
+    return get_io(args.backend, **parse_options(args.option))
 
 
 def _backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +153,7 @@ def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
     same_backend = args.to_backend is None or args.to_backend == args.backend
     # The source's options apply to the destination only when it is the same backend.
     destination_options = args.to_option if args.to_option or not same_backend else args.option
-    destination = get_io(args.to_backend or args.backend, **_parse_options(destination_options))
+    destination = get_io(args.to_backend or args.backend, **parse_options(destination_options))
     with source, destination:
         bar = progress_bar(len(source.list_keys(args.namespace, args.pattern)), mode)
         report = sync(source, args.namespace, destination, args.destination, args.pattern, mode, progress=bar.update)

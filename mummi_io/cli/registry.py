@@ -7,12 +7,11 @@ from typing import Any
 
 from ..filer import Filer
 from ..registry import get_io
-from .common import emit
-from .data import _parse_options
+from .common import emit, parse_options
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    remote = get_io(args.remote_backend, **_parse_options(args.option))
+    remote = get_io(args.remote_backend, **parse_options(args.option))
     with remote:
         filer = Filer(args.local_dir, remote, args.remote_namespace, registry_file=args.registry_file)
         if args.action == "show":
