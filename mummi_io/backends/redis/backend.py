@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from zlib import crc32
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -174,7 +173,7 @@ class RedisBackend(Backend):
         """Group key positions by shard (and into pieces) and build one command per group."""
         commands: list[Command] = []
         groups: list[list[int]] = []
-        for shard, positions in self.layout.group_by_shard(keys).items():
+        for shard, positions in self.layout.group_by_shard([k.encode("utf-8") for k in keys]).items():
             tag = self.layout.tag(namespace, shard)
             prefix = self.layout.shard_prefix(namespace, shard)
             for start in range(0, len(positions), _KEYS_PER_COMMAND):
@@ -190,15 +189,7 @@ class RedisBackend(Backend):
         """
         layout = self.layout
         encoded = [key.encode("utf-8") for key in keys]
-        by_shard: dict[int, list[int]] = {}
-        count = layout.shards
-        for position, key in enumerate(encoded):
-            shard = crc32(key) % count
-            bucket = by_shard.get(shard)
-            if bucket is None:
-                by_shard[shard] = [position]
-            else:
-                bucket.append(position)
+        by_shard = layout.group_by_shard(encoded)
         by_group: dict[Any, list[int]] = {}
         for shard in by_shard:
             by_group.setdefault(self.transport.group_of(layout.tag(namespace, shard)), []).append(shard)

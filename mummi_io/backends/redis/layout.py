@@ -45,13 +45,18 @@ class Layout:
     def shard_of(self, key: str) -> int:
         return zlib.crc32(key.encode("utf-8")) % self.shards
 
-    def group_by_shard(self, keys: Sequence[str]) -> dict[int, list[int]]:
-        """Positions of ``keys`` grouped by shard, in input order within a shard."""
+    def group_by_shard(self, encoded_keys: Sequence[bytes]) -> dict[int, list[int]]:
+        """Positions of the (UTF-8 encoded) keys grouped by shard, in input order within a shard."""
         groups: dict[int, list[int]] = {}
         shards = self.shards
         crc32 = zlib.crc32
-        for position, key in enumerate(keys):
-            groups.setdefault(crc32(key.encode("utf-8")) % shards, []).append(position)
+        for position, key in enumerate(encoded_keys):
+            shard = crc32(key) % shards
+            bucket = groups.get(shard)
+            if bucket is None:
+                groups[shard] = [position]
+            else:
+                bucket.append(position)
         return groups
 
     @staticmethod
