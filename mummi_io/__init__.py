@@ -20,6 +20,7 @@ from .errors import (
     InvalidNamespaceError,
     InvalidValueError,
     KeyNotFoundError,
+    LeaseLostError,
     MummiIOError,
     PickleRefusedError,
     ReadOnlyError,
@@ -27,6 +28,7 @@ from .errors import (
     StorageError,
     UnknownBackendError,
     UnsupportedOperation,
+    WaitTimeoutError,
 )
 from .facade import IO, RAISE
 from .npz import read_npz, write_npz
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidNamespaceError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "LeaseLostError",
     "MummiIOError",
     "PickleRefusedError",
     "ReadOnlyError",
@@ -58,6 +61,7 @@ __all__ = [
     "StorageError",
     "UnknownBackendError",
     "UnsupportedOperation",
+    "WaitTimeoutError",
     "__version__",
     "clear_signal",
     "delete",

@@ -19,9 +19,12 @@ from __future__ import annotations
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import KeyNotFoundError
+
+if TYPE_CHECKING:
+    from .coordination.base import Coordinator
 
 #: A bytes-like value, as handed to :meth:`Backend.write_many`.
 Buffer = bytes | bytearray | memoryview
@@ -160,6 +163,15 @@ class Backend(ABC):
     def child_namespace(self, namespace: str, name: str) -> str:
         """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""
         return f"{namespace.rstrip('/')}/{name}"
+
+    def coordinator(self) -> Coordinator:
+        """Where jobs coordinate with ``get_io(..., coordination="backend")``: files unless overridden.
+
+        ``redis`` returns its own (signals, queues and counters as Redis keys).
+        """
+        from .coordination.files import FileCoordinator
+
+        return FileCoordinator()
 
     def close(self) -> None:
         """Release connections and handles; the backend may be reopened lazily."""

@@ -91,5 +91,17 @@ class CheckpointError(MummiIOError):
     """No valid checkpoint could be loaded (the file and every backup are corrupt)."""
 
 
-class SignalTimeoutError(MummiIOError, TimeoutError):
-    """A wait for a signal ran out of time before the signal arrived."""
+class WaitTimeoutError(MummiIOError, TimeoutError):
+    """A wait (for signals, a counter, a barrier) ran out of time."""
+
+
+class SignalTimeoutError(WaitTimeoutError):
+    """A wait for signals ran out of time; ``missing`` lists the signals that did not arrive."""
+
+    def __init__(self, message: str, missing: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
+
+
+class LeaseLostError(MummiIOError):
+    """A work-queue lease expired (the item went back to the queue) before it was acked or extended."""

@@ -13,8 +13,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import checkpoint, signals
+from . import checkpoint
 from .abc import Backend, Parts, joined
+from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
+from .coordination.base import Coordinator
+from .coordination.files import FileCoordinator
 from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError
 from .keys import RESERVED_PREFIX, as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
 from .npz import read_npz, write_npz
@@ -49,8 +52,18 @@ class IO:
     context manager that closes the backend.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, coordination: str | Coordinator = "files") -> None:
         self.backend = backend
+        if isinstance(coordination, Coordinator):
+            self.coordinator = coordination
+        elif coordination == "files":
+            self.coordinator = FileCoordinator()
+        elif coordination == "backend":
+            self.coordinator = backend.coordinator()
+        else:
+            raise InvalidArgumentError(
+                f"coordination must be 'files', 'backend' or a Coordinator, not {coordination!r}"
+            )
 
     def __repr__(self) -> str:
         return f"<mummi_io.IO {self.backend.describe()}>"
@@ -378,12 +391,64 @@ class IO:
         """A dict-like view of ``namespace`` holding objects and nested groups (lazy: listing loads nothing)."""
         return Group(self, namespace)
 
-    # ------------------------------------------- checkpoints and signals
+    # ------------------------------------------------------------ checkpoints
     # These act on the file system whatever the backend, as in MuMMI.
     take_backup = staticmethod(checkpoint.take_backup)
     save_checkpoint = staticmethod(checkpoint.save_checkpoint)
     load_checkpoint = staticmethod(checkpoint.load_checkpoint)
-    send_signal = staticmethod(signals.send_signal)
-    test_signal = staticmethod(signals.test_signal)
-    wait_signal = staticmethod(signals.wait_signal)
-    clear_signal = staticmethod(signals.clear_signal)
+
+    # ----------------------------------------------------------- coordination
+    # Signals, queues, counters and barriers live where ``coordination`` says:
+    # files under ``path`` (the default, the seed's meaning) or the backend
+    # (``get_io("redis", coordination="backend")``: Redis keys, no file system).
+    def _place(self, path: object) -> str:
+        return validate_namespace(path)
+
+    def send_signal(self, path: str, key: str | Sequence[str]) -> None:
+        """Raise the signal ``key`` (or several) at ``path`` and wake whoever waits for it."""
+        key_list, _ = as_key_list(key)
+        self.coordinator.send(self._place(path), key_list)
+
+    def test_signal(self, path: str, key: str | Sequence[str]) -> bool | list[bool]:
+        """Whether the signal ``key`` is raised at ``path`` (``""``: ``False``, as in MuMMI)."""
+        if isinstance(key, str) and key == "":
+            return False
+        key_list, single = as_key_list(key)
+        raised = self.coordinator.present(self._place(path), key_list)
+        return raised[0] if single else raised
+
+    def clear_signal(self, path: str, key: str | Sequence[str]) -> None:
+        """Lower the signal(s); one that is not raised is skipped."""
+        key_list, _ = as_key_list(key)
+        self.coordinator.clear(self._place(path), key_list)
+
+    def wait_signal(self, path: str, key: str, timeout: float | None = None) -> bool:
+        """Block until the signal ``key`` is raised at ``path``; return ``True``.
+
+        Raises :class:`SignalTimeoutError` after ``timeout`` seconds (``None``: wait forever).
+        """
+        wait_signals(self.coordinator, self._place(path), [validate_key(key)], timeout)
+        return True
+
+    def wait_signals(
+        self, path: str, keys: Sequence[str], timeout: float | None = None, mode: str = "all"
+    ) -> list[str]:
+        """Block until all (``mode="all"``) or any (``"any"``) of ``keys`` are raised; return those raised.
+
+        On Redis the wait blocks in the server (Pub/Sub); on files it is woken
+        by inotify on a local file system and polls with bounded backoff
+        elsewhere. Raises :class:`SignalTimeoutError` naming the missing keys.
+        """
+        return wait_signals(self.coordinator, self._place(path), keys, timeout, mode)
+
+    def queue(self, path: str, name: str, lease: float = 60.0) -> WorkQueue:
+        """The consume-once work queue ``name`` at ``path``; items are leased for ``lease`` seconds."""
+        return WorkQueue(self.coordinator, self._place(path), name, lease)
+
+    def counter(self, path: str, name: str) -> Counter:
+        """The shared counter ``name`` at ``path``."""
+        return Counter(self.coordinator, self._place(path), name)
+
+    def barrier(self, path: str, name: str, parties: int) -> Barrier:
+        """The barrier ``name`` at ``path`` for ``parties`` jobs."""
+        return Barrier(self.coordinator, self._place(path), name, parties)

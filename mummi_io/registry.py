@@ -23,6 +23,7 @@ from .facade import IO
 DEFAULT_KIND = "simple"
 
 #: Environment variable that picks the backend for ``get_io()`` without a kind.
+COORDINATION_ENV_VAR = "MUMMI_IO_COORDINATION"
 KIND_ENV_VAR = "MUMMI_IO_BACKEND"
 
 ENTRY_POINT_GROUP = "mummi_io.backends"
@@ -102,7 +103,12 @@ def get_io(kind: str | None = None, **options: Any) -> IO:
 
     ``kind`` is ``"simple"``, ``"taridx"`` or ``"redis"``; when omitted it is
     read from the ``MUMMI_IO_BACKEND`` environment variable, else ``"simple"``.
-    ``options`` go to the backend (for example ``fsync=True`` for ``simple``).
+    ``options`` go to the backend (for example ``fsync=True`` for ``simple``),
+    except ``coordination``: where signals, queues, counters and barriers
+    live, ``"files"`` (the default: files under the given path, as MuMMI's
+    signal files), ``"backend"`` (on ``redis``: Redis keys, waits blocking in
+    the server) or a :class:`~mummi_io.coordination.Coordinator`. The
+    environment variable ``MUMMI_IO_COORDINATION`` sets the default.
 
     Raises
     ------
@@ -113,6 +119,7 @@ def get_io(kind: str | None = None, **options: Any) -> IO:
     """
     if kind is None:
         kind = os.environ.get(KIND_ENV_VAR) or DEFAULT_KIND
+    coordination = options.pop("coordination", None) or os.environ.get(COORDINATION_ENV_VAR) or "files"
     cls = backend_class(kind)
     signature = inspect.signature(cls)
     try:
@@ -122,4 +129,4 @@ def get_io(kind: str | None = None, **options: Any) -> IO:
         raise InvalidArgumentError(
             f"bad options for the {kind!r} backend ({exc}); it accepts: {accepted or 'no options'}"
         ) from exc
-    return IO(cls(**options))
+    return IO(cls(**options), coordination)

@@ -1,26 +1,22 @@
 """Signal files: how MuMMI jobs tell each other that something is done.
 
-A signal is a file ``path/key`` holding one character. It is created
-atomically, so a poller never sees a half-made signal. ``wait_signal`` polls
-with exponential backoff (starting at 10 ms, capped at ``max_interval``) so
-thousands of waiters do not flood a parallel file system with ``stat`` calls.
+A signal is a file ``path/key`` holding one character, created atomically so
+a waiter never sees a half-made signal. These module functions always use
+files, whatever the backend (the seed's meaning); ``io.send_signal`` and
+friends use the coordination chosen in ``get_io`` (see
+:mod:`mummi_io.coordination`). ``wait_signal`` is woken by inotify on a local
+file system and polls with exponential backoff (10 ms doubling up to
+``max_interval``) elsewhere, so thousands of waiters do not flood a parallel
+file system with ``stat`` calls.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-
-from ._fs import atomic_write, storage_errors
-from .errors import SignalTimeoutError
+from .coordination.api import wait_signals
+from .coordination.files import FileCoordinator
 from .keys import validate_key, validate_namespace
 
-LOGGER = logging.getLogger(__name__)
-
-
-def _signal_path(path: str, key: str) -> str:
-    return os.path.join(validate_namespace(path), validate_key(key))
+_FILES = FileCoordinator()
 
 
 def send_signal(path: str, key: str) -> None:
@@ -33,11 +29,7 @@ def send_signal(path: str, key: str) -> None:
     StorageError
         If the file cannot be created.
     """
-    target = _signal_path(path, key)
-    with storage_errors(f"send signal {target!r}"):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        atomic_write(target, b"1")
-    LOGGER.info("sent signal %s", target)
+    _FILES.send(validate_namespace(path), [validate_key(key)])
 
 
 def test_signal(path: str, key: str) -> bool:
@@ -47,20 +39,12 @@ def test_signal(path: str, key: str) -> bool:
     """
     if key == "":
         return False
-    return os.path.isfile(_signal_path(path, key))
+    return _FILES.present(validate_namespace(path), [validate_key(key)])[0]
 
 
 def clear_signal(path: str, key: str) -> None:
     """Remove the signal ``path/key``; a signal that is not there is a no-op."""
-    target = _signal_path(path, key)
-    try:
-        os.unlink(target)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        with storage_errors(f"clear signal {target!r}"):
-            raise exc
-    LOGGER.debug("cleared signal %s", target)
+    _FILES.clear(validate_namespace(path), [validate_key(key)])
 
 
 def wait_signal(
@@ -73,27 +57,17 @@ def wait_signal(
 ) -> bool:
     """Block until the signal ``path/key`` exists, then return ``True``.
 
-    Polls with exponential backoff from ``initial_interval`` up to
-    ``max_interval`` seconds between checks. ``timeout=None`` waits forever.
+    Where inotify cannot see every writer (network and parallel file
+    systems), polls with backoff from ``initial_interval`` up to
+    ``max_interval`` seconds. ``timeout=None`` waits forever.
 
     Raises
     ------
     SignalTimeoutError
         If the signal has not appeared after ``timeout`` seconds.
     """
-    target = _signal_path(path, key)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    interval = initial_interval
-    while not os.path.isfile(target):
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            raise SignalTimeoutError(
-                f"signal {target!r} did not arrive within {timeout} s; check that the job "
-                "that sends it is running, or wait longer"
-            )
-        pause = interval if deadline is None else min(interval, deadline - now)
-        time.sleep(pause)
-        interval = min(interval * 2, max_interval)
+    coordinator = FileCoordinator(initial_interval=initial_interval, max_interval=max_interval)
+    wait_signals(coordinator, validate_namespace(path), [validate_key(key)], timeout)
     return True
 
 

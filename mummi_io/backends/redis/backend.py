@@ -19,6 +19,7 @@ from ...abc import Backend, Buffer
 from ...errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
 from ...keys import key_matcher
 from . import scripts
+from .coordination import RedisCoordinator
 from .layout import PREFIX, Layout, owner
 from .nodes import Deployment, Node, resolve_deployment, resolve_password
 from .transport import ClusterTransport, Command, IndependentNodes, with_retries
@@ -151,6 +152,10 @@ class RedisBackend(Backend):
     def describe(self) -> str:
         mode = "cluster" if self.deployment.cluster else f"{len(self.deployment.nodes)} node(s)"
         return f"redis ({mode} from {self.deployment.source})"
+
+    def coordinator(self) -> RedisCoordinator:
+        # docstring inherited
+        return RedisCoordinator(self)
 
     def close(self) -> None:
         # docstring inherited

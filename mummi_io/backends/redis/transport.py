@@ -151,6 +151,10 @@ class IndependentNodes:
                 future.result()
         return results
 
+    def pubsub_for(self, tag: bytes) -> redis.client.PubSub:
+        """A Pub/Sub connection to the node that owns ``tag`` (where its publishes happen)."""
+        return self.clients[self.owner_of(tag)].pubsub()
+
     def on_each_node(self, action: Callable[[redis.Redis, Node], T]) -> list[T]:
         """Run ``action(client, node)`` for every node (for PING, rebalance)."""
         return [
@@ -201,6 +205,10 @@ class ClusterTransport:
             return pipe.execute()
 
         return with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology) if commands else []
+
+    def pubsub_for(self, tag: bytes) -> Any:
+        """A Pub/Sub connection to the node serving ``tag``'s slot (chosen on SUBSCRIBE)."""
+        return self.client.pubsub()
 
     def _refresh_topology(self) -> None:
         """Ask the cluster again which node serves which slot (after a node died or failed over)."""

@@ -1,0 +1,301 @@
+"""Coordination through files in a directory (the seed's signal files, plus queues and counters).
+
+Layout under a place (a directory)::
+
+    <place>/<key>                                  a raised signal (one byte, created atomically)
+    <place>/.mummi_io.queue.<name>/pending/<id>    an item waiting (content: the item)
+    <place>/.mummi_io.queue.<name>/leased/<id>~<token>~<lease ms>
+    <place>/.mummi_io.counter.<name>/<random>~<amount>
+    <place>/.mummi_io.barrier.<name>/<member>
+
+Every change is a single atomic file-system operation, so no lock is needed
+and a killed job leaves nothing half-done: an item is claimed by renaming it
+from ``pending`` to ``leased`` (only one consumer's rename can succeed), acked
+by unlinking the leased file, and released or reaped by renaming it back. The
+lease clock is the leased file's ctime, which the claiming rename sets and
+``extend`` refreshes; an expired lease is returned by the next consumer that
+looks for work. (Lease expiry compares that ctime with this host's clock:
+keep leases much longer than the clock skew between nodes.)
+
+Waiting uses inotify on a local file system (no polling at all) and bounded
+exponential backoff elsewhere (see :mod:`.watch`), so a thousand waiters do
+not turn into a storm of ``stat`` calls on a parallel file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from .._fs import TEMP_PREFIX, atomic_write, storage_errors
+from ..errors import InvalidArgumentError
+from ..keys import RESERVED_PREFIX, validate_namespace
+from .base import Claim, Coordinator, Notice
+from . import watch
+
+LOGGER = logging.getLogger(__name__)
+
+WATCH_MODES = ("auto", "inotify", "poll")
+#: Above this many missing signals a check lists the directory once instead of one stat per signal.
+_LIST_ABOVE = 16
+
+
+def _entries(directory: str) -> list[str]:
+    """Names in ``directory``, without temporary files (an absent directory is empty)."""
+    try:
+        with os.scandir(directory) as listing:
+            return [entry.name for entry in listing if not entry.name.startswith(TEMP_PREFIX)]
+    except FileNotFoundError:
+        return []
+
+
+class _PollNotice(Notice):
+    """Sleeps with exponential backoff: ``initial`` doubling up to ``maximum`` seconds."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.interval = initial
+        self.maximum = maximum
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(min(seconds, self.interval))
+        self.interval = min(self.interval * 2, self.maximum)
+
+
+class _InotifyNotice(Notice):
+    """Sleeps until the process's inotify reader reports a change of the directory."""
+
+    def __init__(self, event: threading.Event, fallback: _PollNotice, alive: Callable[[], bool]) -> None:
+        self.event = event
+        self.fallback = fallback
+        self.alive = alive
+
+    def wait(self, seconds: float) -> None:
+        if not self.alive():  # the directory was removed: nothing to watch, poll instead
+            self.fallback.wait(seconds)
+            return
+        self.event.wait(seconds)
+        self.event.clear()
+
+
+class FileCoordinator(Coordinator):
+    """Signals, queues, counters and barriers as files (see the module docstring).
+
+    Parameters
+    ----------
+    watch:
+        ``"auto"`` (inotify on a local file system, polling elsewhere),
+        ``"inotify"`` (always, even where it may miss other nodes' writes) or
+        ``"poll"`` (never).
+    initial_interval, max_interval:
+        The polling backoff, in seconds: the first pause and the cap. A
+        waiter checks at most ``1/max_interval`` times a second once backed
+        off; each check is one ``stat`` per missing signal (one directory
+        listing above 16).
+    """
+
+    where = "files"
+
+    def __init__(self, watch: str = "auto", initial_interval: float = 0.01, max_interval: float = 1.0) -> None:
+        if watch not in WATCH_MODES:
+            raise InvalidArgumentError(f"watch must be one of {WATCH_MODES}, not {watch!r}")
+        if not 0 < initial_interval <= max_interval:
+            raise InvalidArgumentError("need 0 < initial_interval <= max_interval (seconds)")
+        self.watch = watch
+        self.initial_interval = initial_interval
+        self.max_interval = max_interval
+        self._usable: dict[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"FileCoordinator(watch={self.watch!r}, max_interval={self.max_interval})"
+
+    # ------------------------------------------------------------- paths
+    @staticmethod
+    def _place(place: str) -> str:
+        return validate_namespace(place)
+
+    def _directory(self, place: str, topic: str) -> str:
+        base = self._place(place)
+        if topic == "signals":
+            return base
+        kind, _, name = topic.partition(":")
+        if kind not in ("queue", "counter", "barrier") or not name:
+            raise InvalidArgumentError(f"unknown coordination topic {topic!r}")
+        directory = os.path.join(base, f"{RESERVED_PREFIX}.{kind}.{name}")
+        return os.path.join(directory, "pending") if kind == "queue" else directory
+
+    def _queue(self, place: str, queue: str) -> tuple[str, str]:
+        pending = self._directory(place, "queue:" + queue)
+        return pending, os.path.join(os.path.dirname(pending), "leased")
+
+    # ------------------------------------------------------------- signals
+    def send(self, place: str, keys: Sequence[str]) -> None:
+        directory = self._place(place)
+        with storage_errors(f"send signals in {directory!r}"):
+            os.makedirs(directory, exist_ok=True)
+            for key in keys:
+                atomic_write(os.path.join(directory, key), b"1")
+        LOGGER.info("sent %d signal(s) in %s", len(keys), directory)
+
+    def present(self, place: str, keys: Sequence[str]) -> list[bool]:
+        directory = self._place(place)
+        if len(keys) > _LIST_ABOVE:
+            names = set(_entries(directory))
+            return [key in names for key in keys]
+        return [os.path.isfile(os.path.join(directory, key)) for key in keys]
+
+    def clear(self, place: str, keys: Sequence[str]) -> None:
+        directory = self._place(place)
+        for key in keys:
+            with storage_errors(f"clear signal {key!r} in {directory!r}"), contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, key))
+
+    # -------------------------------------------------------------- queues
+    def put(self, place: str, queue: str, items: Sequence[str]) -> None:
+        pending, _ = self._queue(place, queue)
+        with storage_errors(f"put into queue {queue!r} at {place!r}"):
+            os.makedirs(pending, exist_ok=True)
+            for item in items:
+                item_id = f"{time.time_ns():020d}.{secrets.token_hex(6)}"
+                atomic_write(os.path.join(pending, item_id), item.encode("utf-8"))
+
+    def _reap(self, pending: str, leased: str) -> float | None:
+        """Return expired leases to ``pending``; return seconds until the next lease expires."""
+        now = time.time()
+        soonest: float | None = None
+        for name in _entries(leased):
+            item_id, _, rest = name.partition("~")
+            try:
+                lease_ms = int(rest.rpartition("~")[2])
+                changed = os.stat(os.path.join(leased, name)).st_ctime
+            except (ValueError, FileNotFoundError):
+                continue
+            left = changed + lease_ms / 1000 - now
+            if left > 0:
+                soonest = left if soonest is None else min(soonest, left)
+                continue
+            with contextlib.suppress(FileNotFoundError):  # acked, or reaped by another consumer meanwhile
+                os.rename(os.path.join(leased, name), os.path.join(pending, item_id))
+                LOGGER.info("lease on %s expired; returned to the queue", item_id)
+        return soonest
+
+    def claim(self, place: str, queue: str, lease: float) -> tuple[Claim | None, float | None]:
+        pending, leased = self._queue(place, queue)
+        with storage_errors(f"take from queue {queue!r} at {place!r}"):
+            soonest = self._reap(pending, leased)
+            candidates = sorted(_entries(pending))
+            if candidates:
+                os.makedirs(leased, exist_ok=True)
+            # Consumers race for the oldest items; a lost race costs one failed rename.
+            for item_id in candidates:
+                token = secrets.token_hex(6)
+                target = os.path.join(leased, f"{item_id}~{token}~{round(lease * 1000)}")
+                try:
+                    os.rename(os.path.join(pending, item_id), target)
+                except FileNotFoundError:
+                    continue
+                with open(target, "rb") as handle:
+                    item = handle.read().decode("utf-8")
+                return Claim(item_id, f"{token}~{round(lease * 1000)}", item), None
+        return None, soonest
+
+    def _leased_path(self, place: str, queue: str, claim: Claim) -> str:
+        return os.path.join(self._queue(place, queue)[1], f"{claim.item_id}~{claim.token}")
+
+    def ack(self, place: str, queue: str, claim: Claim) -> bool:
+        try:
+            os.unlink(self._leased_path(place, queue, claim))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def release(self, place: str, queue: str, claim: Claim) -> bool:
+        pending, _ = self._queue(place, queue)
+        try:
+            os.rename(self._leased_path(place, queue, claim), os.path.join(pending, claim.item_id))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def extend(self, place: str, queue: str, claim: Claim, lease: float) -> bool:
+        # The lease length is in the leased file's name; setting its times restarts the clock (the ctime).
+        try:
+            os.utime(self._leased_path(place, queue, claim))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def queue_sizes(self, place: str, queue: str) -> tuple[int, int]:
+        pending, leased = self._queue(place, queue)
+        return len(_entries(pending)), len(_entries(leased))
+
+    # ------------------------------------------------- counters and barriers
+    def add(self, place: str, counter: str, amount: int) -> int:
+        directory = self._directory(place, "counter:" + counter)
+        with storage_errors(f"add to counter {counter!r} at {place!r}"):
+            os.makedirs(directory, exist_ok=True)
+            atomic_write(os.path.join(directory, f"{secrets.token_hex(8)}~{amount}"), b"")
+        return self.value(place, counter)
+
+    def value(self, place: str, counter: str) -> int:
+        names = _entries(self._directory(place, "counter:" + counter))
+        return sum(int(name.rpartition("~")[2]) for name in names)
+
+    def arrive(self, place: str, barrier: str, member: str) -> int:
+        directory = self._directory(place, "barrier:" + barrier)
+        with storage_errors(f"arrive at barrier {barrier!r} at {place!r}"):
+            os.makedirs(directory, exist_ok=True)
+            atomic_write(os.path.join(directory, member), b"")
+        return self.arrived(place, barrier)
+
+    def arrived(self, place: str, barrier: str) -> int:
+        return len(_entries(self._directory(place, "barrier:" + barrier)))
+
+    def delete(self, place: str, topic: str) -> None:
+        directory = self._directory(place, topic)
+        if topic.startswith("queue:"):
+            directory = os.path.dirname(directory)
+        with storage_errors(f"delete {topic!r} at {place!r}"), contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(directory)
+
+    # -------------------------------------------------------------- waiting
+    def uses_inotify(self, directory: str) -> bool:
+        """Whether waits on ``directory`` are told by inotify (else they poll)."""
+        if self.watch == "poll":
+            return False
+        if self.watch == "inotify":
+            return True
+        usable = self._usable.get(directory)
+        if usable is None:
+            usable = self._usable[directory] = watch.inotify_usable(directory)
+            if not usable:
+                LOGGER.info("%s is not on a local file system (or has no inotify): waits there poll with backoff",
+                            directory)
+        return usable
+
+    @contextlib.contextmanager
+    def notices(self, place: str, topic: str) -> Iterator[Notice]:
+        directory = self._directory(place, topic)
+        poll = _PollNotice(self.initial_interval, self.max_interval)
+        subscription = None
+        if self.uses_inotify(directory):
+            try:
+                os.makedirs(directory, exist_ok=True)  # a directory must exist to be watched
+                current = watch.watcher()
+                wd, event = current.subscribe(directory)
+                subscription = (current, wd, event)
+            except OSError as exc:
+                LOGGER.warning("cannot watch %s with inotify (%s); polling with backoff instead", directory, exc)
+        if subscription is None:
+            yield poll
+            return
+        current, wd, event = subscription
+        try:
+            yield _InotifyNotice(event, poll, lambda: current.watching(wd))
+        finally:
+            current.unsubscribe(wd, event)

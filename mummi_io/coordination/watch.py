@@ -1,0 +1,177 @@
+"""Being told that a directory changed, without polling it: one inotify watcher per process.
+
+A process may hold thousands of waiters (threads of a workflow manager), but
+Linux allows only 128 inotify instances per user by default, so every waiter
+of a process shares one instance and one reader thread. A waiter subscribes
+to a directory and receives a :class:`threading.Event` that the reader sets
+whenever an entry of the directory is created, renamed in or out, written or
+removed; the waiter then re-checks what it waits for.
+
+inotify only reports changes made through this machine's kernel. On a
+network or parallel file system (NFS, Lustre, GPFS, ...) a file created by a
+job on another node raises no event, so :func:`inotify_usable` says no for
+those file systems and the waiters poll with bounded backoff instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import struct
+import threading
+from typing import Final
+
+LOGGER = logging.getLogger(__name__)
+
+#: File systems whose changes all go through the local kernel (inotify sees every writer).
+LOCAL_FILE_SYSTEMS: Final = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "f2fs", "zfs", "jfs", "reiserfs",
+    "bcachefs", "hfsplus", "apfs", "vfat", "exfat", "ntfs3",
+})
+
+_IN_MODIFY = 0x002
+_IN_CLOSE_WRITE = 0x008
+_IN_MOVED_FROM = 0x040
+_IN_MOVED_TO = 0x080
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_DELETE_SELF = 0x400
+_IN_MOVE_SELF = 0x800
+_IN_Q_OVERFLOW = 0x4000
+_IN_IGNORED = 0x8000
+_IN_ONLYDIR = 0x01000000
+_IN_CLOEXEC = 0o2000000
+_MASK: Final = (_IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+                | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR)
+_EVENT = struct.Struct("iIII")
+
+
+def file_system_type(path: str) -> str | None:
+    """The type of the file system holding ``path`` (``"ext4"``, ``"nfs4"``, ``"lustre"``...), from mountinfo."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            mounts = handle.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in mounts:
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, line.split(" - ", 1)[1].split()[0]
+    return best_type
+
+
+def inotify_usable(path: str) -> bool:
+    """Whether inotify sees every change of ``path``: Linux, inotify available, a local file system."""
+    return _libc() is not None and file_system_type(path) in LOCAL_FILE_SYSTEMS
+
+
+_LIBC: list[ctypes.CDLL | None] = []
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not _LIBC:
+        library = None
+        try:
+            library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            library.inotify_init1  # noqa: B018 (not every libc has it)
+        except (OSError, AttributeError):
+            library = None
+        _LIBC.append(library)
+    return _LIBC[0]
+
+
+class Watcher:
+    """The process's inotify instance and its reader thread (created on first use, again after a fork)."""
+
+    def __init__(self) -> None:
+        libc = _libc()
+        if libc is None:
+            raise OSError(errno.ENOSYS, "inotify is not available on this platform")
+        fd = libc.inotify_init1(_IN_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
+        self._libc = libc
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._by_wd: dict[int, set[threading.Event]] = {}
+        self._thread = threading.Thread(target=self._read_events, name="mummi-io-inotify", daemon=True)
+        self._thread.start()
+
+    def subscribe(self, directory: str) -> tuple[int, threading.Event]:
+        """Watch ``directory``; the returned event is set on every change of it."""
+        event = threading.Event()
+        with self._lock:
+            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
+            if wd < 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"inotify_add_watch {directory!r}: {os.strerror(code)}")
+            self._by_wd.setdefault(wd, set()).add(event)
+        return wd, event
+
+    def unsubscribe(self, wd: int, event: threading.Event) -> None:
+        """Stop telling ``event``; the watch goes when its last subscriber does."""
+        with self._lock:
+            subscribers = self._by_wd.get(wd)
+            if subscribers is None:
+                return
+            subscribers.discard(event)
+            if not subscribers:
+                del self._by_wd[wd]
+                self._libc.inotify_rm_watch(self._fd, wd)
+
+    def _read_events(self) -> None:
+        while True:
+            try:
+                data = os.read(self._fd, 64 * 1024)
+            except InterruptedError:
+                continue
+            except OSError:
+                LOGGER.exception("the inotify reader stopped; waiters fall back to polling at their next check")
+                return
+            touched: set[int] = set()
+            overflow = False
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                offset += _EVENT.size + length
+                overflow |= bool(mask & _IN_Q_OVERFLOW)
+                touched.add(wd)
+                if mask & _IN_IGNORED:  # the directory went away: the kernel dropped the watch
+                    with self._lock:
+                        for event in self._by_wd.pop(wd, set()):
+                            event.set()
+            with self._lock:
+                wds = list(self._by_wd) if overflow else [wd for wd in touched if wd in self._by_wd]
+                for wd in wds:
+                    for event in self._by_wd[wd]:
+                        event.set()
+
+    def watching(self, wd: int) -> bool:
+        """Whether the watch ``wd`` still exists (its directory was not removed or moved away)."""
+        with self._lock:
+            return wd in self._by_wd
+
+
+_WATCHER: dict[int, Watcher] = {}
+_WATCHER_LOCK = threading.Lock()
+
+
+def watcher() -> Watcher:
+    """This process's watcher (a forked child gets its own: threads do not survive a fork)."""
+    pid = os.getpid()
+    with _WATCHER_LOCK:
+        current = _WATCHER.get(pid)
+        if current is None:
+            _WATCHER.clear()
+            current = _WATCHER[pid] = Watcher()
+        return current
