@@ -127,6 +127,8 @@ class RedisBackend(Backend):
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.01), 2),
+            # Each blocked waiter holds a Pub/Sub connection; redis-py's default pool stops at 100.
+            "max_connections": 10_000,
             **redis_options,
         }
         self._transport: IndependentNodes | ClusterTransport | None = None
