@@ -431,3 +431,31 @@ def test_an_io_with_backend_coordination_pickles(redis_single, redis_password):
     assert copy.test_signal("pickled", "x") is True
     copy.close()
     io.close()
+
+
+@pytest.mark.parametrize("kind", ["files-inotify", "redis"])
+def test_a_waiter_is_not_woken_by_other_signals(kind, request, tmp_path):
+    """A manager waiting for one job is not made to re-check by the other jobs' signals."""
+    backend, options, place = _setup(kind, request, tmp_path)
+    with mummi_io.get_io(backend, **options) as io:
+        real = io.coordinator
+        checks = []
+
+        class CountingChecks(type(real)):  # the real coordinator, with its checks counted
+            def present(self, place, keys):
+                checks.append(list(keys))
+                return super().present(place, keys)
+
+        counting = CountingChecks.__new__(CountingChecks)
+        counting.__dict__.update(real.__dict__)
+        io.coordinator = counting
+
+        def others_then_mine() -> None:
+            for index in range(50):
+                io.send_signal(place, f"other-{index}")
+            time.sleep(0.2)
+            io.send_signal(place, "mine")
+
+        later(0.3, others_then_mine)
+        assert io.wait_signals(place, ["mine"], timeout=20) == ["mine"]
+    assert len(checks) <= 3, f"{len(checks)} checks: woken by other signals"

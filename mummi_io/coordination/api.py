@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, LeaseLostError, SignalTimeoutError, WaitTimeoutError
@@ -46,6 +46,7 @@ def wait_until(
     topic: str,
     check: Callable[[], tuple[T | None, float | None]],
     deadline: Deadline,
+    keys: Sequence[str] | None = None,
 ) -> T | None:
     """Re-run ``check`` whenever ``topic`` may have changed until it returns a result or time is up.
 
@@ -53,7 +54,7 @@ def wait_until(
     after which it wants to run again even without a change, or None)``.
     Returns ``None`` when the deadline passes.
     """
-    with coordinator.notices(place, topic) as notice:
+    with coordinator.notices(place, topic, keys) as notice:
         while True:
             result, recheck_after = check()
             if result is not None:
@@ -100,7 +101,7 @@ def wait_signals(
         done = not missing if mode == "all" else bool(arrived)
         return (arrived if done else None), None
 
-    arrived = wait_until(coordinator, place, "signals", check, deadline)
+    arrived = wait_until(coordinator, place, "signals", check, deadline, names)
     if arrived is None:
         shown = ", ".join(repr(k) for k in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         needed = "any of" if mode == "any" else "all of"

@@ -115,8 +115,14 @@ class Coordinator(ABC):
 
     # -------------------------------------------------------------- waiting
     @abstractmethod
-    def notices(self, place: str, topic: str) -> AbstractContextManager[Notice]:
-        """Subscribe to changes of ``topic`` at ``place`` for the duration of a ``with`` block."""
+    def notices(self, place: str, topic: str, keys: Sequence[str] | None = None) -> AbstractContextManager[Notice]:
+        """Subscribe to changes of ``topic`` at ``place`` for the duration of a ``with`` block.
+
+        ``keys`` (signals only): the waiter cares about these signals alone, so
+        a coordinator that can tell which signal changed need not wake it for
+        others (a manager waiting for one of a thousand jobs is not woken by
+        the other 999).
+        """
 
     def close(self) -> None:
         """Release connections (the coordinator reopens them lazily)."""

@@ -279,7 +279,7 @@ class FileCoordinator(Coordinator):
         return usable
 
     @contextlib.contextmanager
-    def notices(self, place: str, topic: str) -> Iterator[Notice]:
+    def notices(self, place: str, topic: str, keys: Sequence[str] | None = None) -> Iterator[Notice]:
         directory = self._directory(place, topic)
         poll = _PollNotice(self.initial_interval, self.max_interval)
         subscription = None
@@ -287,7 +287,8 @@ class FileCoordinator(Coordinator):
             try:
                 os.makedirs(directory, exist_ok=True)  # a directory must exist to be watched
                 current = watch.watcher()
-                wd, event = current.subscribe(directory)
+                names = None if keys is None else frozenset(os.fsencode(key) for key in keys)
+                wd, event = current.subscribe(directory, names)
                 subscription = (current, wd, event)
             except OSError as exc:
                 LOGGER.warning("cannot watch %s with inotify (%s); polling with backoff instead", directory, exc)

@@ -103,19 +103,23 @@ class Watcher:
         self._libc = libc
         self._fd = fd
         self._lock = threading.Lock()
-        self._by_wd: dict[int, set[threading.Event]] = {}
+        self._by_wd: dict[int, dict[threading.Event, frozenset[bytes] | None]] = {}
         self._thread = threading.Thread(target=self._read_events, name="mummi-io-inotify", daemon=True)
         self._thread.start()
 
-    def subscribe(self, directory: str) -> tuple[int, threading.Event]:
-        """Watch ``directory``; the returned event is set on every change of it."""
+    def subscribe(self, directory: str, names: frozenset[bytes] | None = None) -> tuple[int, threading.Event]:
+        """Watch ``directory``; the returned event is set on every change of it.
+
+        With ``names``, only changes of entries with those names set it (and
+        events that say nothing precise: a queue overflow, the directory gone).
+        """
         event = threading.Event()
         with self._lock:
             wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
             if wd < 0:
                 code = ctypes.get_errno()
                 raise OSError(code, f"inotify_add_watch {directory!r}: {os.strerror(code)}")
-            self._by_wd.setdefault(wd, set()).add(event)
+            self._by_wd.setdefault(wd, {})[event] = names
         return wd, event
 
     def unsubscribe(self, wd: int, event: threading.Event) -> None:
@@ -124,7 +128,7 @@ class Watcher:
             subscribers = self._by_wd.get(wd)
             if subscribers is None:
                 return
-            subscribers.discard(event)
+            subscribers.pop(event, None)
             if not subscribers:
                 del self._by_wd[wd]
                 self._libc.inotify_rm_watch(self._fd, wd)
@@ -138,23 +142,29 @@ class Watcher:
             except OSError:
                 LOGGER.exception("the inotify reader stopped; waiters fall back to polling at their next check")
                 return
-            touched: set[int] = set()
-            overflow = False
+            changed: dict[int, set[bytes] | None] = {}  # None: anything may have changed
             offset = 0
-            while offset + _EVENT.size <= len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                offset += _EVENT.size + length
-                overflow |= bool(mask & _IN_Q_OVERFLOW)
-                touched.add(wd)
-                if mask & _IN_IGNORED:  # the directory went away: the kernel dropped the watch
-                    with self._lock:
-                        for event in self._by_wd.pop(wd, set()):
-                            event.set()
             with self._lock:
-                wds = list(self._by_wd) if overflow else [wd for wd in touched if wd in self._by_wd]
-                for wd in wds:
-                    for event in self._by_wd[wd]:
-                        event.set()
+                while offset + _EVENT.size <= len(data):
+                    wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                    name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
+                    offset += _EVENT.size + length
+                    if mask & _IN_Q_OVERFLOW:  # events were lost: everyone re-checks
+                        changed = dict.fromkeys(self._by_wd)
+                    elif mask & _IN_IGNORED:  # the directory went away: the kernel dropped the watch
+                        for event in self._by_wd.pop(wd, {}):
+                            event.set()
+                    elif wd in self._by_wd:
+                        names = changed.setdefault(wd, set())
+                        if names is not None:
+                            if name:
+                                names.add(name)
+                            else:
+                                changed[wd] = None
+                for wd, names in changed.items():
+                    for event, wanted in self._by_wd.get(wd, {}).items():
+                        if wanted is None or names is None or not wanted.isdisjoint(names):
+                            event.set()
 
     def watching(self, wd: int) -> bool:
         """Whether the watch ``wd`` still exists (its directory was not removed or moved away)."""

@@ -42,11 +42,15 @@ LOGGER = logging.getLogger(__name__)
 
 _NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-#: KEYS: signal hash. ARGV: channel, signals...
+#: KEYS: signal hash. ARGV: channel, signals... The message names the signals (NUL-separated).
 SEND = """
-for i = 2, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], '1') end
-redis.call('PUBLISH', ARGV[1], #ARGV - 1)
-return #ARGV - 1
+local sent = {}
+for i = 2, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], '1')
+  sent[#sent + 1] = ARGV[i]
+end
+redis.call('PUBLISH', ARGV[1], table.concat(sent, '\\0'))
+return #sent
 """
 
 #: KEYS: pending, items, seq. ARGV: channel, items...
@@ -120,8 +124,9 @@ _QUEUE_PARTS = (b"pending", b"items", b"leases", b"owners", b"seq")
 class _PubSubNotice(Notice):
     """A subscription to one channel; ``wait`` blocks in the server's push."""
 
-    def __init__(self, coordinator: RedisCoordinator, tag: bytes, channel: bytes) -> None:
+    def __init__(self, coordinator: RedisCoordinator, tag: bytes, channel: bytes, keys: Sequence[str] | None) -> None:
         self.coordinator = coordinator
+        self.keys = None if keys is None else frozenset(key.encode("utf-8") for key in keys)
         self.tag = tag
         self.channel = channel
         self.pubsub: Any = None
@@ -148,9 +153,19 @@ class _PubSubNotice(Notice):
         self.pubsub = with_retries(f"subscribe on {self.coordinator.where}", self.coordinator.backend.retry_timeout,
                                    subscribe, getattr(transport, "_refresh_topology", None))
 
+    def _relevant(self, message: dict[str, Any] | None) -> bool:
+        if message is None or message.get("type") != "message":
+            return False
+        data = message.get("data")
+        return self.keys is None or not isinstance(data, bytes) or not self.keys.isdisjoint(data.split(b"\0"))
+
     def wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
         try:
-            message = self.pubsub.get_message(timeout=seconds)
+            while True:  # until a publish that matters, or the time is up
+                message = self.pubsub.get_message(timeout=max(0.0, end - time.monotonic()))
+                if message is None or self._relevant(message):
+                    break
             while message is not None:  # coalesce a burst of publishes into one re-check
                 message = self.pubsub.get_message(timeout=0)
         except _TRANSIENT as exc:
@@ -275,9 +290,9 @@ class RedisCoordinator(Coordinator):
 
     # -------------------------------------------------------------- waiting
     @contextlib.contextmanager
-    def notices(self, place: str, topic: str) -> Iterator[Notice]:
+    def notices(self, place: str, topic: str, keys: Sequence[str] | None = None) -> Iterator[Notice]:
         tag, channel = self._key(place, topic)
-        notice = _PubSubNotice(self, tag, channel)
+        notice = _PubSubNotice(self, tag, channel, keys)
         try:
             yield notice
         finally:
