@@ -14,7 +14,9 @@ it). Workloads:
 - namespace size 1k -> 1M keys: cost per save, exists, list and load;
 - concurrent writers: 1, 2 and 4 processes;
 - MPI: 1, 2 and 4 ranks writing directly vs through ``aggregated_save``;
-- the taridx and redis issue targets (bench_taridx.py, bench_redis.py).
+- the taridx and redis issue targets (bench_taridx.py, bench_redis.py);
+- coordination: signal latency and file-system calls while 1,000 jobs wait
+  (bench_coordination.py).
 
 Baselines: plain files (``os.open``/``write``/``close``, ``open().read()``,
 ``os.rename``) for simple and taridx, and redis-py pipelined MSET/MGET for
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
+import bench_coordination  # noqa: E402
 import bench_redis  # noqa: E402
 import bench_taridx  # noqa: E402
 from harness import Measurement, machine, measure, report, row  # noqa: E402
@@ -424,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     sections["taridx targets"] = bench_taridx.collect(args.quick, repeat)
     if redis_server_binary() is not None:
         sections["redis targets"] = bench_redis.collect(args.quick, repeat)
+    sections["coordination"] = bench_coordination.collect(args.quick)
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {machine()['platform']}, {machine()['cpus']} CPUs, "
               f"Python {machine()['python']}; {'quick' if args.quick else 'full'} run, medians of {repeat}, "
               f"{time.monotonic() - started:.0f} s.")

@@ -20,7 +20,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     sections = data["sections"]
     assert set(sections) >= {
         "small values", "npz arrays", "objects", "feedback loop", "namespace size", "concurrent writers", "MPI ranks",
-        "taridx targets", "redis targets",
+        "taridx targets", "redis targets", "coordination",
     }
     backends = {row["backend"] for row in sections["namespace size"]}
     assert backends == {"simple", "taridx", "redis"}
@@ -29,3 +29,6 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert (tmp_path / "namespace_size.png").stat().st_size > 0
     assert (tmp_path / "ratios.png").stat().st_size > 0
     assert "### feedback loop" in (tmp_path / "results.md").read_text()
+    waits = {row["wait"]: row for row in sections["coordination"]}
+    assert set(waits) == {"redis", "inotify", "backoff", "seed"}
+    assert all(isinstance(row["fs calls/s while waiting"], float) for row in waits.values())
