@@ -13,19 +13,18 @@ Four ways to wait, each in real processes (``coordination_waiter.py``):
 
 Latency: one waiting process; the sender waits 1.5 s (so pollers have backed
 off to their cap), sends, and the waiter prints when it woke. File-system
-load: 1,000 waiting threads in 4 processes, each for its own signal; strace
-attached for a window counts their file-system calls (stat, open, getdents,
-access...); for redis the server's processed commands are counted too.
+load: 1,000 waiting threads in 4 processes, each for its own signal, run
+under ``strace -f --seccomp-bpf -ttt``; the file-system calls (stat, open,
+getdents, access...) logged during a window once every waiter has backed
+off are counted; for redis the server's processed commands are counted too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,9 +51,14 @@ def _sender(method: str, options: dict) -> mummi_io.IO:
     return mummi_io.get_io("simple", coordination=FileCoordinator(watch="poll"))
 
 
-def _start(method: str, options: dict, place: str, *args: object) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, WAITER, method, json.dumps(options), place, *map(str, args)],
-                               stdout=subprocess.PIPE, text=True)
+def _start(method: str, options: dict, place: str, *args: object, trace: str | None = None) -> subprocess.Popen:
+    """Start a waiter process (under strace writing ``trace``, when given); return once it is ready."""
+    command = [sys.executable, WAITER, method, json.dumps(options), place, *map(str, args)]
+    if trace is not None:
+        # --seccomp-bpf stops the tracee only for the traced calls, not for every futex of 250 threads.
+        command = [shutil.which("strace") or "strace", "-f", "--seccomp-bpf", "-ttt", "-qq", "-e", FS_CALLS,
+                   "-o", trace, *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     if process.stdout.readline().strip() != "ready":
         raise RuntimeError(f"the {method} waiter did not start")
     return process
@@ -74,23 +78,17 @@ def latency(method: str, options: dict, place: str, trials: int, gap: float) -> 
     return [w - s for w, s in zip(woke, sent)]
 
 
-def _strace_calls(pids: list[int], seconds: float) -> int | None:
-    """File-system calls made by the processes ``pids`` (all threads) during ``seconds``."""
-    strace = shutil.which("strace")
-    if strace is None:
-        return None
-    arguments = [strace, "-f", "-c", "-qq", "-e", FS_CALLS]
-    for pid in pids:
-        arguments += ["-p", str(pid)]
-    tracer = subprocess.Popen(arguments, stderr=subprocess.PIPE, text=True)
-    time.sleep(seconds)
-    tracer.send_signal(signal.SIGINT)
-    _, summary = tracer.communicate(timeout=120)
-    total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)(?:\s+\d+)?\s+total\s*$", summary, re.MULTILINE)
-    if total is None:
-        calls = [int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)", summary, re.MULTILINE)]
-        return sum(calls) if calls else 0
-    return int(total.group(1))
+def _calls_between(traces: list[str], start: float, end: float) -> int:
+    """System calls logged by ``strace -ttt`` in ``traces`` with a timestamp in [start, end]."""
+    count = 0
+    for trace in traces:
+        with open(trace) as handle:
+            for line in handle:
+                fields = line.split(maxsplit=2)
+                # A call interrupted by another thread's is logged twice ("<unfinished ...>", then "resumed").
+                if len(fields) == 3 and not fields[2].startswith("<...") and start <= float(fields[1]) <= end:
+                    count += 1
+    return count
 
 
 def _redis_commands(options: dict) -> int:
@@ -102,23 +100,51 @@ def _redis_commands(options: dict) -> int:
         client.close()
 
 
-def load_while_waiting(method: str, options: dict, place: str, waiters: int, window: float) -> dict[str, object]:
-    """Start ``waiters`` waiting threads in 4 processes; count their file-system calls and wake them all."""
-    processes = 4
-    share = waiters // processes
-    started = [_start(method, options, place, "hold", p * share, share) for p in range(processes)]
-    time.sleep(2.0)  # every poller backed off to its cap
-    commands_before = _redis_commands(options) if method == "redis" else None
-    calls = _strace_calls([p.pid for p in started], window)
-    commands = None if commands_before is None else _redis_commands(options) - commands_before - 2
+def _hold(method: str, options: dict, place: str, waiters: int, traces: list[str] | None) -> list[subprocess.Popen]:
+    """Start ``waiters`` waiting threads in 4 processes (each under strace when ``traces`` are given)."""
+    share = waiters // 4
+    return [_start(method, options, place, "hold", p * share, share, trace=None if traces is None else traces[p])
+            for p in range(4)]
+
+
+def _release(method: str, options: dict, place: str, waiters: int, started: list[subprocess.Popen]) -> float:
+    """Send every waiter's signal in one call; return the seconds until all of them woke."""
     with _sender(method, options) as io:
         released = time.monotonic()
-        io.send_signal(place, [f"w-{i}" for i in range(share * processes)])
+        io.send_signal(place, [f"w-{i}" for i in range(waiters)])
         for process in started:
             if process.stdout.readline().strip() != "done":
                 raise RuntimeError(f"a {method} waiter process failed")
-            process.wait(60)
         all_woken = time.monotonic() - released
+    for process in started:
+        process.wait(60)
+    return all_woken
+
+
+def load_while_waiting(method: str, options: dict, place: str, waiters: int, window: float,
+                       scratch: str) -> dict[str, object]:
+    """File-system calls (and Redis commands) per second while ``waiters`` threads in 4 processes wait.
+
+    Counted in a run under strace; the time to wake them all is measured in
+    a second run without it (ptrace slows thread wake-ups down by itself).
+    """
+    traced = shutil.which("strace") is not None
+    calls = commands = None
+    if traced:
+        traces = [os.path.join(scratch, f"trace-{method}-{p}.txt") for p in range(4)]
+        started = _hold(method, options, place + "-traced", waiters, traces)
+        time.sleep(2.0)  # every poller backed off to its cap
+        commands_before = _redis_commands(options) if method == "redis" else None
+        window_start = time.time()
+        time.sleep(window)
+        window_end = time.time()
+        if commands_before is not None:
+            commands = _redis_commands(options) - commands_before - 1
+        _release(method, options, place + "-traced", waiters, started)
+        calls = _calls_between(traces, window_start, window_end)
+    started = _hold(method, options, place, waiters, None)
+    time.sleep(1.0)
+    all_woken = _release(method, options, place, waiters, started)
     return {
         "fs calls/s while waiting": "strace not installed" if calls is None else round(calls / window, 1),
         "redis commands/s while waiting": "-" if commands is None else round(max(commands, 0) / window, 1),
@@ -145,7 +171,7 @@ def collect(quick: bool) -> list[dict[str, object]]:
             place = os.path.join(scratch, f"{method}-latency") if method != "redis" else f"latency-{method}"
             delays = sorted(latency(method, options if method == "redis" else {}, place, trials, gap))
             place = os.path.join(scratch, f"{method}-load") if method != "redis" else f"load-{method}"
-            load = load_while_waiting(method, options if method == "redis" else {}, place, waiters, window)
+            load = load_while_waiting(method, options if method == "redis" else {}, place, waiters, window, scratch)
             rows.append({
                 "wait": method,
                 "latency median ms": round(delays[len(delays) // 2] * 1000, 2),
