@@ -13,7 +13,8 @@ Four ways to wait, each in real processes (``coordination_waiter.py``):
 
 Latency: one waiting process; the sender waits 1.5 s (so pollers have backed
 off to their cap), sends, and the waiter prints when it woke. File-system
-load: 1,000 waiting threads in 4 processes, each for its own signal, run
+load: 1,000 waiting threads in 4 processes, each for its own signal (the
+directory already holds 1,000 signals of finished jobs), run
 under ``strace -f --seccomp-bpf -ttt``; the file-system calls (stat, open,
 getdents, access...) logged during a window once every waiter has backed
 off are counted; for redis the server's processed commands are counted too.
@@ -101,7 +102,13 @@ def _redis_commands(options: dict) -> int:
 
 
 def _hold(method: str, options: dict, place: str, waiters: int, traces: list[str] | None) -> list[subprocess.Popen]:
-    """Start ``waiters`` waiting threads in 4 processes (each under strace when ``traces`` are given)."""
+    """Start ``waiters`` waiting threads in 4 processes (each under strace when ``traces`` are given).
+
+    A campaign's signal directory is not empty: it already holds as many
+    signals of finished jobs as there are waiters (a listing reads them all).
+    """
+    with _sender(method, options) as io:
+        io.send_signal(place, [f"finished-{i}" for i in range(waiters)])
     share = waiters // 4
     return [_start(method, options, place, "hold", p * share, share, trace=None if traces is None else traces[p])
             for p in range(4)]

@@ -83,7 +83,7 @@ def report(title: str, rows: list[dict[str, object]], path: str | None) -> str:
 
 def _format(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 999.5 else f"{value:,.0f}"
     return str(value)
 
 

@@ -2,7 +2,7 @@
 
 Run as a script for the ``strace`` and latency tests::
 
-    python coordination_programs.py wait-files <dir> <watch> <timeout>
+    python coordination_programs.py wait-files <dir> <watch> <timeout> [<waiting threads>]
     python coordination_programs.py wake-times <kind> <options json> <place> <count>
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 import mummi_io
@@ -49,13 +50,22 @@ def consume(kind: str, options: dict, place: str, log: str, lease: float, hang: 
             acked.add(1)
 
 
-def wait_files(directory: str, watch: str, timeout: float) -> None:
-    """Wait for a signal that never comes (the test counts the system calls made meanwhile)."""
+def wait_files(directory: str, watch: str, timeout: float, waiters: int = 1) -> None:
+    """``waiters`` threads wait for signals that never come (the test counts the system calls made meanwhile)."""
     io = mummi_io.get_io("simple", coordination=FileCoordinator(watch=watch))
-    try:
-        io.wait_signal(directory, "never", timeout=timeout)
-    except mummi_io.SignalTimeoutError:
-        print("timed out", flush=True)
+
+    def wait(index: int) -> None:
+        try:
+            io.wait_signal(directory, f"never-{index}", timeout=timeout)
+        except mummi_io.SignalTimeoutError:
+            pass
+
+    threads = [threading.Thread(target=wait, args=(index,)) for index in range(waiters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print("timed out", flush=True)
 
 
 def wake_times(kind: str, options: dict, place: str, count: int) -> None:
@@ -70,7 +80,7 @@ def wake_times(kind: str, options: dict, place: str, count: int) -> None:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "wait-files":
-        wait_files(args[0], args[1], float(args[2]))
+        wait_files(args[0], args[1], float(args[2]), int(args[3]) if len(args) > 3 else 1)
     elif command == "wake-times":
         wake_times(args[0], json.loads(args[1]), args[2], int(args[3]))
     else:

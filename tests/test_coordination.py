@@ -347,30 +347,49 @@ def test_a_waiting_process_wakes_within_50_ms(kind, request, tmp_path):
 
 
 # ------------------------------------------------- file-system calls counted
-def _calls_on(directory: str, watch: str, seconds: float, tmp_path: Path) -> int:
-    """Run a file waiter for ``seconds`` under strace; count its calls naming ``directory``."""
+def _calls_on(directory: str, watch: str, seconds: float, tmp_path: Path, waiters: int = 1) -> list[tuple[float, str]]:
+    """Run file waiters for ``seconds`` under strace; return (time, call) of each call naming ``directory``."""
     strace = shutil.which("strace")
     assert strace, "strace is needed to count system calls: apt-get install strace (CI installs it)"
-    trace = tmp_path / f"trace-{watch}.txt"
+    trace = tmp_path / f"trace-{watch}-{waiters}.txt"
     subprocess.run(
-        [strace, "-f", "-qq", "-o", str(trace),
+        [strace, "-f", "-qq", "-ttt", "-o", str(trace),
          "-e", "trace=stat,lstat,newfstatat,statx,access,faccessat,faccessat2,open,openat,getdents64",
-         sys.executable, str(HERE / "coordination_programs.py"), "wait-files", directory, watch, str(seconds)],
+         sys.executable, str(HERE / "coordination_programs.py"), "wait-files", directory, watch, str(seconds),
+         str(waiters)],
         check=True, timeout=120, capture_output=True,
     )
-    return sum(1 for line in trace.read_text().splitlines() if directory in line)
+    calls = []
+    for line in trace.read_text().splitlines():
+        if directory in line:
+            _pid, stamp, call = line.split(maxsplit=2)
+            calls.append((float(stamp), call.split("(")[0]))
+    return calls
+
+
+def _backoff_bound(seconds: float, initial: float = 0.01, maximum: float = 1.0) -> int:
+    """Checks of one backoff: pauses of 10 ms, 20 ms, ... up to 1 s, then one a second, plus first and last."""
+    return math.ceil(math.log2(maximum / initial)) + 1 + math.ceil(seconds / maximum) + 2
 
 
 def test_file_waits_make_a_bounded_number_of_stat_calls(tmp_path):
     directory = str(tmp_path / "signals")
-    seconds, initial, maximum = 4.0, 0.01, 1.0
-    polled = _calls_on(directory, "poll", seconds, tmp_path)
-    # Backoff: one check per pause of 10 ms, 20 ms, ... up to 1 s, then one a second.
-    doublings = math.ceil(math.log2(maximum / initial)) + 1
-    bound = doublings + math.ceil(seconds / maximum) + 2
-    assert 3 <= polled <= bound, f"{polled} calls in {seconds} s (bound {bound})"
-    watched = _calls_on(directory, "inotify", seconds, tmp_path)
+    seconds = 4.0
+    polled = len(_calls_on(directory, "poll", seconds, tmp_path))
+    assert 3 <= polled <= _backoff_bound(seconds), f"{polled} calls in {seconds} s"
+    watched = len(_calls_on(directory, "inotify", seconds, tmp_path))
     assert watched <= 6, f"{watched} calls while inotify watched"  # a first and a last check, no polling
+
+
+def test_many_polling_waiters_share_one_listing(tmp_path):
+    """100 waiting threads of a process, backed off: one directory listing a second for all, no stat."""
+    directory = str(tmp_path / "signals")
+    calls = _calls_on(directory, "poll", 7.0, tmp_path, waiters=100)
+    start = calls[0][0]
+    window = [call for stamp, call in calls if start + 3.0 <= stamp < start + 6.0]  # all started, none timed out
+    listings = window.count("openat")
+    assert 1 <= listings <= 4, window  # 3 s at one listing a second (max_interval=1)
+    assert len(window) - listings == 0, window  # the waiters themselves do not poll
 
 
 def test_inotify_is_used_only_on_local_file_systems(tmp_path):

@@ -17,9 +17,11 @@ lease clock is the leased file's ctime, which the claiming rename sets and
 looks for work. (Lease expiry compares that ctime with this host's clock:
 keep leases much longer than the clock skew between nodes.)
 
-Waiting uses inotify on a local file system (no polling at all) and bounded
-exponential backoff elsewhere (see :mod:`.watch`), so a thousand waiters do
-not turn into a storm of ``stat`` calls on a parallel file system.
+Waiting uses inotify on a local file system (no polling at all) and, elsewhere,
+one polling thread per process that lists each watched directory with bounded
+exponential backoff for all the process's waiters at once (see :mod:`.watch`),
+so a thousand waiters do not turn into a storm of ``stat`` calls on a parallel
+file system.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _entries(directory: str) -> list[str]:
 
 
 class _PollNotice(Notice):
-    """Sleeps with exponential backoff: ``initial`` doubling up to ``maximum`` seconds."""
+    """Sleeps with exponential backoff: ``initial`` doubling up to ``maximum`` seconds (a waiter on its own)."""
 
     def __init__(self, initial: float, maximum: float) -> None:
         self.interval = initial
@@ -67,17 +69,18 @@ class _PollNotice(Notice):
         self.interval = min(self.interval * 2, self.maximum)
 
 
-class _InotifyNotice(Notice):
-    """Sleeps until the process's inotify reader reports a change of the directory."""
+class _EventNotice(Notice):
+    """Sleeps until the process's inotify reader or poller sets the event for this waiter."""
 
-    def __init__(self, event: threading.Event, fallback: _PollNotice, alive: Callable[[], bool]) -> None:
+    def __init__(self, event: threading.Event, alive: Callable[[], bool] | None = None,
+                 fallback: _PollNotice | None = None) -> None:
         self.event = event
-        self.fallback = fallback
         self.alive = alive
+        self.fallback = fallback
 
     def wait(self, seconds: float) -> None:
-        if not self.alive():  # the directory was removed: nothing to watch, poll instead
-            self.fallback.wait(seconds)
+        if self.alive is not None and self.fallback is not None and not self.alive():
+            self.fallback.wait(seconds)  # the watched directory was removed: poll it instead
             return
         self.event.wait(seconds)
         self.event.clear()
@@ -93,10 +96,9 @@ class FileCoordinator(Coordinator):
         ``"inotify"`` (always, even where it may miss other nodes' writes) or
         ``"poll"`` (never).
     initial_interval, max_interval:
-        The polling backoff, in seconds: the first pause and the cap. A
-        waiter checks at most ``1/max_interval`` times a second once backed
-        off; each check is one ``stat`` per missing signal (one directory
-        listing above 16).
+        The polling backoff, in seconds: the first pause and the cap. Once
+        backed off, a process lists each directory its waiters watch at most
+        ``1/max_interval`` times a second, however many waiters it has.
     """
 
     where = "files"
@@ -281,22 +283,25 @@ class FileCoordinator(Coordinator):
     @contextlib.contextmanager
     def notices(self, place: str, topic: str, keys: Sequence[str] | None = None) -> Iterator[Notice]:
         directory = self._directory(place, topic)
-        poll = _PollNotice(self.initial_interval, self.max_interval)
-        subscription = None
         if self.uses_inotify(directory):
             try:
                 os.makedirs(directory, exist_ok=True)  # a directory must exist to be watched
                 current = watch.watcher()
                 names = None if keys is None else frozenset(os.fsencode(key) for key in keys)
                 wd, event = current.subscribe(directory, names)
-                subscription = (current, wd, event)
             except OSError as exc:
                 LOGGER.warning("cannot watch %s with inotify (%s); polling with backoff instead", directory, exc)
-        if subscription is None:
-            yield poll
-            return
-        current, wd, event = subscription
+            else:
+                fallback = _PollNotice(self.initial_interval, self.max_interval)
+                try:
+                    yield _EventNotice(event, lambda: current.watching(wd), fallback)
+                finally:
+                    current.unsubscribe(wd, event)
+                return
+        poller = watch.poller()
+        subscriber = poller.subscribe(directory, None if keys is None else frozenset(keys), self.initial_interval,
+                                      self.max_interval)
         try:
-            yield _InotifyNotice(event, poll, lambda: current.watching(wd))
+            yield _EventNotice(subscriber.event)
         finally:
-            current.unsubscribe(wd, event)
+            poller.unsubscribe(directory, subscriber)

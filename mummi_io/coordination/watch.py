@@ -10,7 +10,9 @@ removed; the waiter then re-checks what it waits for.
 inotify only reports changes made through this machine's kernel. On a
 network or parallel file system (NFS, Lustre, GPFS, ...) a file created by a
 job on another node raises no event, so :func:`inotify_usable` says no for
-those file systems and the waiters poll with bounded backoff instead.
+those file systems and the waiters are served by the :class:`Poller`: one
+thread per process that lists each watched directory with bounded backoff,
+once for all the process's waiters of that directory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from typing import Final
 
 LOGGER = logging.getLogger(__name__)
@@ -184,4 +187,96 @@ def watcher() -> Watcher:
         if current is None:
             _WATCHER.clear()
             current = _WATCHER[pid] = Watcher()
+        return current
+
+
+class _PollSubscriber:
+    """One waiter of the shared poller: its event, the names it waits for, its own backoff."""
+
+    def __init__(self, names: frozenset[str] | None, initial: float, maximum: float) -> None:
+        self.event = threading.Event()
+        self.names = names
+        self.interval = initial
+        self.maximum = maximum
+        self.due = 0.0  # scan at once: the waiter's first check may have raced a change
+        self.seen: frozenset[str] | None = None
+
+
+class Poller:
+    """One polling thread per process for every waiter that cannot use inotify.
+
+    Each scan of a directory is one listing, however many waiters of the
+    process watch it, and serves all of them: 1,000 waiting threads cost one
+    ``getdents`` per interval instead of 1,000 ``stat`` calls. Each waiter has
+    its own backoff (``initial`` doubling up to ``maximum`` seconds); a
+    directory is listed when the earliest of its waiters is due.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._directories: dict[str, dict[_PollSubscriber, None]] = {}
+        self._thread = threading.Thread(target=self._run, name="mummi-io-poller", daemon=True)
+        self._thread.start()
+
+    def subscribe(self, directory: str, names: frozenset[str] | None, initial: float, maximum: float
+                  ) -> _PollSubscriber:
+        """Start polling for ``directory``; the subscriber's event is set when its names appear (any change if None)."""
+        subscriber = _PollSubscriber(names, initial, maximum)
+        subscriber.due = time.monotonic() + initial
+        with self._condition:
+            self._directories.setdefault(directory, {})[subscriber] = None
+            self._condition.notify()
+        return subscriber
+
+    def unsubscribe(self, directory: str, subscriber: _PollSubscriber) -> None:
+        with self._condition:
+            subscribers = self._directories.get(directory)
+            if subscribers is not None:
+                subscribers.pop(subscriber, None)
+                if not subscribers:
+                    del self._directories[directory]
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                now = time.monotonic()
+                due = [d for d, subs in self._directories.items() if min(s.due for s in subs) <= now]
+                if not due:
+                    soonest = min((s.due for subs in self._directories.values() for s in subs), default=None)
+                    self._condition.wait(None if soonest is None else max(soonest - now, 0.0))
+                    continue
+            for directory in due:
+                self._scan(directory)
+
+    def _scan(self, directory: str) -> None:
+        try:
+            with os.scandir(directory) as listing:
+                names = frozenset(entry.name for entry in listing)
+        except OSError:  # not there (yet): nothing any waiter is waiting for
+            names = frozenset()
+        now = time.monotonic()
+        with self._condition:
+            for subscriber in self._directories.get(directory, {}):
+                if subscriber.names is None:
+                    changed = subscriber.seen is None or names != subscriber.seen
+                    subscriber.seen = names
+                else:
+                    changed = not subscriber.names.isdisjoint(names)
+                if changed:
+                    subscriber.event.set()
+                subscriber.due = now + subscriber.interval
+                subscriber.interval = min(subscriber.interval * 2, subscriber.maximum)
+
+
+_POLLER: dict[int, Poller] = {}
+
+
+def poller() -> Poller:
+    """This process's poller (a forked child gets its own)."""
+    pid = os.getpid()
+    with _WATCHER_LOCK:
+        current = _POLLER.get(pid)
+        if current is None:
+            _POLLER.clear()
+            current = _POLLER[pid] = Poller()
         return current
