@@ -25,7 +25,7 @@ import os
 import struct
 import threading
 import time
-from typing import Final
+from typing import Final, TypeVar
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ _IN_CLOEXEC = 0o2000000
 _MASK: Final = (_IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
                 | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR)
 _EVENT = struct.Struct("iIII")
+T = TypeVar("T")
 
 
 def file_system_type(path: str) -> str | None:
@@ -175,19 +176,24 @@ class Watcher:
             return wd in self._by_wd
 
 
-_WATCHER: dict[int, Watcher] = {}
-_WATCHER_LOCK = threading.Lock()
+_PER_PROCESS: dict[type, tuple[int, object]] = {}
+_PER_PROCESS_LOCK = threading.Lock()
+
+
+def _of_this_process(kind: type[T]) -> T:
+    """The one ``kind()`` of this process (a forked child makes its own: threads do not survive a fork)."""
+    pid = os.getpid()
+    with _PER_PROCESS_LOCK:
+        owner, current = _PER_PROCESS.get(kind, (None, None))
+        if owner != pid:
+            current = kind()
+            _PER_PROCESS[kind] = (pid, current)
+        return current  # type: ignore[return-value]
 
 
 def watcher() -> Watcher:
-    """This process's watcher (a forked child gets its own: threads do not survive a fork)."""
-    pid = os.getpid()
-    with _WATCHER_LOCK:
-        current = _WATCHER.get(pid)
-        if current is None:
-            _WATCHER.clear()
-            current = _WATCHER[pid] = Watcher()
-        return current
+    """This process's inotify watcher."""
+    return _of_this_process(Watcher)
 
 
 class _PollSubscriber:
@@ -268,15 +274,6 @@ class Poller:
                 subscriber.interval = min(subscriber.interval * 2, subscriber.maximum)
 
 
-_POLLER: dict[int, Poller] = {}
-
-
 def poller() -> Poller:
-    """This process's poller (a forked child gets its own)."""
-    pid = os.getpid()
-    with _WATCHER_LOCK:
-        current = _POLLER.get(pid)
-        if current is None:
-            _POLLER.clear()
-            current = _POLLER[pid] = Poller()
-        return current
+    """This process's poller."""
+    return _of_this_process(Poller)
