@@ -179,3 +179,41 @@ def test_sync_archive_and_registry_commands(tmp_path: Path, files: dict[str, byt
 def test_bench_entry_point_reaches_the_benchmarks() -> None:
     result = cli("bench", "--help")
     assert result.returncode == 0 and b"--quick" in result.stdout
+
+
+# --------------------------------------------------------------------------
+# Signals from job scripts
+# --------------------------------------------------------------------------
+def test_signal_commands_on_files(tmp_path: Path) -> None:
+    place = str(tmp_path / "signals")
+    missing = run("signal", "test", place, "sim-1.done")
+    assert missing.returncode == 3 and "missing" in missing.stdout
+    assert run("signal", "send", place, "sim-1.done", "sim-2.done").returncode == 0
+    assert (tmp_path / "signals" / "sim-1.done").read_bytes() == b"1"  # MuMMI's signal file
+    assert run("signal", "test", place, "sim-1.done", "sim-2.done").returncode == 0
+    waited = run("--json", "signal", "wait", place, "sim-1.done", "sim-3.done", "--timeout", "0.3")
+    assert waited.returncode == 3
+    assert json.loads(waited.stdout) == {"arrived": ["sim-1.done"], "missing": ["sim-3.done"]}
+    assert "sim-3.done" in waited.stderr
+    assert run("signal", "wait", place, "sim-1.done", "sim-3.done", "--any").stdout.split() == ["sim-1.done"]
+    assert run("signal", "clear", place, "sim-1.done").returncode == 0
+    assert run("signal", "test", place, "sim-1.done").returncode == 3
+    assert run("signal", "send", place, "../escape").returncode == 1
+
+
+def test_signal_wait_wakes_when_another_process_sends(tmp_path: Path) -> None:
+    place = str(tmp_path / "signals")
+    waiter = subprocess.Popen([sys.executable, "-m", "mummi_io.cli", "signal", "wait", place, "go", "--timeout", "60"],
+                              stdout=subprocess.PIPE, text=True)
+    assert run("signal", "send", place, "go").returncode == 0
+    assert waiter.communicate(timeout=60)[0].split() == ["go"]
+    assert waiter.returncode == 0
+
+
+def test_signal_commands_on_redis(redis_single, redis_password) -> None:
+    options = ["-b", "redis", "-o", f"nodes={redis_single[0].name}", "-o", f"password={redis_password}",
+               "-o", "coordination=backend"]
+    assert run("signal", "send", *options, "campaign-cli", "ready").returncode == 0
+    assert run("signal", "test", *options, "campaign-cli", "ready").returncode == 0
+    assert run("signal", "wait", *options, "campaign-cli", "ready", "--timeout", "5").stdout.split() == ["ready"]
+    assert run("signal", "test", "campaign-cli", "ready").returncode == 3  # files hold no such signal

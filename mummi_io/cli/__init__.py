@@ -2,7 +2,7 @@
 
 Exit codes a script can rely on: 0 success; 1 a mummi_io error (the message
 says what to do); 2 bad command-line usage; 3 a key or namespace was not
-found; 4 corrupt data (a checksum mismatch, or ``verify`` found bad values).
+found, or a signal did not arrive in time; 4 corrupt data (a checksum mismatch, or ``verify`` found bad values).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import IntegrityError, KeyNotFoundError, MummiIOError
-from . import data, registry, servers, tools
+from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, SignalTimeoutError
+from . import data, registry, servers, signals, tools
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 1, 2, 3, 4
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_commands(commands)
     registry.add_commands(commands)
     servers.add_commands(commands)
+    signals.add_commands(commands)
     tools.add_commands(commands)
     return parser
 
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except KeyNotFoundError as exc:
+    except (KeyNotFoundError, SignalTimeoutError) as exc:
         print(f"mummi-io: not found: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except IntegrityError as exc:
