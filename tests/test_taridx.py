@@ -123,6 +123,28 @@ def test_deletes_and_renames_are_appended(io, ns: str) -> None:
 # --------------------------------------------------------------------------
 # Integrity
 # --------------------------------------------------------------------------
+def test_large_batches_get_the_same_checksums(io, ns: str) -> None:
+    """From 8 MiB a batch's CRC-32s are computed in a thread beside the write: same values, same checks."""
+    import zlib
+
+    big = [os.urandom(5 << 20), os.urandom(4 << 20)]
+    io.save_files(ns, ["big-1", "big-2", "small"], [big[0], big[1], b"s"])
+    assert io.stat_keys(ns, ["big-1", "big-2", "small"]) == [
+        {"key": "big-1", "size": len(big[0]), "crc32": f"{zlib.crc32(big[0]):08x}"},
+        {"key": "big-2", "size": len(big[1]), "crc32": f"{zlib.crc32(big[1]):08x}"},
+        {"key": "small", "size": 1, "crc32": f"{zlib.crc32(b's'):08x}"},
+    ]
+    with tarfile.open(ns) as archive:
+        offset = archive.getmember("big-2").offset_data + (3 << 20)
+    with open(ns, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(bytes([big[1][3 << 20] ^ 1]))
+    with get_io("taridx") as fresh:
+        assert fresh.load_files(ns, "big-1") == big[0]
+        with pytest.raises(IntegrityError, match="big-2"):
+            fresh.load_files(ns, "big-2")
+
+
 def test_flipped_byte_raises_integrity_error_naming_key(io, ns: str) -> None:
     io.save_files(ns, ["good", "victim"], [b"g" * 2000, b"v" * 2000])
     with tarfile.open(ns) as archive:

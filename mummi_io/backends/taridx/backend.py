@@ -44,6 +44,8 @@ LOGGER = logging.getLogger(__name__)
 _IOV_MAX = 1024
 _LOCK_POLL = 0.0005  # seconds between attempts to take a contended writer lock
 _COMPACT_BATCH_BYTES = 64 << 20
+#: From this many bytes in a batch, CRC-32s are computed alongside the write.
+_PARALLEL_CRC_BYTES = 8 << 20
 
 
 def _groups_of_bytes(
@@ -420,6 +422,26 @@ class TarIndexBackend(Backend):
         chunks, length, placed = build_members(list(puts), list(deletes), int(time.time()))
         start = state.table.tar_end
         end = start + length
+        # Large values: their CRC-32s are computed in a thread while the bytes are written (both
+        # release the GIL), instead of one after the other.
+        checksums = None
+        if sum(p.size for p in placed) >= _PARALLEL_CRC_BYTES:
+            checksums = threading.Thread(target=lambda: [p.crc for p in placed], name="mummi-io-crc")
+            checksums.start()
+        try:
+            with storage_errors(f"append to namespace {namespace!r}"):
+                tar_fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    _pwrite_all(tar_fd, [*chunks, END_OF_ARCHIVE], start)
+                    if os.fstat(tar_fd).st_size > end + len(END_OF_ARCHIVE):
+                        os.ftruncate(tar_fd, end + len(END_OF_ARCHIVE))  # left by a killed writer
+                    if self.fsync:
+                        os.fsync(tar_fd)
+                finally:
+                    os.close(tar_fd)
+        finally:
+            if checksums is not None:
+                checksums.join()
         records = []
         if placed:
             records.append(
@@ -432,15 +454,6 @@ class TarIndexBackend(Backend):
             records.append(idx.encode_delete([key.encode("utf-8") for key in deletes], end, commit=True))
         record = b"".join(records)
         with storage_errors(f"append to namespace {namespace!r}"):
-            tar_fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                _pwrite_all(tar_fd, [*chunks, END_OF_ARCHIVE], start)
-                if os.fstat(tar_fd).st_size > end + len(END_OF_ARCHIVE):
-                    os.ftruncate(tar_fd, end + len(END_OF_ARCHIVE))  # left by a killed writer
-                if self.fsync:
-                    os.fsync(tar_fd)
-            finally:
-                os.close(tar_fd)
             index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 _pwrite_all(index_fd, [record], state.consumed)

@@ -18,6 +18,7 @@ actually written, never assumed to be 512 (the bug of the original pytaridx).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tarfile
@@ -63,14 +64,22 @@ def member_header(name: str, size: int, mtime: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
-@dataclass(frozen=True)
+@dataclass
 class PlacedMember:
     """Where one value landed in a blob of members built by :func:`build_members`."""
 
     key: str
     data_offset: int  # relative to the start of the blob
     size: int
-    crc: int
+    pieces: tuple[bytes | bytearray | memoryview, ...]
+
+    @functools.cached_property
+    def crc(self) -> int:
+        """CRC-32 of the value (computed on first use: zlib releases the GIL, so a thread can do it)."""
+        crc = 0
+        for piece in self.pieces:
+            crc = zlib.crc32(piece, crc)
+        return crc
 
 
 def build_members(
@@ -94,10 +103,7 @@ def build_members(
         chunks.extend(pieces)
         chunks.append(padding)
         if is_value:
-            crc = 0
-            for piece in pieces:
-                crc = zlib.crc32(piece, crc)
-            placed.append(PlacedMember(key, position + len(header), size, crc))
+            placed.append(PlacedMember(key, position + len(header), size, tuple(pieces)))
         position += len(header) + size + len(padding)
     return chunks, position, placed
 
