@@ -54,6 +54,9 @@ def wait_until(
     after which it wants to run again even without a change, or None)``.
     Returns ``None`` when the deadline passes.
     """
+    result, _ = check()  # the common case, already there (or timeout=0), needs no subscription
+    if result is not None or deadline.remaining() <= 0:
+        return result
     with coordinator.notices(place, topic, keys) as notice:
         while True:
             result, recheck_after = check()
