@@ -478,3 +478,16 @@ def test_a_waiter_is_not_woken_by_other_signals(kind, request, tmp_path):
         later(0.3, others_then_mine)
         assert io.wait_signals(place, ["mine"], timeout=20) == ["mine"]
     assert len(checks) <= 3, f"{len(checks)} checks: woken by other signals"
+
+
+def test_coordinators_check_names_themselves(io, place):
+    """Code that uses a coordinator directly cannot escape the place either."""
+    coordinator = io.coordinator
+    with pytest.raises(InvalidKeyError):
+        coordinator.send(place, ["../escaped"])
+    with pytest.raises(InvalidKeyError):
+        coordinator.put(place, "../queue", ["x"])
+    with pytest.raises(InvalidKeyError):
+        coordinator.add(place, "a/b", 1)
+    with pytest.raises(InvalidArgumentError):
+        coordinator.delete(place, "nonsense:x")
