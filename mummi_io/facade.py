@@ -427,7 +427,7 @@ class IO:
 
         Raises :class:`SignalTimeoutError` after ``timeout`` seconds (``None``: wait forever).
         """
-        wait_signals(self.coordinator, self._place(path), [validate_key(key)], timeout)
+        wait_signals(self.coordinator, self._place(path), [key], timeout)
         return True
 
     def wait_signals(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .coordination.api import wait_signals
 from .coordination.files import FileCoordinator
-from .keys import validate_key, validate_namespace
+from .keys import validate_namespace
 
 _FILES = FileCoordinator()
 
@@ -29,7 +29,7 @@ def send_signal(path: str, key: str) -> None:
     StorageError
         If the file cannot be created.
     """
-    _FILES.send(validate_namespace(path), [validate_key(key)])
+    _FILES.send(path, [key])  # the coordinator checks the path and the key
 
 
 def test_signal(path: str, key: str) -> bool:
@@ -39,12 +39,12 @@ def test_signal(path: str, key: str) -> bool:
     """
     if key == "":
         return False
-    return _FILES.present(validate_namespace(path), [validate_key(key)])[0]
+    return _FILES.present(path, [key])[0]
 
 
 def clear_signal(path: str, key: str) -> None:
     """Remove the signal ``path/key``; a signal that is not there is a no-op."""
-    _FILES.clear(validate_namespace(path), [validate_key(key)])
+    _FILES.clear(path, [key])
 
 
 def wait_signal(
@@ -67,7 +67,7 @@ def wait_signal(
         If the signal has not appeared after ``timeout`` seconds.
     """
     coordinator = FileCoordinator(initial_interval=initial_interval, max_interval=max_interval)
-    wait_signals(coordinator, validate_namespace(path), [validate_key(key)], timeout)
+    wait_signals(coordinator, validate_namespace(path), [key], timeout)
     return True
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, LeaseLostError, SignalTimeoutError, WaitTimeoutError
-from ..keys import validate_key
+from ..keys import as_key_list, validate_key
 from .base import Claim, Coordinator
 
 LOGGER = logging.getLogger(__name__)
@@ -69,13 +69,6 @@ def wait_until(
             notice.wait(min(pause, 3600.0))
 
 
-def _signal_keys(keys: str | Iterable[str]) -> list[str]:
-    names = [keys] if isinstance(keys, str) else list(keys)
-    for key in names:
-        validate_key(key)
-    return names
-
-
 def wait_signals(
     coordinator: Coordinator, place: str, keys: str | Iterable[str], timeout: float | None = None, mode: str = "all"
 ) -> list[str]:
@@ -90,7 +83,7 @@ def wait_signals(
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, not {mode!r}")
-    names = _signal_keys(keys)
+    names, _ = as_key_list(keys if isinstance(keys, str) else list(keys))
     deadline = Deadline(timeout)
     if not names:
         return []
