@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
-from .errors import StorageError
+from .errors import MummiIOError, StorageError, storage_error
 from .keys import RESERVED_PREFIX
 
 #: Prefix of the temporary files an atomic write creates; never a valid key.
@@ -24,18 +24,43 @@ def storage_errors(action: str) -> Iterator[None]:
     """Turn an ``OSError`` raised inside the block into a :class:`StorageError`.
 
     ``action`` says what was being done ("write key 'a' in '/x'"), so the
-    message tells the user what failed and on which path.
+    message tells the user what failed and on which path. The error raised
+    is the subclass matching the system's error (a ``PermissionError``
+    becomes a :class:`~mummi_io.errors.StoragePermissionError`, which is
+    both).
     """
     try:
         yield
-    except StorageError:
+    except MummiIOError:  # ours already (some are OSErrors too: StorageError, ReadOnlyError...)
         raise
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise StorageError(
-            f"could not {action}: {exc.strerror or exc}{where}. Check that the path exists, "
-            "is writable and that the file system has space."
-        ) from exc
+        raise os_error(action, exc) from exc
+
+
+def os_error(action: str, exc: OSError) -> StorageError:
+    """The :class:`StorageError` to raise for ``exc`` met while doing ``action``."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if isinstance(exc, PermissionError):
+        advice = "Check the permissions of the path and of the directories above it."
+    elif isinstance(exc, FileNotFoundError):
+        advice = "Check that the path exists."
+    else:
+        advice = "Check that the path exists, is writable and that the file system has space."
+    return storage_error(f"could not {action}: {exc.strerror or exc}{where}. {advice}", exc)
+
+
+def stat_or_none(path: str, action: str) -> os.stat_result | None:
+    """``os.stat(path)``, ``None`` if it does not exist; any other failure raises a StorageError.
+
+    ``os.path.exists`` and friends answer ``False`` for a path they may not
+    look at; this says "permission denied" instead.
+    """
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise os_error(action, exc) from exc
 
 
 def fsync_directory(directory: str) -> None:

@@ -160,6 +160,15 @@ class Backend(ABC):
         """
         return [None if value is None else value[:size] for value in self.read_many(namespace, keys)]
 
+    def damage_report(self, namespace: str) -> list[str]:
+        """Problems with the namespace's storage itself, one line each (``mummi-io verify`` prints them).
+
+        Damaged ranges, an interrupted write, values the storage no longer
+        holds: what reading every value would not show. Read-only. The
+        default has nothing to report.
+        """
+        return []
+
     def child_namespace(self, namespace: str, name: str) -> str:
         """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""
         return f"{namespace.rstrip('/')}/{name}"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ._fs import atomic_write, storage_errors
+from ._fs import TEMP_PREFIX, atomic_write, storage_errors
 from .errors import CheckpointError, InvalidArgumentError
 
 LOGGER = logging.getLogger(__name__)
@@ -159,35 +159,49 @@ def save_checkpoint(filename: str, data: dict[str, Any], keep: int = 3) -> None:
 
 
 def _candidates(filename: str) -> list[str]:
-    """The checkpoint and its backups that exist, newest first."""
-    found = [filename] if os.path.exists(filename) else []
-    index = 0
-    while os.path.exists(backup_name(filename, index)):
-        found.append(backup_name(filename, index))
-        index += 1
+    """The checkpoint and every backup of it that exists, newest first.
+
+    The main file comes first (it is written last); then every backup,
+    rotated (``.bak``, ``.bak.1``, ...) or named (``take_backup(suffix=...)``),
+    newest first by modification time (the rotation order breaks ties). A
+    gap in the rotation (``.bak`` missing, ``.bak.1`` present) does not hide
+    the backups after it.
+
+    Raises
+    ------
+    StorageError
+        If the directory cannot be listed (a permission problem is not "no checkpoint").
+    """
     directory = os.path.dirname(filename) or "."
-    prefix = os.path.basename(filename) + ".bak."
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        names = []
-    others = [
-        os.path.join(directory, name)
-        for name in names
-        if name.startswith(prefix) and os.path.join(directory, name) not in found
-        and not name[len(prefix):].isdigit()
-    ]
-    others.sort(key=lambda path: os.stat(path).st_mtime, reverse=True)
-    return found + others
+    base = os.path.basename(filename)
+    with storage_errors(f"look for checkpoint {filename!r} and its backups"):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+    found = [filename] if base in names else []
+    backups = []
+    for name in names:
+        if name == base + ".bak":
+            rank = 0
+        elif name.startswith(base + ".bak.") and not name.startswith(TEMP_PREFIX):
+            suffix = name[len(base) + 5:]
+            rank = int(suffix) if suffix.isdigit() else 1 << 62
+        else:
+            continue
+        path = os.path.join(directory, name)
+        with storage_errors(f"look at checkpoint backup {path!r}"):
+            backups.append((-os.stat(path).st_mtime_ns, rank, path))
+    return found + [path for _, _, path in sorted(backups)]
 
 
 def load_checkpoint(filename: str) -> dict[str, Any]:
-    """Return the newest valid checkpoint among ``filename`` and its backups.
+    """Return the newest valid checkpoint among ``filename`` and all its backups.
 
-    A damaged file (truncated, corrupted, not a mapping) is skipped with a
-    warning naming it, and the newest valid backup is loaded instead. When
-    neither the file nor any backup exists this is a fresh start and ``{}`` is
-    returned, as in MuMMI.
+    A damaged or missing file (truncated, corrupted, not a mapping) is
+    skipped with a warning naming it, and the newest valid backup is loaded
+    instead, whatever is missing in between. Only when neither the file nor
+    any backup exists is this a fresh start: ``{}`` is returned, as in MuMMI.
 
     Raises
     ------

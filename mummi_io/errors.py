@@ -72,15 +72,95 @@ class BackendUnavailableError(MummiIOError, ConnectionError):
 
 
 class StorageError(MummiIOError, OSError):
-    """The storage refused an operation (permissions, disk full, not a directory...)."""
+    """The storage refused an operation (permissions, disk full, not a directory...).
+
+    Raised as the subclass matching the system's error, which is also the
+    matching built-in (:class:`StoragePermissionError` is a
+    ``PermissionError``...); ``errno``, ``strerror`` and ``filename`` are
+    those of the system's error.
+    """
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """The storage refused access to a file or directory (permissions)."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """A file or directory the operation needs does not exist (not a missing *key*: see KeyNotFoundError)."""
+
+
+class StorageExistsError(StorageError, FileExistsError):
+    """A file or directory is in the way."""
+
+
+class StorageNotADirectoryError(StorageError, NotADirectoryError):
+    """A path component that must be a directory is a file."""
+
+
+class StorageIsADirectoryError(StorageError, IsADirectoryError):
+    """A path that must be a file is a directory."""
+
+
+#: The StorageError subclass for each built-in OSError subclass.
+STORAGE_ERRORS: dict[type[OSError], type[StorageError]] = {
+    PermissionError: StoragePermissionError,
+    FileNotFoundError: StorageNotFoundError,
+    FileExistsError: StorageExistsError,
+    NotADirectoryError: StorageNotADirectoryError,
+    IsADirectoryError: StorageIsADirectoryError,
+}
+
+
+def storage_error(message: str, cause: OSError | None = None) -> StorageError:
+    """A :class:`StorageError` of the subclass matching ``cause``, carrying its errno and file name."""
+    kind = StorageError
+    if cause is not None:
+        for builtin, subclass in STORAGE_ERRORS.items():
+            if isinstance(cause, builtin):
+                kind = subclass
+                break
+    error = kind(message)
+    if cause is not None:
+        error.errno, error.strerror, error.filename = cause.errno, cause.strerror, cause.filename
+    return error
 
 
 class IntegrityError(MummiIOError):
-    """Stored bytes do not match their recorded checksum, or a file is corrupt."""
+    """Stored bytes do not match their recorded checksum, or a file is corrupt.
+
+    ``keys`` lists the keys concerned, when the error is about values.
+    """
+
+    def __init__(self, message: str, keys: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+class UnreadableValueError(IntegrityError, ValueError):
+    """A stored value cannot be decoded as what it should be (a garbage npz, a damaged object)."""
+
+
+class UnsupportedFormatError(MummiIOError, ValueError):
+    """A file is not in a format the backend can use (a zip, or a text file, where a tar is expected).
+
+    Nothing was written to it.
+    """
 
 
 class ReadOnlyError(MummiIOError, PermissionError):
-    """A write was attempted on a backend or namespace opened read-only."""
+    """A write was attempted on a namespace that can only be read (a compressed tar)."""
+
+
+class ReplicationError(MummiIOError):
+    """A write reached its Redis master, but fewer replicas than ``replica_acks`` confirmed it in time.
+
+    The write is *not acknowledged*: a failover now could lose it. ``acks``
+    maps each master (host:port) to the replicas that confirmed.
+    """
+
+    def __init__(self, message: str, acks: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.acks = dict(acks or {})
 
 
 class UnsupportedOperation(MummiIOError, NotImplementedError):

@@ -18,7 +18,7 @@ from .abc import Backend, Parts, joined
 from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
 from .coordination.base import Coordinator
 from .coordination.files import FileCoordinator
-from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError
+from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, UnreadableValueError
 from .keys import RESERVED_PREFIX, as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
 from .npz import read_npz, write_npz
 from .objects.group import Group
@@ -189,6 +189,15 @@ class IO:
         self.backend.delete_many(ns, key_list)
         LOGGER.debug("removed %d key(s) from %s", len(key_list), ns)
 
+    def damage_report(self, namespace: str) -> list[str]:
+        """Problems with the namespace's storage itself, one line each; ``[]`` when there are none.
+
+        taridx reports damaged ranges of its tar (skipped by readers, left in
+        place), an interrupted write, and values its tar no longer holds. It
+        only reads; ``mummi-io verify`` prints it.
+        """
+        return self.backend.damage_report(self._namespace(namespace))
+
     def stat_keys(self, namespace: str, keys: str | Sequence[str]) -> Any:
         """Return ``{"key", "size", "crc32"}`` for each key (``None`` where it is missing).
 
@@ -313,6 +322,8 @@ class IO:
             For missing keys, unless ``missing`` is given (see ``load_files``).
         PickleRefusedError
             If the default reader meets pickled data.
+        UnreadableValueError
+            (a ``ValueError``) naming the key, if the default reader meets bytes that are not an npz.
         """
         key_list, single = as_key_list(keys)
         absent = object()
@@ -321,7 +332,16 @@ class IO:
             [_with_suffix(k, ".npz") for k in key_list],
             missing=RAISE if missing is RAISE else absent,
         )
-        objects = [missing if blob is absent else reader_func(io.BytesIO(blob)) for blob in blobs]
+        objects = []
+        for key, blob in zip(key_list, blobs):
+            if blob is absent:
+                objects.append(missing)
+                continue
+            try:
+                objects.append(reader_func(io.BytesIO(blob)))
+            except UnreadableValueError as exc:
+                raise UnreadableValueError(f"key {_with_suffix(key, '.npz')!r} in namespace {namespace!r}: {exc}",
+                                           [_with_suffix(key, ".npz")]) from exc
         return objects[0] if single else objects
 
     # -------------------------------------------------------------- objects

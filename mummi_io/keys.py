@@ -11,12 +11,8 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from .errors import InvalidArgumentError, InvalidKeyError, InvalidNamespaceError, InvalidValueError
-
-#: Types accepted as values by ``save_files``.
-Value = Union[bytes, bytearray, memoryview, str]
 
 #: Longest key, in UTF-8 bytes: the file-name limit of every POSIX file system.
 MAX_KEY_BYTES = 255
@@ -114,14 +110,30 @@ def to_bytes(key: str, value: object) -> bytes | bytearray | memoryview:
     Raises :class:`InvalidValueError` (a ``TypeError``) naming the key for any
     other type, so a stray ``None`` or ``dict`` never reaches storage.
     """
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray)):
         return value
+    if isinstance(value, memoryview):
+        return _flat_bytes(key, value)
     if isinstance(value, str):
         return value.encode("utf-8")
     raise InvalidValueError(
         f"value for key {key!r} is a {type(value).__name__}; save_files takes bytes, bytearray, "
         "memoryview or str (use save_npz for arrays)"
     )
+
+
+def _flat_bytes(key: str, view: memoryview) -> memoryview | bytes:
+    """A memoryview as one flat run of bytes, checked before anything is written.
+
+    A C-contiguous view is cast without copying; any other (a strided slice,
+    a Fortran-ordered array) is copied in C order. A released view is refused.
+    """
+    try:
+        if view.c_contiguous:
+            return view if view.ndim == 1 and view.format in ("B", "b", "c") else view.cast("B")
+        return view.tobytes()
+    except ValueError as exc:
+        raise InvalidValueError(f"value for key {key!r} is an unusable memoryview ({exc})") from exc
 
 
 def as_key_list(keys: object) -> tuple[list[str], bool]:

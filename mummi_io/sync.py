@@ -121,11 +121,12 @@ def archive(
 
 @dataclass
 class VerifyReport:
-    """What ``verify_keys`` found: ``bad`` lists ``(key, reason)`` pairs."""
+    """What ``verify_keys`` found: ``bad`` lists ``(key, reason)`` pairs; ``damage`` the storage's own problems."""
 
     checked: int = 0
     checksummed: bool = False
     bad: list[tuple[str, str]] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)
 
 
 def verify_keys(
@@ -134,9 +135,12 @@ def verify_keys(
     """Read every value matching ``pattern`` and report the ones that fail their checksum.
 
     On backends that store checksums (taridx) this finds corrupted values; on
-    the others it proves every value is readable.
+    the others it proves every value is readable. The backend's own damage
+    report (taridx: damaged ranges of the tar, an interrupted write, values
+    its tar no longer holds) is included.
     """
     report = VerifyReport(checksummed=io.backend.stores_checksums)
+    report.damage = io.damage_report(namespace)
     for chunk in _batches(io.list_keys(namespace, pattern), batch):
         try:
             io.load_files(namespace, list(chunk), missing=None)

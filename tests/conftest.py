@@ -20,6 +20,20 @@ from mummi_io.testing.servers import (  # noqa: E402  (after the rewrite hook)
 )
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--runslow", action="store_true",
+        help="run the Hypothesis state machines and the corruption fuzz at 10x their CI size (also MUMMI_IO_SLOW=1)",
+    )
+
+
+def pytest_configure(config) -> None:
+    if config.getoption("--runslow"):
+        import os
+
+        os.environ["MUMMI_IO_SLOW"] = "1"
+
+
 def _require_redis() -> None:
     pytest.importorskip("redis", reason="pip install 'mummi_io[redis]'")
     if redis_server_binary() is None:

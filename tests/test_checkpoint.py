@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +138,35 @@ def test_take_backup_copies_and_keeps_original(io, tmp_path: Path) -> None:
     assert io.take_backup(str(path), suffix="x") == str(path) + ".bak.x"
     assert path.read_text() == (tmp_path / "file.txt.bak").read_text() == "content"
     assert (tmp_path / "file.txt.bak.x").read_text() == "content"
+
+
+def test_a_gap_in_the_backups_hides_nothing(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    for step in range(1, 5):
+        io.save_checkpoint(str(path), {"step": step}, keep=3)  # main 4, .bak 3, .bak.1 2, .bak.2 1
+    path.write_text("truncat")
+    os.unlink(backup_name(str(path)))  # .bak missing: .bak.1 is the newest valid
+    assert io.load_checkpoint(str(path))["step"] == 2
+    os.unlink(path)  # no main file either: still not a fresh start
+    assert io.load_checkpoint(str(path))["step"] == 2
+    Path(backup_name(str(path), 1)).write_text("{{{")
+    assert io.load_checkpoint(str(path))["step"] == 1
+
+
+def test_a_named_backup_newer_than_the_rotated_ones_wins(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 1})
+    io.save_checkpoint(str(path), {"step": 2})
+    time.sleep(0.01)
+    io.take_backup(str(path), suffix="before-restart")  # holds step 2, newer than .bak (step 1)
+    os.unlink(path)
+    assert io.load_checkpoint(str(path))["step"] == 2
+
+
+def test_an_unlistable_directory_is_not_a_fresh_start(io, tmp_path: Path) -> None:
+    from mummi_io.errors import StorageError
+
+    path = tmp_path / "not-a-dir"
+    path.write_text("a file where the checkpoint's directory should be")
+    with pytest.raises(StorageError):
+        io.load_checkpoint(str(path / "c.chk"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_cp_between_backends_verify_and_corruption(tmp_path: Path, files: dict[s
     assert again["copied"] == 0 and again["skipped"] == 3  # incremental
     assert copied.stderr == b""  # no progress bar when not on a terminal
     verified = json.loads(cli("--json", "verify", "-b", "taridx", archive).stdout)
-    assert verified == {"checked": 3, "checksummed": True, "bad": []}
+    assert verified == {"checked": 3, "checksummed": True, "bad": [], "damage": []}
     with tarfile.open(archive) as tar:
         offset = tar.getmember("b.npz").offset_data + 100
     with open(archive, "r+b") as handle:
@@ -127,10 +128,32 @@ def test_reindex_and_compact(tmp_path: Path, files: dict[str, bytes]) -> None:
     archive = str(tmp_path / "a.tar")
     cli("put", "-b", "taridx", archive, *(str(tmp_path / n) for n in files))
     cli("rm", "-b", "taridx", archive, "a.pdb")
-    assert json.loads(cli("--json", "reindex", "-b", "taridx", archive).stdout) == {"keys": 2}
+    report = json.loads(cli("--json", "reindex", "-b", "taridx", archive).stdout)
+    assert report["keys"] == 2 and report["lost"] == [] and report["damage"] == []
     compacted = json.loads(cli("--json", "compact", "-b", "taridx", archive).stdout)
     assert compacted["after"] < compacted["before"]
     assert cli("cat", "-b", "taridx", archive, "c.txt").stdout == files["c.txt"]
+
+
+def test_verify_reports_damage_and_reindex_refuses_a_loss_unless_accepted(tmp_path: Path) -> None:
+    archive = str(tmp_path / "a.tar")
+    for name in ["one", "two", "three"]:
+        (tmp_path / name).write_bytes(name.encode() * 400)
+        cli("put", "-b", "taridx", archive, str(tmp_path / name))
+    with open(archive, "r+b") as handle:  # flip a bit in the first member's header
+        handle.seek(30)
+        byte = handle.read(1)
+        handle.seek(30)
+        handle.write(bytes([byte[0] ^ 1]))
+    damaged = cli("verify", "-b", "taridx", archive)
+    assert damaged.returncode == 4 and b"DAMAGE damaged: bytes 0-" in damaged.stdout
+    assert b"0 bad" in damaged.stdout  # every value is intact: the index knows where they are
+    os.truncate(archive, os.path.getsize(archive) - 1500)  # now the tar loses "three"
+    refused = cli("reindex", "-b", "taridx", archive)
+    assert refused.returncode == 4 and b"would lose" in refused.stderr and b"three" in refused.stderr
+    accepted = json.loads(cli("--json", "reindex", "-b", "taridx", archive, "--accept-loss").stdout)
+    assert accepted["lost"] == ["three"] and accepted["kept_from_index"] == ["one"]
+    assert cli("cat", "-b", "taridx", archive, "one").stdout == b"one" * 400
 
 
 def test_cp_from_redis_to_an_archive(tmp_path: Path, redis_single) -> None:

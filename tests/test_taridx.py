@@ -47,13 +47,12 @@ class TestTaridxContract(BackendContract):
             return archive.extractfile(found).read()
 
     def raw_put(self, io: IO, namespace: str, key: str, value: bytes) -> None:
-        """Append a batch with plain tarfile (the member, then a journal), then reindex."""
+        """Append a member with plain tarfile (as ``tar -r`` would), then reindex."""
         path = _tar_path(namespace)
         with tarfile.open(path, "a") as archive:
-            for name, data in [(key, value), (".mummi_io.journal", b'{"delete": []}')]:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, BytesIO(data))
+            info = tarfile.TarInfo(key)
+            info.size = len(value)
+            archive.addfile(info, BytesIO(value))
         io.backend.reindex(path)
 
 
@@ -226,14 +225,26 @@ def test_copied_namespace_reindexes_on_open(io, ns: str, tmp_path: Path) -> None
     _check(str(copy), expected)
 
 
-def test_truncated_tar_rebuilds_from_what_remains(io, ns: str) -> None:
+def test_truncated_tar_raises_instead_of_rolling_back(io, ns: str) -> None:
     io.save_files(ns, "first", b"1" * 5000)
     end_of_first = os.path.getsize(ns) - 1024
     io.save_files(ns, "second", b"2" * 5000)
-    os.truncate(ns, end_of_first + 700)  # the second batch is torn
+    io.save_files(ns, "first", b"new first" * 500)  # overwritten after the cut point
+    os.truncate(ns, end_of_first + 700)  # everything after the first batch is cut off
     with get_io("taridx") as fresh:
-        assert fresh.list_keys(ns) == ["first"]
-        assert fresh.load_files(ns, "first") == b"1" * 5000
+        assert fresh.list_keys(ns) == ["first", "second"]  # the index still knows both: nothing rolls back
+        with pytest.raises(IntegrityError, match="second") as caught:
+            fresh.load_files(ns, ["first", "second"])
+        assert sorted(caught.value.keys) == ["first", "second"]
+        with pytest.raises(IntegrityError, match="accept_loss"):
+            fresh.save_files(ns, "third", b"3")
+        with pytest.raises(IntegrityError, match="would lose"):
+            fresh.backend.reindex(ns)
+        report = fresh.backend.reindex(ns, accept_loss=True)
+        assert report.lost == ["second"] and report.rolled_back == ["first"]
+        assert fresh.load_files(ns, "first") == b"1" * 5000  # the older value, accepted explicitly
+        fresh.save_files(ns, "third", b"3")
+        assert fresh.list_keys(ns) == ["first", "third"]
 
 
 # --------------------------------------------------------------------------
@@ -298,7 +309,26 @@ def test_crash_between_compaction_renames_loses_nothing(io, ns: str) -> None:
     expected = _fill(io, ns)
     old_index = Path(ns + ".idx").read_bytes()
     io.backend.compact(ns)
-    Path(ns + ".idx").write_bytes(old_index)  # the new tar is in place, the old index too
+    # The state a crash between the two renames leaves: the new tar, the old index, the new index beside it.
+    Path(ns + ".idx.compact").write_bytes(Path(ns + ".idx").read_bytes())
+    Path(ns + ".idx").write_bytes(old_index)
+    with get_io("taridx") as reader:
+        assert reader.load_files(ns, sorted(expected)) == [expected[k] for k in sorted(expected)]
+    assert Path(ns + ".idx").read_bytes() == old_index  # the reader changed nothing
+    _check(ns, expected)  # the writer there finishes the compaction
+    assert not Path(ns + ".idx.compact").exists()
+
+
+def test_old_index_over_a_compacted_tar_is_refused_then_reindexed_without_loss(io, ns: str) -> None:
+    expected = _fill(io, ns)
+    old_index = Path(ns + ".idx").read_bytes()
+    io.backend.compact(ns)
+    Path(ns + ".idx").write_bytes(old_index)  # an index that describes another layout
+    with get_io("taridx") as fresh:
+        with pytest.raises(IntegrityError):
+            fresh.load_files(ns, sorted(expected))
+        report = fresh.backend.reindex(ns)  # every value the index knew is in the tar: no loss
+        assert report.losses == []
     _check(ns, expected)
 
 

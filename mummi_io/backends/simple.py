@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-
-import numpy as np
+import stat
 from collections.abc import Iterator, Sequence
 
-from .._fs import atomic_write, fsync_directory, storage_errors
+import numpy as np
+
+from .._fs import atomic_write, fsync_directory, os_error, stat_or_none, storage_errors
 from ..abc import Backend, Buffer
 from ..errors import KeyNotFoundError
 from ..keys import RESERVED_PREFIX, has_glob, key_matcher
@@ -82,6 +83,8 @@ class SimpleBackend(Backend):
                     buffers.append(memoryview(buffer)[:got] if got is not None else None)
             except _NOT_A_KEY:
                 buffers.append(None)
+            except OSError as exc:
+                raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
         return buffers
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
@@ -93,6 +96,8 @@ class SimpleBackend(Backend):
                     heads.append(handle.read(size))
             except _NOT_A_KEY:
                 heads.append(None)
+            except OSError as exc:
+                raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
         return heads
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
@@ -106,31 +111,37 @@ class SimpleBackend(Backend):
                 with storage_errors(f"remove key {key!r} in namespace {namespace!r}"):
                     raise exc
 
+    @staticmethod
+    def _is_file(namespace: str, key: str) -> bool:
+        """Whether ``key`` is a file of the namespace; a path we may not look at raises, not ``False``."""
+        found = stat_or_none(os.path.join(namespace, key), f"look for key {key!r} in namespace {namespace!r}")
+        return found is not None and stat.S_ISREG(found.st_mode)
+
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
-        return [os.path.isfile(os.path.join(namespace, key)) for key in keys]
+        return [self._is_file(namespace, key) for key in keys]
 
     def list(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
         if not has_glob(pattern):
             # One stat instead of a directory scan: the common "does it exist" listing.
-            if os.path.isfile(os.path.join(namespace, pattern)):
-                yield pattern
-            return
+            return iter([pattern] if self._is_file(namespace, pattern) else [])
         matches = key_matcher(pattern)
         try:
-            entries = os.scandir(namespace)
+            with os.scandir(namespace) as entries:
+                return iter([
+                    entry.name for entry in entries
+                    if not entry.name.startswith(RESERVED_PREFIX) and matches(entry.name) and entry.is_file()
+                ])
         except _NOT_A_KEY:
-            return
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if not name.startswith(RESERVED_PREFIX) and matches(name) and entry.is_file():
-                    yield name
+            return iter([])
+        except OSError as exc:
+            raise os_error(f"list namespace {namespace!r}", exc) from exc
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
-        return os.path.isdir(namespace)
+        found = stat_or_none(namespace, f"look at namespace {namespace!r}")
+        return found is not None and stat.S_ISDIR(found.st_mode)
 
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited

@@ -180,11 +180,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_keys(io, args.namespace, args.pattern, progress=bar.update)
         bar.close()
     payload = {"checked": report.checked, "checksummed": report.checksummed,
-               "bad": [{"key": k, "reason": r} for k, r in report.bad]}
+               "bad": [{"key": k, "reason": r} for k, r in report.bad], "damage": report.damage}
     kind = "checksums verified" if report.checksummed else "readable (this backend stores no checksums)"
     lines = [f"{report.checked} value(s) {kind}; {len(report.bad)} bad"] + [f"BAD {k}: {r}" for k, r in report.bad]
+    lines += [f"DAMAGE {line}" for line in report.damage]
     emit(args, "\n".join(lines), payload)
-    return EXIT_CORRUPT if report.bad else 0
+    return EXIT_CORRUPT if report.bad or report.damage else 0
 
 
 def _taridx(args: argparse.Namespace, action: str) -> Any:
@@ -196,8 +197,13 @@ def _taridx(args: argparse.Namespace, action: str) -> Any:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     with _taridx(args, "reindex") as io:
-        count = io.backend.reindex(args.namespace)
-    emit(args, f"reindexed {args.namespace}: {count} key(s)", {"keys": count})
+        report = io.backend.reindex(args.namespace, accept_loss=args.accept_loss)
+    payload = {
+        "keys": report.keys, "damage": [str(d) for d in report.damage], "zero_gaps": [str(g) for g in report.zero_gaps],
+        "tail": str(report.tail) if report.tail else None, "tail_file": report.tail_file, "lost": report.lost,
+        "rolled_back": report.rolled_back, "resurrected": report.resurrected, "kept_from_index": report.kept_from_index,
+    }
+    emit(args, "reindexed " + "\n".join(report.lines()), payload)
     return 0
 
 
@@ -257,8 +263,13 @@ def add_commands(commands: Any) -> None:
             how.add_argument("--mirror", action="store_true", help="also delete destination keys the source lacks")
             how.add_argument("--move", action="store_true", help="remove each source key once copied and verified")
 
-    verify = command("verify", cmd_verify, "read every value and check its checksum; exit 4 if any is bad")
+    verify = command("verify", cmd_verify, "read every value and check its checksum, and report damage to the "
+                     "storage itself (taridx: damaged ranges, interrupted writes); exit 4 if anything is bad")
     verify.add_argument("--pattern", default="*", help="verify the keys matching this glob (default *)")
 
-    command("reindex", cmd_reindex, "taridx: rebuild a namespace's index from its tar")
+    reindex = command("reindex", cmd_reindex, "taridx: rebuild a namespace's index from its tar, keeping what the "
+                      "old index knows; report damage; refuse (exit 4) if the tar has lost values")
+    reindex.add_argument("--accept-loss", action="store_true",
+                         help="take the tar's state even if it has lost values, holds older ones, or brings back "
+                         "deleted keys (the report lists them)")
     command("compact", cmd_compact, "taridx: rewrite a namespace with only its live values")

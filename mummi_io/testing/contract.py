@@ -40,6 +40,7 @@ from ..errors import (
     KeyNotFoundError,
     MummiIOError,
     PickleRefusedError,
+    UnreadableValueError,
 )
 from ..facade import IO
 from ..npz import read_npz
@@ -372,6 +373,28 @@ class BackendContract(ABC):
             io.save_files(namespace, ["good", "bad-one"], [b"ok", value])
         assert isinstance(caught.value, TypeError)
         assert io.namespace_exists(namespace) is False
+
+    def test_memoryviews_of_any_layout_store_their_bytes(self, io: IO, namespace: str) -> None:
+        strided = np.arange(20, dtype=np.int32)[::3]
+        fortran = np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4))
+        io.save_files(namespace, ["flat", "strided", "fortran", "2d"],
+                      [b"1", memoryview(strided), memoryview(fortran), memoryview(np.ones((2, 3)))])
+        assert io.load_files(namespace, ["strided", "fortran", "2d"]) == [
+            strided.tobytes(), fortran.tobytes(order="C"), np.ones((2, 3)).tobytes()]
+
+    def test_a_released_memoryview_is_refused_before_any_write(self, io: IO, namespace: str) -> None:
+        view = memoryview(b"gone")
+        view.release()
+        with pytest.raises(InvalidValueError, match="second"):
+            io.save_files(namespace, ["first", "second"], [b"ok", view])
+        assert io.namespace_exists(namespace) is False
+
+    def test_garbage_npz_is_an_error_naming_the_key(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, ["junk.npz", "npy.npz"], [b"not an npz at all", b"\x93NUMPY" + bytes(100)])
+        for key in ("junk", "npy"):
+            with pytest.raises(UnreadableValueError, match=f"{key}.npz") as caught:
+                io.load_npz(namespace, key)
+            assert isinstance(caught.value, ValueError) and caught.value.keys == [f"{key}.npz"]
 
     def test_mismatched_lengths(self, io: IO, namespace: str) -> None:
         with pytest.raises(InvalidArgumentError):

@@ -1,19 +1,17 @@
 """The ``taridx`` backend: a namespace is one POSIX tar plus a sidecar index.
 
-Files of namespace ``run.tar``: ``run.tar`` (the members), ``run.tar.idx``
-(the index, see :mod:`.index`) and ``run.tar.lock`` (the writers' lock).
+Files of namespace ``run.tar``: ``run.tar`` (the members, see
+:mod:`.tarformat`), ``run.tar.idx`` (the index, a cache of the tar, see
+:mod:`.index`) and ``run.tar.lock`` (the writers' lock).
 
+- Readers never take the lock and never write (:mod:`.state`): each process
+  keeps the tar and index open and the parsed index in memory, and one
+  ``stat`` of the index per call tells whether another process appended.
 - Writers append under a ``filelock`` lock: members first (one positioned
   write per batch, ending with the end-of-archive marker), then one index
-  append that commits the batch. A writer killed at any point leaves the
-  previous commit intact; the next writer cuts the uncommitted tail off.
-- Readers never take the lock. Each process keeps the tar and index open and
-  the parsed index in memory; one ``stat`` of the index per call tells whether
-  another process appended (size grew: read the tail) or compacted (inode
-  changed: reload).
-- The index records the inode of the tar it describes. A missing, damaged or
-  mismatched index is rebuilt by scanning the tar, under the lock, which is
-  also how archives written by pytaridx or plain ``tar`` are opened.
+  append that commits the batch. Before appending, a writer repairs what
+  readers worked around (:mod:`.repair`): it rewrites a missing or damaged
+  index, and moves the torn tail of an interrupted batch to a side file.
 """
 
 from __future__ import annotations
@@ -25,34 +23,40 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from zlib import crc32
 
 import numpy as np
-
 from filelock import FileLock, Timeout
 
-from ..._fs import storage_errors
+from ..._fs import fsync_directory, os_error, stat_or_none, storage_errors
 from ...abc import Backend, Buffer
-from ...errors import BackendUnavailableError, IntegrityError, KeyNotFoundError, StorageError
+from ...errors import (
+    BackendUnavailableError, IntegrityError, KeyNotFoundError, ReadOnlyError, UnsupportedFormatError,
+)
 from ...keys import RESERVED_PREFIX, key_matcher, validate_key
 from . import index as idx
-from .tarformat import END_OF_ARCHIVE, build_members, crc_of_range, scan_batches
+from . import repair
+from .repair import ReindexReport
+from .scan import Damage, MappedTar, last_nonzero_end, scan
+from .sniff import COMPRESSED_SUFFIXES
+from .state import NamespaceState, StateLoader, apply_batches, pread_exact
+from .tarformat import END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
 
 LOGGER = logging.getLogger(__name__)
 
 _IOV_MAX = 1024
 _LOCK_POLL = 0.0005  # seconds between attempts to take a contended writer lock
 _COMPACT_BATCH_BYTES = 64 << 20
-#: From this many bytes in a batch, CRC-32s are computed alongside the write.
+#: Batches of at least this many bytes in at most this many values compute their
+#: CRC-32s in a thread while the bytes are written, then seal the headers.
 _PARALLEL_CRC_BYTES = 8 << 20
+_PARALLEL_CRC_VALUES = 64
+_SHOWN = 20
 
 
-def _groups_of_bytes(
-    entries: list[tuple[bytes, int, int, int]], limit: int
-) -> Iterator[list[tuple[bytes, int, int, int]]]:
-    """Split index rows into groups whose values add up to about ``limit`` bytes."""
-    group: list[tuple[bytes, int, int, int]] = []
+def _groups_of_bytes(entries: list, limit: int) -> Iterator[list]:
+    """Split index rows ``(key, offset, size, crc)`` into groups of about ``limit`` bytes of values."""
+    group: list = []
     total = 0
     for row in entries:
         group.append(row)
@@ -62,22 +66,6 @@ def _groups_of_bytes(
             group, total = [], 0
     if group:
         yield group
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    """Read exactly ``size`` bytes (fewer only at end of file)."""
-    data = os.pread(fd, size, offset)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    done = len(data)
-    while done < size:
-        more = os.pread(fd, size - done, offset + done)
-        if not more:
-            break
-        parts.append(more)
-        done += len(more)
-    return b"".join(parts)
 
 
 def _pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int) -> None:
@@ -95,39 +83,24 @@ def _pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int) -> None:
         offset += total
 
 
-@dataclass
-class _Namespace:
-    """What one process keeps open for one namespace."""
+def _shown(keys: Sequence[str]) -> str:
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(repr(k) for k in keys[:_SHOWN]) + more
 
-    tar_path: str
-    pid: int = field(default_factory=os.getpid)
-    mutex: threading.RLock = field(default_factory=threading.RLock)
-    table: idx.IndexTable = field(default_factory=idx.IndexTable)
-    tar_fd: int | None = None
-    index_fd: int | None = None
-    index_inode: int = 0
-    consumed: int = 0  # bytes of the index applied (the end of its last commit)
-    lock: FileLock | None = None
 
-    @property
-    def index_path(self) -> str:
-        return self.tar_path + ".idx"
-
-    @property
-    def lock_path(self) -> str:
-        return self.tar_path + ".lock"
-
-    def close(self) -> None:
-        for fd in (self.tar_fd, self.index_fd):
-            if fd is not None:
-                os.close(fd)
-        self.tar_fd = self.index_fd = None
-        self.table = idx.IndexTable()
-        self.index_inode = self.consumed = 0
+def _is_key(name: str) -> bool:
+    """Whether a member name is a key: a valid user key, or one of mummi_io's own reserved keys."""
+    if name.startswith(RESERVED_PREFIX):
+        name = "r" + name[len(RESERVED_PREFIX):]  # e.g. a pack's manifest: keep it, check the rest
+    try:
+        validate_key(name)
+    except ValueError:
+        return False
+    return True
 
 
 class TarIndexBackend(Backend):
-    """Indexed append-only tar files; see the module docstring.
+    """Indexed append-only tar files; see the module docstring and docs/taridx.md.
 
     Parameters
     ----------
@@ -143,7 +116,8 @@ class TarIndexBackend(Backend):
     max_open:
         Namespaces kept open per process (two file descriptors each).
     suffix:
-        Appended to a namespace that does not end with it (``""`` keeps names as given).
+        Appended to a namespace that does not end with it (``""`` keeps names
+        as given). Compressed tars (``.tar.gz``...) keep their names.
     """
 
     kind = "taridx"
@@ -159,7 +133,8 @@ class TarIndexBackend(Backend):
         self.verify = verify
         self.lock_timeout = lock_timeout
         self.max_open = max_open
-        self._open: OrderedDict[str, _Namespace] = OrderedDict()
+        self._loader = StateLoader(_is_key)
+        self._open: OrderedDict[str, NamespaceState] = OrderedDict()
         self._guard = threading.Lock()
 
     # ------------------------------------------------------------ plumbing
@@ -175,7 +150,9 @@ class TarIndexBackend(Backend):
 
     def normalize_namespace(self, namespace: str) -> str:
         # docstring inherited
-        return namespace if not self.suffix or namespace.endswith(self.suffix) else namespace + self.suffix
+        if not self.suffix or namespace.endswith(self.suffix) or namespace.endswith(COMPRESSED_SUFFIXES):
+            return namespace
+        return namespace + self.suffix
 
     def describe(self) -> str:
         return f"taridx (fsync={self.fsync}, verify={self.verify})"
@@ -188,7 +165,7 @@ class TarIndexBackend(Backend):
                     state.close()
             self._open.clear()
 
-    def _state(self, namespace: str) -> _Namespace:
+    def _state(self, namespace: str) -> NamespaceState:
         with self._guard:
             state = self._open.get(namespace)
             if state is not None and state.pid != os.getpid():
@@ -196,7 +173,7 @@ class TarIndexBackend(Backend):
                 state.close()
                 state = None
             if state is None:
-                state = _Namespace(namespace)
+                state = NamespaceState(namespace)
                 self._open[namespace] = state
                 while len(self._open) > self.max_open:
                     _, evicted = self._open.popitem(last=False)
@@ -206,338 +183,111 @@ class TarIndexBackend(Backend):
                 self._open.move_to_end(namespace)
             return state
 
-    def _file_lock(self, state: _Namespace) -> FileLock:
-        if state.lock is None:
-            state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
-        return state.lock
+    @contextlib.contextmanager
+    def _reading(self, namespace: str) -> Iterator[NamespaceState]:
+        """The namespace's state, up to date, for a read (errors of the system as StorageError)."""
+        state = self._state(namespace)
+        with state.mutex, storage_errors(f"read namespace {namespace!r}"):
+            self._loader.refresh(state)
+            yield state
 
     @contextlib.contextmanager
-    def _locked(self, state: _Namespace, timeout: float | None = None) -> Iterator[None]:
+    def _locked(self, state: NamespaceState) -> Iterator[None]:
         """Hold the namespace's writer lock for the block (re-entrant within a thread).
 
-        Raises ``filelock.Timeout`` only when an explicit ``timeout`` is given.
+        The files are looked at first, read-only, so that a file that is not
+        ours is refused before even a lock file is created beside it.
         """
-        lock = self._file_lock(state)
-        with storage_errors(f"create lock file {state.lock_path!r}"):
-            os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
+        with storage_errors(f"read namespace {state.tar_path!r}"):
+            self._loader.refresh(state)
+        self._refuse_read_only(state)
+        if not state.lock_ready:
+            # filelock retries until its timeout when it cannot create the lock file at all; fail
+            # at once, naming the path, instead of blaming "another process" ten minutes later.
+            with storage_errors(f"create the lock file {state.lock_path!r} of namespace {state.tar_path!r}"):
+                os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
+                os.close(os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
+            state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
+            state.lock_ready = True
+        lock = state.lock
         try:
             # filelock polls a non-blocking flock; its default 50 ms poll would
             # make every contended batch wait that long.
-            lock.acquire(timeout=self.lock_timeout if timeout is None else timeout, poll_interval=_LOCK_POLL)
+            lock.acquire(timeout=self.lock_timeout, poll_interval=_LOCK_POLL)  # type: ignore[union-attr]
         except Timeout as exc:  # a TimeoutError, so before the OSError below
-            if timeout is not None:
-                raise
             raise BackendUnavailableError(
                 f"another process has held the write lock {state.lock_path!r} for over "
                 f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
             ) from exc
         except OSError as exc:
-            with storage_errors(f"lock {state.lock_path!r}"):
-                raise exc
+            raise os_error(f"lock {state.lock_path!r}", exc) from exc
         try:
             yield
         finally:
-            lock.release()
-
-    # ------------------------------------------------------- index loading
-    def _refresh(self, state: _Namespace) -> None:
-        """Bring the in-memory index up to date with the files (one stat when nothing changed)."""
-        try:
-            info = os.stat(state.index_path)
-        except FileNotFoundError:
-            state.close()
-            if os.path.exists(state.tar_path):
-                self._rebuild_under_lock(state, reason="it has no index")
-            return
-        if state.index_fd is None or info.st_ino != state.index_inode:
-            self._reload(state)
-        elif info.st_size > state.consumed:
-            self._read_tail(state, info.st_size)
-
-    def _read_tail(self, state: _Namespace, size: int) -> None:
-        """Apply the index records other processes appended since our last look."""
-        if size > state.consumed:
-            data = _pread(state.index_fd, size - state.consumed, state.consumed)
-            state.consumed = idx.apply_records(state.table, data, state.consumed).committed
-
-    def _reload(self, state: _Namespace) -> None:
-        """Open the index and tar afresh and parse the whole index."""
-        for attempt in range(50):
-            state.close()
-            try:
-                index_fd = os.open(state.index_path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return self._refresh(state)
-            try:
-                tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                os.close(index_fd)
-                time.sleep(0.001 * (attempt + 1))  # a compaction swapping files, or a removal
-                continue
-            state.index_fd, state.tar_fd = index_fd, tar_fd
-            state.index_inode = os.fstat(index_fd).st_ino
-            data = _pread(index_fd, os.fstat(index_fd).st_size, 0)
-            if idx.decode_file_header(data) == os.fstat(tar_fd).st_ino:
-                break
-            time.sleep(0.001 * (attempt + 1))  # mid-compaction: the new tar and old index
-        else:
-            state.close()
-            if os.path.exists(state.tar_path):
-                self._rebuild_under_lock(state, reason="its index describes another tar file")
-            return
-        header = idx.FILE_HEADER.size
-        state.consumed = idx.apply_records(state.table, memoryview(data)[header:], header).committed
-        if state.table.tar_end + len(END_OF_ARCHIVE) > os.fstat(state.tar_fd).st_size:
-            self._rebuild_under_lock(state, reason="the tar is shorter than its index says")
-        elif self._needs_recovery(state):
-            self._try_recover(state)
-
-    def _needs_recovery(self, state: _Namespace) -> bool:
-        """Whether the files hold more than the last commit: a killed writer, or a damaged index."""
-        if os.fstat(state.index_fd).st_size > state.consumed:
-            return True
-        return os.pread(state.tar_fd, len(END_OF_ARCHIVE), state.table.tar_end) != END_OF_ARCHIVE
-
-    def _try_recover(self, state: _Namespace) -> None:
-        """Repair the tail now if no writer is active (a writer repairs it otherwise)."""
-        try:
-            with self._locked(state, timeout=0):
-                self._read_tail(state, os.fstat(state.index_fd).st_size)
-                if self._needs_recovery(state):
-                    self._recover_tail(state)
-        except (Timeout, StorageError) as exc:
-            LOGGER.debug("not repairing %s now (%s); its next writer will", state.tar_path, exc)
-
-    def _records_from_scan(self, state: _Namespace, start: int, foreign: bool) -> tuple[bytes, int]:
-        """Index records for every complete batch in the tar from ``start``, and where they end."""
-        records = []
-        end = start
-        skipped = 0
-        tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            for batch in scan_batches(state.tar_path, start, foreign):
-                keys, offsets, sizes, crcs = [], [], [], []
-                for name, offset, size in batch.members:
-                    if not self._is_key(name):
-                        skipped += 1
-                        continue
-                    keys.append(name.encode("utf-8"))
-                    offsets.append(offset)
-                    sizes.append(size)
-                    crcs.append(crc_of_range(lambda n, at: os.pread(tar_fd, n, at), offset, size))
-                deletes = [key.encode("utf-8") for key in batch.deletes if isinstance(key, str) and self._is_key(key)]
-                if keys:
-                    records.append(idx.encode_put(keys, offsets, sizes, crcs, batch.end, commit=not deletes))
-                if deletes or not keys:
-                    records.append(idx.encode_delete(deletes, batch.end, commit=True))
-                end = batch.end
-        finally:
-            os.close(tar_fd)
-        if skipped:
-            LOGGER.warning("%d member(s) of %s are not valid keys; ignored", skipped, state.tar_path)
-        return b"".join(records), end
+            lock.release()  # type: ignore[union-attr]
 
     @staticmethod
-    def _end_tar_at(path: str, end: int) -> int:
-        """Cut the tar after ``end`` and write the end-of-archive marker; return the tar's inode."""
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            os.pwrite(fd, END_OF_ARCHIVE, end)
-            os.ftruncate(fd, end + len(END_OF_ARCHIVE))
-            os.fsync(fd)
-            return os.fstat(fd).st_ino
-        finally:
-            os.close(fd)
-
-    def _recover_tail(self, state: _Namespace) -> None:
-        """With the lock held: index the complete batches past the last commit, drop the rest."""
-        LOGGER.warning("recovering %s after an interrupted write or a damaged index", state.tar_path)
-        with storage_errors(f"recover namespace {state.tar_path!r}"):
-            records, end = self._records_from_scan(state, state.table.tar_end, foreign=False)
-            os.truncate(state.index_path, state.consumed)
-            index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                _pwrite_all(index_fd, [records], state.consumed)
-                os.fsync(index_fd)
-            finally:
-                os.close(index_fd)
-            state.consumed = idx.apply_records(state.table, records, state.consumed).committed
-            self._end_tar_at(state.tar_path, end)
-
-    def _rebuild_under_lock(self, state: _Namespace, reason: str) -> None:
-        with self._locked(state):
-            self._rebuild(state, reason)
-
-    def _rebuild(self, state: _Namespace, reason: str) -> None:
-        """Re-create the whole index by scanning the tar (caller holds the lock)."""
-        LOGGER.warning("rebuilding the index of %s because %s", state.tar_path, reason)
-        state.close()
-        with storage_errors(f"rebuild the index of {state.tar_path!r}"):
-            records, end = self._records_from_scan(state, 0, foreign=True)
-            tar_inode = self._end_tar_at(state.tar_path, end)
-            temporary = state.index_path + ".rebuild"
-            with open(temporary, "wb") as handle:
-                handle.write(idx.encode_file_header(tar_inode) + records)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, state.index_path)
-        self._reload(state)
-
-    @staticmethod
-    def _is_key(name: str) -> bool:
-        """Whether a member name is a key: a valid user key, or one of mummi_io's own reserved keys."""
-        if name.startswith(RESERVED_PREFIX):
-            name = "r" + name[len(RESERVED_PREFIX):]  # e.g. a pack's manifest: keep it, check the rest
-        try:
-            validate_key(name)
-        except ValueError:
-            return False
-        return True
-
-    # ---------------------------------------------------------- committing
-    def _prepare_write(self, state: _Namespace) -> None:
-        """With the lock held: open for writing, creating the namespace or cutting a torn tail."""
-        self._refresh(state)
-        if state.index_fd is None:
-            with storage_errors(f"create namespace {state.tar_path!r}"):
-                os.makedirs(os.path.dirname(state.tar_path) or ".", exist_ok=True)
-                tar_fd = os.open(state.tar_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                try:
-                    os.pwrite(tar_fd, END_OF_ARCHIVE, 0)
-                    tar_inode = os.fstat(tar_fd).st_ino
-                finally:
-                    os.close(tar_fd)
-                temporary = state.index_path + ".new"
-                with open(temporary, "wb") as handle:
-                    handle.write(idx.encode_file_header(tar_inode))
-                os.replace(temporary, state.index_path)
-            self._reload(state)
-        if self._needs_recovery(state):
-            self._recover_tail(state)
-
-    def _commit(
-        self, namespace: str, state: _Namespace, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]
-    ) -> None:
-        """Append ``puts`` and ``deletes`` as one batch (caller holds the lock and has prepared)."""
-        chunks, length, placed = build_members(list(puts), list(deletes), int(time.time()))
-        start = state.table.tar_end
-        end = start + length
-        # Large values: their CRC-32s are computed in a thread while the bytes are written (both
-        # release the GIL), instead of one after the other.
-        checksums = None
-        if sum(p.size for p in placed) >= _PARALLEL_CRC_BYTES:
-            checksums = threading.Thread(target=lambda: [p.crc for p in placed], name="mummi-io-crc")
-            checksums.start()
-        try:
-            with storage_errors(f"append to namespace {namespace!r}"):
-                tar_fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
-                try:
-                    _pwrite_all(tar_fd, [*chunks, END_OF_ARCHIVE], start)
-                    if os.fstat(tar_fd).st_size > end + len(END_OF_ARCHIVE):
-                        os.ftruncate(tar_fd, end + len(END_OF_ARCHIVE))  # left by a killed writer
-                    if self.fsync:
-                        os.fsync(tar_fd)
-                finally:
-                    os.close(tar_fd)
-        finally:
-            if checksums is not None:
-                checksums.join()
-        records = []
-        if placed:
-            records.append(
-                idx.encode_put(
-                    [p.key.encode("utf-8") for p in placed], [start + p.data_offset for p in placed],
-                    [p.size for p in placed], [p.crc for p in placed], end, commit=not deletes,
-                )
+    def _refuse_read_only(state: NamespaceState) -> None:
+        if state.compressed is not None:
+            raise ReadOnlyError(
+                f"{state.tar_path!r} is a compressed tar, which mummi_io reads but cannot change; convert it "
+                f"once with: mummi-io cp -b taridx {state.tar_path} <new>.tar"
             )
-        if deletes:
-            records.append(idx.encode_delete([key.encode("utf-8") for key in deletes], end, commit=True))
-        record = b"".join(records)
-        with storage_errors(f"append to namespace {namespace!r}"):
-            index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                _pwrite_all(index_fd, [record], state.consumed)
-                if self.fsync:
-                    os.fsync(index_fd)
-            finally:
-                os.close(index_fd)
-        state.consumed = idx.apply_records(state.table, record, state.consumed).committed
 
-    def _write_batch(self, namespace: str, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
-        state = self._state(namespace)
-        with state.mutex, self._locked(state):
-            self._prepare_write(state)
-            self._commit(namespace, state, puts, deletes)
-
-    # ----------------------------------------------------------- primitives
-    def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
-        # docstring inherited
-        if items:
-            self._write_batch(namespace, items, ())
-
-    def _read_located(self, namespace: str, state: _Namespace, key: str, location: tuple[int, int, int]) -> bytes:
+    # ------------------------------------------------------- reading values
+    def _read_located(
+        self, namespace: str, state: NamespaceState, key: str, location: tuple[int, int, int | None]
+    ) -> bytes:
         offset, size, crc = location
-        data = _pread(state.tar_fd, size, offset)
-        if len(data) != size or (self.verify and crc32(data) != crc):
-            raise IntegrityError(
-                f"value of key {key!r} in namespace {namespace!r} is corrupt (checksum or size "
-                "mismatch); restore it from a copy, or rebuild the index with reindex() if the "
-                "tar itself is sound"
-            )
+        data = pread_exact(state.tar_fd, size, offset)  # type: ignore[arg-type]
+        if len(data) != size or (self.verify and crc is not None and crc32(data) != crc):
+            raise self._corrupt(namespace, state, [key])
         return data
+
+    @staticmethod
+    def _corrupt(namespace: str, state: NamespaceState, keys: list[str]) -> IntegrityError:
+        """The error for values whose bytes are not what the index recorded."""
+        lost = [key for key in keys if key in state.lost]
+        if lost:
+            return IntegrityError(
+                f"{len(lost)} value(s) of namespace {namespace!r} are no longer in its tar: {_shown(lost)} "
+                f"({state.lost[lost[0]]}). Restore the tar from a copy; or, to accept the tar's older "
+                "state, run reindex(accept_loss=True) (mummi-io reindex --accept-loss)",
+                lost,
+            )
+        return IntegrityError(
+            f"{len(keys)} value(s) of namespace {namespace!r} are corrupt (checksum or size mismatch): "
+            f"{_shown(keys)}. Restore them from a copy; mummi-io verify lists every damaged value",
+            keys,
+        )
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                return state.compressed.read_many(keys)
             lookup = state.table.lookup
             values: list[bytes | None] = []
+            bad: list[str] = []
             for key in keys:
                 location = lookup(key.encode("utf-8"))
-                values.append(None if location is None else self._read_located(namespace, state, key, location))
+                if location is None:
+                    values.append(None)
+                    continue
+                try:
+                    values.append(self._read_located(namespace, state, key, location))
+                except IntegrityError:
+                    bad.append(key)
+            if bad:
+                raise self._corrupt(namespace, state, bad)
             return values
-
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        # docstring inherited
-        state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
-            if not any(key.encode("utf-8") in state.table.slots for key in keys):
-                return
-            with self._locked(state):
-                self._prepare_write(state)
-                live = list(dict.fromkeys(k for k in keys if k.encode("utf-8") in state.table.slots))
-                if live:
-                    self._commit(namespace, state, (), live)
-
-    def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
-        # docstring inherited
-        state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
-            slots = state.table.slots
-            return [key.encode("utf-8") in slots for key in keys]
-
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
-        # docstring inherited
-        state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
-            names = [key.decode("utf-8") for key in state.table.slots]
-        matches = key_matcher(pattern)
-        return iter(names if pattern == "*" else [name for name in names if matches(name)])
-
-    def namespace_exists(self, namespace: str) -> bool:
-        # docstring inherited
-        return os.path.isfile(namespace)
 
     def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
         # docstring inherited: preadv into numpy-allocated memory; CRC-32 checked unless verify=False
-        state = self._state(namespace)
         out: list[Buffer | None] = []
-        with state.mutex:
-            self._refresh(state)
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                return list(state.compressed.read_many(keys))
             for key in keys:
                 entry = state.table.lookup(key.encode("utf-8"))
                 if entry is None:
@@ -545,42 +295,208 @@ class TarIndexBackend(Backend):
                     continue
                 offset, size, crc = entry
                 buffer = np.empty(size, dtype=np.uint8)
-                got = os.preadv(state.tar_fd, [buffer], offset)
-                if got != size or (verify and self.verify and crc32(buffer) != crc):
-                    raise IntegrityError(
-                        f"value of key {key!r} in namespace {namespace!r} is corrupt (checksum or size mismatch)"
-                    )
+                got = os.preadv(state.tar_fd, [buffer], offset)  # type: ignore[arg-type]
+                if got != size or (verify and self.verify and crc is not None and crc32(buffer) != crc):
+                    raise self._corrupt(namespace, state, [key])
                 out.append(memoryview(buffer))
         return out
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited (the head is not checksummed: the whole value is, on a full read)
-        state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                return [None if v is None else v[:size] for v in state.compressed.read_many(keys)]
             found = [state.table.lookup(key.encode("utf-8")) for key in keys]
-            return [None if entry is None else _pread(state.tar_fd, min(size, entry[1]), entry[0]) for entry in found]
+            return [
+                None if entry is None else pread_exact(state.tar_fd, min(size, entry[1]), entry[0])  # type: ignore[arg-type]
+                for entry in found
+            ]
+
+    def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
+        # docstring inherited
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                return super().stat_many(namespace, keys)
+            found = [state.table.lookup(key.encode("utf-8")) for key in keys]
+            return [
+                None if entry is None else (
+                    entry[1], entry[2] if entry[2] is not None else repair.crc_of_range(state.tar_fd, entry[0], entry[1])  # type: ignore[arg-type]
+                )
+                for entry in found
+            ]
+
+    def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
+        # docstring inherited
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                return [key in state.compressed.table for key in keys]
+            slots = state.table.slots
+            return [key.encode("utf-8") in slots for key in keys]
+
+    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+        # docstring inherited
+        with self._reading(namespace) as state:
+            if state.compressed is not None:
+                names = list(state.compressed.table)
+            else:
+                names = [key.decode("utf-8") for key in state.table.slots]
+        matches = key_matcher(pattern)
+        return iter(names if pattern == "*" else [name for name in names if matches(name)])
+
+    def namespace_exists(self, namespace: str) -> bool:
+        # docstring inherited
+        info = stat_or_none(namespace, f"look at namespace {namespace!r}")
+        if info is not None and not os.path.isfile(namespace):
+            raise UnsupportedFormatError(f"namespace {namespace!r} is a directory, not a tar file")
+        return info is not None
 
     def child_namespace(self, namespace: str, name: str) -> str:
         # docstring inherited: groups of run.tar live in run.groups/<name>.tar
         base = namespace[:-4] if namespace.endswith(".tar") else namespace
         return os.path.join(base + ".groups", name + ".tar")
 
-    def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
-        # docstring inherited
+    # ----------------------------------------------------------- writing
+    def _prepare_write(self, namespace: str, state: NamespaceState) -> None:
+        """With the lock held: bring the state up to date, then create or repair the namespace."""
+        self._loader.refresh(state)
+        self._refuse_read_only(state)
+        if state.diverged:
+            lost = sorted(state.lost)
+            raise IntegrityError(
+                f"namespace {namespace!r} is not written to: its tar no longer holds {len(lost)} value(s) its "
+                f"index knows ({state.diverged}): {_shown(lost)}. Restore the tar from a copy; or, to accept "
+                "the tar's older state, run reindex(accept_loss=True) (mummi-io reindex --accept-loss)",
+                lost,
+            )
+        if state.mode == "absent":
+            os.makedirs(os.path.dirname(namespace) or ".", exist_ok=True)
+            fd = os.open(namespace, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                os.pwrite(fd, END_OF_ARCHIVE, 0)
+            finally:
+                os.close(fd)
+            repair.write_index(state.index_path, idx.IndexTable())
+            self._loader.refresh(state)
+            return
+        if state.index_repair:
+            LOGGER.warning("rewriting the index of %s because %s", namespace, state.index_repair)
+            repair.complete_checksums(state.table, state.tar_fd)  # type: ignore[arg-type]
+            repair.write_index(state.index_path, state.table)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state.compact_index_path)
+            self._loader.refresh(state)
+        self._recover_tail(namespace, state)
+
+    def _recover_tail(self, namespace: str, state: NamespaceState) -> None:
+        """Index complete batches after the last commit; move a torn tail to a side file."""
+        end = state.table.tar_end
+        fd = os.open(namespace, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size == end + len(END_OF_ARCHIVE) and pread_exact(fd, len(END_OF_ARCHIVE), end) == END_OF_ARCHIVE:
+                return
+            with MappedTar(fd, size) as source:
+                found = scan(source, end, _is_key)
+            if found.batches:
+                LOGGER.warning("%s: indexing %d complete batch(es) an interrupted writer left", namespace, len(found.batches))
+                recovered = idx.IndexTable()
+                apply_batches(recovered, found.batches)
+                records = []
+                for batch in found.batches:
+                    puts = [(k.encode("utf-8"), o, s, c if c is not None else repair.crc_of_range(fd, o, s))
+                            for k, o, s, c in batch.puts]
+                    records.append(repair.batch_records(puts, [k.encode("utf-8") for k in batch.deletes], batch.end))
+                self._append_index(state, b"".join(records))
+            for damage in found.damage:
+                LOGGER.warning("%s: %s", namespace, damage)
+            if found.tail is not None:
+                side = repair.move_aside(namespace, fd, found.tail.start, found.tail.end)
+                LOGGER.warning("%s: %s; moved to %s", namespace, found.tail, side)
+            repair.end_tar_at(fd, found.end, self.fsync)
+        finally:
+            os.close(fd)
+
+    def _append_index(self, state: NamespaceState, records: bytes) -> None:
+        """Append committed records to the index and apply them."""
+        fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _pwrite_all(fd, [records], state.consumed)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        parsed = idx.apply_records(state.table, records, state.consumed)
+        state.consumed = state.index_size = parsed.committed
+
+    def _commit(self, state: NamespaceState, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
+        """Append ``puts`` and ``deletes`` as one batch (caller holds the lock and has prepared)."""
+        mtime = int(time.time())
+        total = sum(memoryview(p).nbytes for _, value in puts for p in pieces_of(value))
+        overlap = total >= _PARALLEL_CRC_BYTES and len(puts) <= _PARALLEL_CRC_VALUES
+        crcs: list[int] = []
+        if overlap:
+            # Large values: write them with unsealed headers while a thread computes their CRC-32s
+            # (both release the GIL), then write the final headers.
+            worker = threading.Thread(target=lambda: crcs.extend(crc_of(pieces_of(v)) for _, v in puts), name="mummi-io-crc")
+            worker.start()
+            chunks, length, placed = build_members(puts, deletes, mtime, None)
+        else:
+            crcs = [crc_of(pieces_of(value)) for _, value in puts]
+            chunks, length, placed = build_members(puts, deletes, mtime, crcs)
+        start = state.table.tar_end
+        end = start + length
+        fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            try:
+                _pwrite_all(fd, [*chunks, END_OF_ARCHIVE], start)
+            finally:
+                if overlap:
+                    worker.join()
+            if overlap:
+                for offset, header in seal_members(placed, crcs, mtime):
+                    os.pwrite(fd, header, start + offset)
+            if os.fstat(fd).st_size > end + len(END_OF_ARCHIVE):
+                os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        values = [p for p in placed if p.is_value]
+        records = repair.batch_records(
+            [(p.key.encode("utf-8"), start + p.data_offset, p.size, crc) for p, crc in zip(values, crcs)],
+            [key.encode("utf-8") for key in deletes], end,
+        )
+        self._append_index(state, records)
+
+    def _write_batch(self, namespace: str, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
         state = self._state(namespace)
-        with state.mutex:
-            self._refresh(state)
-            found = [state.table.lookup(key.encode("utf-8")) for key in keys]
-        return [None if entry is None else (entry[1], entry[2]) for entry in found]
+        with state.mutex, self._locked(state), storage_errors(f"append to namespace {namespace!r}"):
+            self._prepare_write(namespace, state)
+            if deletes:
+                deletes = list(dict.fromkeys(k for k in deletes if k.encode("utf-8") in state.table.slots))
+            if puts or deletes:
+                self._commit(state, puts, deletes)
+
+    def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
+        # docstring inherited
+        if items:
+            self._write_batch(namespace, items, ())
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        # docstring inherited
+        with self._reading(namespace) as state:
+            present = state.compressed.table if state.compressed is not None else state.table.slots
+            if not any((key if state.compressed is not None else key.encode("utf-8")) in present for key in keys):
+                return  # nothing to delete (and nothing written)
+        self._write_batch(namespace, (), keys)
 
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited
         if source != destination:
             return super().move_many(source, pairs, destination)
         state = self._state(source)
-        with state.mutex, self._locked(state):
-            self._prepare_write(state)
+        with state.mutex, self._locked(state), storage_errors(f"rename keys in namespace {source!r}"):
+            self._prepare_write(source, state)
             missing = [old for old, _ in pairs if old.encode("utf-8") not in state.table.slots]
             if missing:
                 raise KeyNotFoundError(source, missing)
@@ -588,69 +504,127 @@ class TarIndexBackend(Backend):
                 self._read_located(source, state, old, state.table.lookup(old.encode("utf-8")))  # type: ignore[arg-type]
                 for old, _ in pairs
             ]
-            self._commit(source, state, [(new, value) for (_, new), value in zip(pairs, values)], [old for old, _ in pairs])
+            self._commit(state, [(new, value) for (_, new), value in zip(pairs, values)], [old for old, _ in pairs])
+        return None
 
     # ------------------------------------------------------- maintenance
-    def reindex(self, namespace: str) -> int:
-        """Rebuild the index of ``namespace`` by scanning its tar; return the number of keys.
+    def damage_report(self, namespace: str) -> list[str]:
+        # docstring inherited: a read-only scan of the whole tar, and values the tar no longer holds
+        namespace = self.normalize_namespace(namespace)
+        with self._reading(namespace) as state:
+            if state.mode in ("absent", "compressed"):
+                return []
+            lines = []
+            if state.diverged:
+                lines.append(f"the tar no longer holds {len(state.lost)} value(s) its index knows "
+                             f"({state.diverged}): {_shown(sorted(state.lost))}")
+            with MappedTar(state.tar_fd) as source:  # type: ignore[arg-type]
+                found = scan(source, 0, _is_key)
+                committed = max(found.end, min(state.table.tar_end, source.size))
+                tail_end = last_nonzero_end(source, committed)
+            lines += [f"damaged: {d} (skipped by readers, left in place)" for d in found.damage]
+            lines += [f"zero blocks: {g}" for g in found.zero_gaps]
+            if tail_end > committed:
+                lines.append(f"torn tail: {Damage(committed, tail_end, 'bytes after the last complete batch')} "
+                             "(an interrupted write; the next writer moves it to a side file)")
+            if state.index_repair:
+                lines.append(f"the index needs a rewrite ({state.index_repair}); the next write or reindex does it")
+            return lines
+
+    def reindex(self, namespace: str, accept_loss: bool = False) -> ReindexReport:
+        """Rebuild the index of ``namespace`` from its tar, checked against the old index.
+
+        Values the old index knows that are intact in the tar are kept (also
+        when their member header is damaged); damaged ranges are reported and
+        left in place; a torn tail is moved to a side file. If the tar has
+        lost values the index knew, holds older versions of them, or would
+        bring back deleted keys, nothing is changed and ``IntegrityError``
+        names them, unless ``accept_loss`` is true: then the tar's state is
+        taken and the report lists what was lost.
 
         Raises
         ------
         KeyNotFoundError
             If the namespace has no tar file.
+        IntegrityError
+            If the rebuild would lose something and ``accept_loss`` is false.
         """
         namespace = self.normalize_namespace(namespace)
-        if not os.path.isfile(namespace):
-            raise KeyNotFoundError(namespace, [])
         state = self._state(namespace)
-        with state.mutex, self._locked(state):
-            self._rebuild(state, reason="reindex() was called")
-            return len(state.table.slots)
+        with state.mutex, self._locked(state), storage_errors(f"reindex namespace {namespace!r}"):
+            self._loader.refresh(state)
+            if state.tar_fd is None:
+                raise KeyNotFoundError(namespace, [])
+            old = state.table if state.mode == "index" else None
+            report = ReindexReport(namespace)
+            fd = os.open(namespace, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                with MappedTar(fd) as source:
+                    found = scan(source, 0, _is_key)
+                    table = repair.reconcile(found, old, not state.diverged, fd, report)
+                    tail_end = last_nonzero_end(source, table.tar_end)
+                report.damage, report.zero_gaps, report.not_keys = found.damage, found.zero_gaps, found.not_keys
+                if report.losses and not accept_loss:
+                    raise IntegrityError(
+                        f"reindex of {namespace!r} would lose data, so nothing was changed: "
+                        + "; ".join(report.lines()[1:])
+                        + ". Restore the tar from a copy, or accept the tar's state with "
+                        "reindex(accept_loss=True) (mummi-io reindex --accept-loss)",
+                        report.losses,
+                    )
+                if tail_end > table.tar_end:
+                    report.tail = Damage(table.tar_end, tail_end, "bytes after the last complete batch")
+                    report.tail_file = repair.move_aside(namespace, fd, table.tar_end, tail_end)
+                repair.end_tar_at(fd, table.tar_end, fsync=True)
+                repair.complete_checksums(table, fd)
+            finally:
+                os.close(fd)
+            repair.write_index(state.index_path, table)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state.compact_index_path)
+            state.close()
+            self._loader.refresh(state)
+            report.keys = len(state.table.slots)
+        for line in report.lines()[1:]:
+            LOGGER.warning("reindex %s", line)
+        return report
 
     def compact(self, namespace: str) -> tuple[int, int]:
         """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after).
 
         Crash-safe: the new tar and index are written beside the old ones and
-        renamed into place; a crash before the renames leaves the old pair, a
-        crash between them leaves a new tar whose index is rebuilt on open.
+        renamed into place, tar first; a crash between the renames leaves the
+        new tar beside ``run.tar.idx.compact``, which readers use and the next
+        writer renames. Refuses (``IntegrityError``) if a value is corrupt:
+        compaction never copies damage, nor drops it silently.
         """
         namespace = self.normalize_namespace(namespace)
         state = self._state(namespace)
-        with state.mutex, self._locked(state):
-            self._prepare_write(state)
-            before = os.fstat(state.tar_fd).st_size
+        with state.mutex, self._locked(state), storage_errors(f"compact namespace {namespace!r}"):
+            self._prepare_write(namespace, state)
+            before = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]
             entries = state.table.live_entries()
             new_tar = state.tar_path + ".compact"
-            new_index = state.index_path + ".compact"
-            with storage_errors(f"compact namespace {namespace!r}"):
-                fd = os.open(new_tar, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-                placed = []
-                length = 0
-                try:
-                    for group in _groups_of_bytes(entries, _COMPACT_BATCH_BYTES):
-                        values = [
-                            (key.decode("utf-8"), self._read_located(namespace, state, key.decode("utf-8"), (off, size, crc)))
-                            for key, off, size, crc in group
-                        ]
-                        chunks, group_length, group_placed = build_members(values, [], int(time.time()))
-                        _pwrite_all(fd, chunks, length)
-                        placed.extend((p.key, length + p.data_offset, p.size, p.crc) for p in group_placed)
-                        length += group_length
-                    os.pwrite(fd, END_OF_ARCHIVE, length)
-                    os.fsync(fd)
-                    tar_inode = os.fstat(fd).st_ino
-                finally:
-                    os.close(fd)
-                record = idx.encode_put(
-                    [p[0].encode("utf-8") for p in placed], [p[1] for p in placed],
-                    [p[2] for p in placed], [p[3] for p in placed], length, commit=True,
-                )
-                with open(new_index, "wb") as handle:
-                    handle.write(idx.encode_file_header(tar_inode) + record)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(new_tar, state.tar_path)
-                os.replace(new_index, state.index_path)
-            self._reload(state)
+            fd = os.open(new_tar, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            table = idx.IndexTable()
+            length = 0
+            try:
+                for group in _groups_of_bytes(entries, _COMPACT_BATCH_BYTES):
+                    values = [(key.decode("utf-8"), self._read_located(namespace, state, key.decode("utf-8"), (off, size, crc)))
+                              for key, off, size, crc in group]
+                    chunks, group_length, placed = build_members(values, [], int(time.time()), [c for *_, c in group])
+                    _pwrite_all(fd, chunks, length)
+                    table.put([p.key.encode("utf-8") for p in placed], [length + p.data_offset for p in placed],
+                              [p.size for p in placed], [p.crc for p in placed])
+                    length += group_length
+                table.tar_end = length
+                repair.end_tar_at(fd, length, fsync=True)
+            finally:
+                os.close(fd)
+            repair.write_index(state.compact_index_path, table)
+            os.replace(new_tar, state.tar_path)
+            os.replace(state.compact_index_path, state.index_path)
+            fsync_directory(os.path.dirname(state.tar_path))
+            state.close()
+            self._loader.refresh(state)
             return before, length + len(END_OF_ARCHIVE)
-

@@ -2,8 +2,7 @@
 
 File ``<namespace>.tar.idx``::
 
-    file header (32 bytes): b"MUMMIIDX", u32 version (1), u32 zero,
-                            u64 inode of the tar this index describes, u64 zero
+    file header (32 bytes): b"MUMMIIDX", u32 version (2), u32 zero, u64 zero, u64 zero
     record*:  b"MREC", u8 op (1 put, 2 delete), u8 flags (1 = commit),
               u16 zero, u32 count, u32 keys_len, u64 tar_end, u32 crc32
               put:    count entries of (u64 data offset, u64 size, u32 crc32 of value)
@@ -16,6 +15,12 @@ the last one flagged commit; readers apply a batch only when its commit
 record is complete and valid, so a torn append is never seen. Records are
 parsed with numpy, so an index of a million keys loads in a fraction of a
 second; in memory a key costs one dict entry plus 20 bytes of arrays.
+
+The index is a cache of the tar: everything in it can be rebuilt from the tar
+(see :mod:`.scan`), so a damaged index costs time, never data. Version 1
+files (which recorded the tar's inode in the header) are read the same way;
+the inode is no longer used: whether an index describes its tar is checked
+against the tar's content (see ``backend.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FILE_MAGIC = b"MUMMIIDX"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILE_HEADER = struct.Struct("<8sIIQQ")
 RECORD_MAGIC = b"MREC"
 RECORD_HEADER = struct.Struct("<4sBBHIIQ")
@@ -42,19 +48,17 @@ OP_DELETE = 2
 FLAG_COMMIT = 1
 
 
-def encode_file_header(tar_inode: int) -> bytes:
-    """The 32-byte header of an index describing the tar with inode ``tar_inode``."""
-    return FILE_HEADER.pack(FILE_MAGIC, VERSION, 0, tar_inode, 0)
+def encode_file_header() -> bytes:
+    """The 32-byte header of an index file."""
+    return FILE_HEADER.pack(FILE_MAGIC, VERSION, 0, 0, 0)
 
 
-def decode_file_header(data: bytes) -> int | None:
-    """Return the tar inode recorded in an index header, or ``None`` if it is not one."""
+def is_index(data: bytes) -> bool:
+    """Whether ``data`` starts with the header of an index file this version reads."""
     if len(data) < FILE_HEADER.size:
-        return None
-    magic, version, _, tar_inode, _ = FILE_HEADER.unpack_from(data)
-    if magic != FILE_MAGIC or version != VERSION:
-        return None
-    return tar_inode
+        return False
+    magic, version, _, _, _ = FILE_HEADER.unpack_from(data)
+    return magic == FILE_MAGIC and version in READABLE_VERSIONS
 
 
 def _record(op: int, commit: bool, count: int, entries: bytes, keys: Sequence[bytes], tar_end: int) -> bytes:
@@ -81,20 +85,31 @@ def encode_delete(keys: Sequence[bytes], tar_end: int, commit: bool) -> bytes:
 
 @dataclass
 class IndexTable:
-    """The in-memory index: key (UTF-8 bytes) -> slot -> (offset, size, crc)."""
+    """The in-memory index: key (UTF-8 bytes) -> slot -> (offset, size, crc).
+
+    ``unchecked`` holds the slots whose value has no known checksum (a member
+    written by another tool, seen by a reader that may not write an index);
+    their reads are not verified.
+    """
 
     slots: dict[bytes, int] = field(default_factory=dict)
     offsets: array = field(default_factory=lambda: array("q"))
     sizes: array = field(default_factory=lambda: array("q"))
     crcs: array = field(default_factory=lambda: array("I"))
+    unchecked: set[int] = field(default_factory=set)
     tar_end: int = 0
 
-    def put(self, keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int]) -> None:
+    def put(
+        self, keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int | None]
+    ) -> None:
         """Point each key at a new location (an overwritten key's old slot is left unused)."""
         base = len(self.offsets)
         self.offsets.extend(offsets)
         self.sizes.extend(sizes)
-        self.crcs.extend(crcs)
+        if None in crcs:
+            self.unchecked.update(base + i for i, crc in enumerate(crcs) if crc is None)
+            crcs = [0 if crc is None else crc for crc in crcs]
+        self.crcs.extend(crcs)  # type: ignore[arg-type]
         self.slots.update(zip(keys, range(base, base + len(keys))))
 
     def delete(self, keys: Sequence[bytes]) -> None:
@@ -103,18 +118,44 @@ class IndexTable:
         for key in keys:
             pop(key, None)
 
-    def lookup(self, key: bytes) -> tuple[int, int, int] | None:
-        """Return (offset, size, crc) of a key, or ``None``."""
+    def lookup(self, key: bytes) -> tuple[int, int, int | None] | None:
+        """Return (offset, size, crc) of a key (crc ``None`` if unknown), or ``None``."""
         slot = self.slots.get(key)
         if slot is None:
             return None
-        return self.offsets[slot], self.sizes[slot], self.crcs[slot]
+        return self.offsets[slot], self.sizes[slot], None if slot in self.unchecked else self.crcs[slot]
 
-    def live_entries(self) -> list[tuple[bytes, int, int, int]]:
-        """Every live key with its location, in tar order (for compaction)."""
-        rows = [(key, self.offsets[s], self.sizes[s], self.crcs[s]) for key, s in self.slots.items()]
+    def live_entries(self) -> list[tuple[bytes, int, int, int | None]]:
+        """Every live key with its location, in tar order (for compaction and snapshots)."""
+        unchecked = self.unchecked
+        rows = [
+            (key, self.offsets[s], self.sizes[s], None if s in unchecked else self.crcs[s])
+            for key, s in self.slots.items()
+        ]
         rows.sort(key=lambda row: row[1])
         return rows
+
+    def copy(self) -> IndexTable:
+        """An independent copy (the live entries only)."""
+        table = IndexTable(tar_end=self.tar_end)
+        rows = self.live_entries()
+        table.put([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+        return table
+
+
+def encode_snapshot(table: IndexTable) -> bytes:
+    """A whole index file holding ``table``'s live entries as one committed batch.
+
+    Every entry must have a checksum (a writer computes the missing ones first).
+    """
+    rows = table.live_entries()
+    if any(row[3] is None for row in rows):
+        raise ValueError("an index snapshot needs the checksum of every value")
+    record = encode_put(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],  # type: ignore[misc]
+        table.tar_end, commit=True,
+    ) if rows else encode_delete([], table.tar_end, commit=True)
+    return encode_file_header() + record
 
 
 @dataclass

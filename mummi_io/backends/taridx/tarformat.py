@@ -1,182 +1,292 @@
-"""Writing and scanning the POSIX tar members of a ``taridx`` namespace.
+"""The POSIX tar members of a ``taridx`` namespace: building and parsing headers.
 
 Members are plain regular files named by their key, so ``tar -tvf`` lists
-them and any tar extracts them. Every batch a writer appends ends with a
-member named ``.mummi_io.journal`` holding JSON ``{"delete": [keys]}`` (the
-keys the batch deletes, often none), which an extractor writes as an ordinary
-hidden file. The journal member marks the batch complete: a scan of the tar
-alone tells which batches were fully written, so the index can always be
-rebuilt from the tar. The archive ends with the two zero blocks of the POSIX
-end-of-archive marker; the next append starts where that marker begins.
+them and any tar extracts them. What mummi_io needs to rebuild its index from
+the tar alone lives in the last 12 bytes of each member's ustar header, a
+field POSIX leaves unused (offsets 500-511; GNU tar, bsdtar and Python's
+``tarfile`` ignore it, and the header checksum covers it)::
+
+    b"M"            mummi_io's mark
+    b"c" or b"e"    the member continues its batch, or ends it (the batch is complete)
+    u32 LE          CRC-32 of the member's data
+    u48 LE          blocks (512 bytes) from the batch's first header to this member's first header
+
+So every value carries its checksum and its batch, at no extra byte: an
+archive of N one-key saves lists N members. A batch that deletes keys (a
+``remove_files``, or a rename inside the namespace) ends with one member
+named ``.mummi_io.journal`` holding JSON ``{"delete": [keys]}``; it is the
+only extra member, and only where something is deleted.
 
 Headers are built by hand for the common case (an ASCII name of at most 100
 bytes): a ustar header of exactly 512 bytes. Any other name, or a size that
-needs more than 11 octal digits, goes through :mod:`tarfile`'s PAX writer.
-Either way the data offset is computed from the length of the header bytes
-actually written, never assumed to be 512 (the bug of the original pytaridx).
+needs more than 11 octal digits, goes through :mod:`tarfile`'s PAX writer,
+and the mark goes into the ustar header that follows the PAX header. Either
+way the data offset is computed from the length of the header bytes actually
+written, never assumed to be 512 (the bug of the original pytaridx).
+
+Archives written before this format (a journal member after every batch, no
+mark) and archives written by other tools (pytaridx, ``tar``) are read too:
+see :mod:`.scan`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 JOURNAL_NAME = ".mummi_io.journal"
+OWNER = "mummi_io"
 
+_MARK = ord("M")
+_CONTINUES, _ENDS = ord("c"), ord("e")
 _MAX_USTAR_SIZE = 8**11 - 1
+_MAX_BACK_BLOCKS = (1 << 48) - 1
 # The constant fields of a ustar header for a regular file, with the checksum
 # field as eight spaces (the POSIX rule for computing it).
 _MODE, _UID, _GID = b"0000644\0", b"0000000\0", b"0000000\0"
 _MAGIC, _DEV = b"ustar\x0000", b"0000000\0"
-_OWNER = b"mummi_io".ljust(32, b"\0")
+_OWNER = OWNER.encode().ljust(32, b"\0")
 _CONSTANT_SUM = sum(_MODE + _UID + _GID + b" " * 8 + _MAGIC + _OWNER + _OWNER + _DEV + _DEV) + ord("0")
+_PREFIX_PAD = bytes(155)
 
 
-def _pad(size: int) -> bytes:
-    return bytes(-size % BLOCK)
+def padding(size: int) -> int:
+    """Bytes of zero padding after ``size`` bytes of member data."""
+    return -size % BLOCK
 
 
-def member_header(name: str, size: int, mtime: int) -> bytes:
-    """Return the header bytes (one or more blocks) of a regular-file member."""
+def _mark(crc: int, ends_batch: bool, back_blocks: int) -> bytes:
+    return bytes((_MARK, _ENDS if ends_batch else _CONTINUES)) + crc.to_bytes(4, "little") + back_blocks.to_bytes(6, "little")
+
+
+def _with_mark(header: bytes, mark: bytes) -> bytes:
+    """Put ``mark`` into the pad of the last header block and recompute that block's checksum."""
+    block = bytearray(header[-BLOCK:])
+    block[500:512] = mark
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return header[:-BLOCK] + bytes(block)
+
+
+def member_header(name: str, size: int, mtime: int, crc: int, ends_batch: bool, back_blocks: int) -> bytes:
+    """Return the header bytes (one or more blocks) of a regular-file member with mummi_io's mark."""
+    mark = _mark(crc, ends_batch, back_blocks)
     encoded = name.encode("utf-8")
     if len(encoded) <= 100 and encoded.isascii() and size <= _MAX_USTAR_SIZE:
         size_field = b"%011o\0" % size
         mtime_field = b"%011o\0" % mtime
-        checksum = _CONSTANT_SUM + sum(encoded) + sum(size_field) + sum(mtime_field)
-        header = b"".join(
+        checksum = _CONSTANT_SUM + sum(encoded) + sum(size_field) + sum(mtime_field) + sum(mark)
+        return b"".join(
             (
                 encoded.ljust(100, b"\0"), _MODE, _UID, _GID, size_field, mtime_field,
                 b"%06o\0 " % checksum, b"0", bytes(100), _MAGIC, _OWNER, _OWNER, _DEV, _DEV,
-                bytes(167),
+                _PREFIX_PAD, mark,
             )
         )
-        return header
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = size, mtime, 0o644
-    info.uname = info.gname = "mummi_io"
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+    info.uname = info.gname = OWNER
+    plain = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+    # The PAX header's data (the long name) is covered by no header checksum: record its
+    # CRC-32 in a standard `comment` record, which readers ignore, when it costs no extra block.
+    info.pax_headers = {"comment": pax_comment(name, size)}
+    guarded = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+    return _with_mark(guarded if len(guarded) == len(plain) else plain, mark)
+
+
+def pax_comment(name: str, size: int) -> str:
+    """The ``comment`` record guarding a PAX member's name and size."""
+    return f"{OWNER}:{zlib.crc32(name.encode('utf-8', 'surrogateescape') + b'/%d' % size):08x}"
 
 
 @dataclass
 class PlacedMember:
-    """Where one value landed in a blob of members built by :func:`build_members`."""
+    """Where one member landed in a blob of members built by :func:`build_members`."""
 
     key: str
-    data_offset: int  # relative to the start of the blob
+    header_offset: int  # relative to the start of the blob
+    data_offset: int
     size: int
-    pieces: tuple[bytes | bytearray | memoryview, ...]
+    crc: int
+    back_blocks: int
+    ends_batch: bool
+    is_value: bool  # False for the journal member
 
-    @functools.cached_property
-    def crc(self) -> int:
-        """CRC-32 of the value (computed on first use: zlib releases the GIL, so a thread can do it)."""
-        crc = 0
-        for piece in self.pieces:
-            crc = zlib.crc32(piece, crc)
-        return crc
+
+def crc_of(pieces: Sequence[bytes | bytearray | memoryview]) -> int:
+    """CRC-32 of consecutive pieces."""
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return crc
+
+
+def pieces_of(value: object) -> tuple:
+    """A value as a tuple of buffers (a :class:`mummi_io.abc.Parts` already is one)."""
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _nbytes(pieces: tuple) -> int:
+    return sum(len(p) if isinstance(p, (bytes, bytearray)) else memoryview(p).nbytes for p in pieces)
 
 
 def build_members(
-    items: list[tuple[str, bytes | bytearray | memoryview]], deletes: list[str], mtime: int
+    items: Sequence[tuple[str, object]], deletes: Sequence[str], mtime: int, crcs: Sequence[int] | None,
 ) -> tuple[list[bytes | bytearray | memoryview], int, list[PlacedMember]]:
-    """Serialize one batch: the values, then the journal member that completes it.
+    """Serialize one batch: its values, then (only if it deletes keys) its journal member.
 
-    Returns the list of byte chunks to write in order, their total length, and
-    the placement of every value relative to the start of the chunks.
+    With ``crcs`` (one per value) the headers are final and the last member
+    ends the batch. With ``crcs=None`` the headers are *unsealed*: checksum
+    0 and no member ends the batch, so the bytes can be written while the
+    checksums are still being computed; :func:`seal_members` then gives the
+    final headers (of the same lengths). A crash before sealing leaves an
+    incomplete batch, which no reader applies.
+
+    Returns the byte chunks to write in order, their total length, and the
+    placement of every member relative to the start of the chunks.
     """
+    members: list[tuple[str, tuple, int, bool]] = []
+    for position, (key, value) in enumerate(items):
+        members.append((key, pieces_of(value), crcs[position] if crcs is not None else 0, True))
+    if deletes:
+        journal = json.dumps({"delete": list(deletes)}, ensure_ascii=False).encode("utf-8")
+        members.append((JOURNAL_NAME, (journal,), zlib.crc32(journal), False))
     chunks: list[bytes | bytearray | memoryview] = []
     placed: list[PlacedMember] = []
     position = 0
-    journal = json.dumps({"delete": deletes}, ensure_ascii=False).encode("utf-8")
-    for key, value, is_value in [*((k, v, True) for k, v in items), (JOURNAL_NAME, journal, False)]:
-        pieces = value if isinstance(value, tuple) else (value,)  # mummi_io.abc.Parts
-        size = sum(len(p) if isinstance(p, (bytes, bytearray)) else memoryview(p).nbytes for p in pieces)
-        header = member_header(key, size, mtime)
-        padding = _pad(size)
+    last = len(members) - 1
+    for number, (key, pieces, crc, is_value) in enumerate(members):
+        size = _nbytes(pieces)
+        back = position // BLOCK
+        if back > _MAX_BACK_BLOCKS:
+            raise ValueError("a batch larger than 128 PiB cannot be written as one tar batch")
+        ends = number == last
+        header = member_header(key, size, mtime, crc, ends and crcs is not None, back)
         chunks.append(header)
         chunks.extend(pieces)
-        chunks.append(padding)
-        if is_value:
-            placed.append(PlacedMember(key, position + len(header), size, tuple(pieces)))
-        position += len(header) + size + len(padding)
+        chunks.append(bytes(padding(size)))
+        placed.append(PlacedMember(key, position, position + len(header), size, crc, back, ends, is_value))
+        position += len(header) + size + padding(size)
     return chunks, position, placed
 
 
-@dataclass
-class ScannedBatch:
-    """A complete batch found by :func:`scan_batches`."""
-
-    members: list[tuple[str, int, int]]  # (name, data offset, size) of each value
-    deletes: list[str]
-    end: int  # where the next member starts (the end-of-archive marker's place)
-
-
-def scan_batches(path: str, start: int = 0, foreign: bool = False) -> Iterator[ScannedBatch]:
-    """Yield the complete batches of the tar at ``path``, reading from byte ``start``.
-
-    A batch is complete when its journal member is. The scan stops at the
-    end-of-archive marker or at the first torn member (invalid header, or data
-    running past the end of the file); members after the last journal are an
-    incomplete batch and are not yielded, unless ``foreign`` is set and the
-    scan met no journal at all: then the tar was not written by mummi_io
-    (pytaridx, ``tar``, ``tarfile``) and every whole member counts.
-    """
-    file_size = os.path.getsize(path)
-    pending: list[tuple[str, int, int]] = []
-    pending_end = start
-    seen_journal = False
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        try:
-            archive = tarfile.open(fileobj=handle, mode="r:", encoding="utf-8", errors="surrogateescape")
-        except tarfile.ReadError:  # empty, or the first header is torn: nothing valid
-            return
-        while True:
-            try:
-                info = archive.next()
-            except tarfile.ReadError:
-                break
-            if info is None:
-                break
-            data_offset = info.offset_data  # tarfile counts from the file's start
-            if data_offset + info.size > file_size:
-                break
-            member_end = data_offset + info.size + len(_pad(info.size))
-            if not info.isreg():
-                pending_end = member_end
-                continue
-            if info.name != JOURNAL_NAME:
-                pending.append((info.name, data_offset, info.size))
-                pending_end = member_end
-                continue
-            resume = handle.tell()
-            handle.seek(data_offset)
-            try:
-                deletes = list(json.loads(handle.read(info.size))["delete"])
-            except (ValueError, KeyError, TypeError):
-                break  # a damaged journal: the batch is not known to be complete
-            handle.seek(resume)
-            seen_journal = True
-            yield ScannedBatch(pending, deletes, member_end)
-            pending = []
-    if foreign and not seen_journal and pending:
-        yield ScannedBatch(pending, [], pending_end)
+def seal_members(placed: list[PlacedMember], crcs: Sequence[int], mtime: int) -> list[tuple[int, bytes]]:
+    """The final headers of an unsealed batch: ``(relative offset, header bytes)`` per member."""
+    values = iter(crcs)
+    sealed = []
+    for member in placed:
+        if member.is_value:
+            member.crc = next(values)
+        header = member_header(member.key, member.size, mtime, member.crc, member.ends_batch, member.back_blocks)
+        sealed.append((member.header_offset, header))
+    return sealed
 
 
-def crc_of_range(read: Callable[[int, int], bytes], offset: int, size: int) -> int:
-    """CRC-32 of ``size`` bytes at ``offset``, read in 8 MiB pieces via ``read(size, offset)``."""
-    crc = 0
-    done = 0
-    while done < size:
-        piece = read(min(size - done, 8 << 20), offset + done)
-        if not piece:
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mark:
+    """mummi_io's mark in a member header (see the module docstring)."""
+
+    crc: int
+    ends_batch: bool
+    back_blocks: int
+
+
+@dataclass(frozen=True)
+class Header:
+    """One parsed 512-byte header block."""
+
+    name: bytes
+    size: int
+    typeflag: bytes
+    uname: bytes
+    mark: Mark | None
+    ustar: bool  # carries the ustar magic (POSIX or GNU)
+
+
+def _number(field: bytes) -> int:
+    """A numeric header field: octal text, or GNU base-256 (first byte 0x80 or 0xff)."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        if field[0] == 0xFF:
+            value -= 1 << (8 * (len(field) - 1))
+        return value
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _checksum_ok(block: bytes) -> bool:
+    try:
+        stored = _number(block[148:156])
+    except ValueError:
+        return False
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
+    # Some old tars summed signed chars; readers accept either.
+    signed = unsigned - 256 * sum(1 for byte in block if byte > 127) + 256 * sum(1 for byte in block[148:156] if byte > 127)
+    return stored == signed
+
+
+def parse_header(block: bytes) -> Header | None:
+    """Parse one header block; ``None`` if it is not a valid tar header (bad checksum or fields)."""
+    if len(block) != BLOCK or not _checksum_ok(block):
+        return None
+    magic = block[257:263]
+    ustar = magic in (b"ustar\x00", b"ustar ")
+    try:
+        size = _number(block[124:136])
+        _number(block[100:108])  # mode: a damaged field means a damaged header
+    except ValueError:
+        return None
+    if size < 0:
+        return None
+    name = block[0:100].split(b"\0", 1)[0]
+    if magic == b"ustar\x00":
+        prefix = block[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    mark = None
+    if block[500] == _MARK and block[501] in (_CONTINUES, _ENDS):
+        mark = Mark(int.from_bytes(block[502:506], "little"), block[501] == _ENDS, int.from_bytes(block[506:512], "little"))
+    return Header(name, size, block[156:157], block[265:297].split(b"\0", 1)[0], mark, ustar)
+
+
+def parse_pax(data: bytes) -> dict[bytes, bytes]:
+    """The records of a PAX extended header (``"<length> <key>=<value>\\n"``...)."""
+    records: dict[bytes, bytes] = {}
+    position = 0
+    while position < len(data):
+        space = data.find(b" ", position)
+        if space < 0:
             break
-        crc = zlib.crc32(piece, crc)
-        done += len(piece)
-    return crc
+        try:
+            length = int(data[position:space])
+        except ValueError:
+            break
+        if length <= 0:
+            break
+        record = data[space + 1:position + length - 1]  # without the trailing newline
+        key, _, value = record.partition(b"=")
+        records[key] = value
+        position += length
+    return records
+
+
+def parse_journal(data: bytes) -> list[str] | None:
+    """The keys a journal member deletes; ``None`` if its content is not a journal."""
+    try:
+        deletes = json.loads(data)["delete"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(deletes, list) or not all(isinstance(key, str) for key in deletes):
+        return None
+    return deletes

@@ -1,0 +1,336 @@
+"""What one process holds for one namespace, and how it is brought up to date, read-only.
+
+Nothing here writes a byte: readers never change the tar, the index, or
+anything else (DESIGN.md, "A read never writes"). What a reader finds that
+needs a repair (no index, a damaged index, an interrupted write) it works
+around in memory, and leaves the repair to the next writer (``repair.py``).
+
+Where the state comes from, in order of preference:
+
+1. **the index** (``run.tar.idx``), once it is shown to describe this tar:
+   the tar is at least as long as the index says, and the header of the last
+   value the index recorded is where the index says, with the same size and
+   CRC-32. An index whose records stop early (a torn append, a damaged
+   record) is completed by scanning the tar after its last good record;
+2. **the compaction's index** (``run.tar.idx.compact``) when a compaction was
+   interrupted between renaming its tar and its index;
+3. **the tar alone** (:mod:`.scan`) when there is no readable index;
+4. **a compressed tar**: read-only (:mod:`.compressed`).
+
+When the index knows of values the tar no longer holds (the tar was cut
+short, replaced or restored from an older copy), the state is *diverged*: the
+index is kept, so nothing rolls back and no deleted key comes back; reading a
+lost value raises :class:`~mummi_io.errors.IntegrityError` naming it, and
+writers refuse until ``reindex(accept_loss=True)`` accepts the tar's state.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from filelock import FileLock
+
+from ..._fs import stat_or_none
+from ...errors import UnsupportedFormatError
+from . import index as idx
+from .compressed import CompressedTar
+from .scan import MappedTar, ScannedBatch, scan
+from .sniff import identify
+from .tarformat import BLOCK, parse_header
+
+#: How often a reader retries when the files change under it (a compaction renaming them).
+_RELOAD_ATTEMPTS = 20
+_TORN_INDEX = "its index ends with a torn or damaged record"
+_MISSING_BATCHES = "its index lacks complete batches the tar holds"
+_SCANNED = (_TORN_INDEX, _MISSING_BATCHES)
+
+
+def pread_exact(fd: int, size: int, offset: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    done = len(data)
+    while done < size:
+        more = os.pread(fd, size - done, offset + done)
+        if not more:
+            break
+        parts.append(more)
+        done += len(more)
+    return b"".join(parts)
+
+
+@dataclass
+class NamespaceState:
+    """What one process keeps open for one namespace (see the module docstring)."""
+
+    tar_path: str
+    pid: int = field(default_factory=os.getpid)
+    mutex: threading.RLock = field(default_factory=threading.RLock)
+    table: idx.IndexTable = field(default_factory=idx.IndexTable)
+    #: "absent", "index", "scan" (the tar alone) or "compressed".
+    mode: str = "absent"
+    tar_fd: int | None = None
+    index_fd: int | None = None
+    index_identity: tuple[int, int] = (0, 0)
+    index_size: int = 0  # size of the index when last read
+    consumed: int = 0  # bytes of the index applied (the end of its last good commit)
+    #: Why the next writer must rewrite the index ("" if it need not).
+    index_repair: str = ""
+    #: Where the batches taken from the tar beyond the index end.
+    scanned_end: int = 0
+    #: For mode "scan": the tar's (inode, device, size, mtime) when it was scanned.
+    tar_identity: tuple[int, ...] = ()
+    #: Keys the index knows whose value the tar no longer holds -> why (the state is diverged).
+    lost: dict[str, str] = field(default_factory=dict)
+    diverged: str = ""
+    compressed: CompressedTar | None = None
+    lock: FileLock | None = None
+    lock_ready: bool = False
+
+    @property
+    def index_path(self) -> str:
+        return self.tar_path + ".idx"
+
+    @property
+    def compact_index_path(self) -> str:
+        return self.tar_path + ".idx.compact"
+
+    @property
+    def lock_path(self) -> str:
+        return self.tar_path + ".lock"
+
+    def close(self) -> None:
+        """Close the files and forget the table (the lock object stays)."""
+        for fd in (self.tar_fd, self.index_fd):
+            if fd is not None:
+                os.close(fd)
+        self.tar_fd = self.index_fd = None
+        self.table = idx.IndexTable()
+        self.mode = "absent"
+        self.index_identity = (0, 0)
+        self.index_size = self.consumed = 0
+        self.index_repair = ""
+        self.scanned_end = 0
+        self.tar_identity = ()
+        self.lost = {}
+        self.diverged = ""
+        self.compressed = None
+
+
+def apply_batches(table: idx.IndexTable, batches: list[ScannedBatch]) -> None:
+    """Apply scanned batches to ``table`` in order (puts, then deletes, as they were written)."""
+    for batch in batches:
+        if batch.puts:
+            table.put(
+                [p[0].encode("utf-8", "surrogateescape") for p in batch.puts], [p[1] for p in batch.puts],
+                [p[2] for p in batch.puts], [p[3] for p in batch.puts],
+            )
+        if batch.deletes:
+            table.delete([key.encode("utf-8", "surrogateescape") for key in batch.deletes])
+        table.tar_end = batch.end
+
+
+def member_matches(tar_fd: int, tar_size: int, offset: int, size: int, crc: int | None) -> str:
+    """Why the tar does not hold the value the index recorded at ``offset`` ("" if it does).
+
+    Checks the member header just before the data: valid, a regular file of
+    the same size, and the same CRC-32 when the header carries one.
+    """
+    if offset + size > tar_size:
+        return "the tar ends before this value (it was cut short, or replaced by an older copy)"
+    if offset < BLOCK:
+        return "the index points before the first header"
+    header = parse_header(pread_exact(tar_fd, BLOCK, offset - BLOCK))
+    if header is None or header.typeflag not in (b"0", b"\0", b"7"):
+        return "the tar holds no member header where the index says (the tar was replaced or rewritten)"
+    if header.size != size and not (header.size == 0 and size > 8**11 - 1):
+        return "the member at that place has another size (the tar was replaced or rewritten)"
+    if header.mark is not None and crc is not None and header.mark.crc != crc:
+        return "the member at that place has another checksum (the tar was replaced or rewritten)"
+    return ""
+
+
+def _index_describes_tar(table: idx.IndexTable, tar_fd: int) -> str:
+    """Why ``table`` does not describe the tar ("" if it does): a cheap check of its last value."""
+    tar_size = os.fstat(tar_fd).st_size
+    if table.tar_end > tar_size:
+        return f"the tar is {tar_size} bytes but its index says it holds {table.tar_end}"
+    if not table.offsets:
+        return ""
+    slot = len(table.offsets) - 1
+    return member_matches(tar_fd, tar_size, table.offsets[slot], table.sizes[slot], table.crcs[slot])
+
+
+def lost_values(table: idx.IndexTable, tar_fd: int) -> dict[str, str]:
+    """Every live key whose value is not in the tar where the index says -> why."""
+    tar_size = os.fstat(tar_fd).st_size
+    lost = {}
+    for key, offset, size, crc in table.live_entries():
+        why = member_matches(tar_fd, tar_size, offset, size, crc)
+        if why:
+            lost[key.decode("utf-8", "surrogateescape")] = why
+    return lost
+
+
+class StateLoader:
+    """Brings a :class:`NamespaceState` up to date with the files; never writes."""
+
+    def __init__(self, is_key: Callable[[str], bool]) -> None:
+        self.is_key = is_key
+
+    def refresh(self, state: NamespaceState) -> None:
+        """Bring ``state`` up to date: one ``stat`` of the index when nothing changed."""
+        info = stat_or_none(state.index_path, f"look at the index of {state.tar_path!r}")
+        if info is None:
+            self._from_tar_alone(state, "there is no index")
+        elif state.mode != "index" or (info.st_ino, info.st_dev) != state.index_identity:
+            self.load(state)
+        elif info.st_size != state.index_size:
+            self._read_index_tail(state, info.st_size)
+
+    # ----------------------------------------------------------- the index
+    def load(self, state: NamespaceState) -> None:
+        """Open the index and the tar afresh and check that they agree."""
+        for _ in range(_RELOAD_ATTEMPTS):
+            state.close()
+            try:
+                index_fd = os.open(state.index_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return self._from_tar_alone(state, "there is no index")
+            state.index_fd = index_fd
+            opened = os.fstat(index_fd)
+            data = pread_exact(index_fd, opened.st_size, 0)
+            if not idx.is_index(data):
+                os.close(index_fd)
+                state.index_fd = None
+                return self._from_tar_alone(state, "its index is unreadable")
+            try:
+                state.tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                state.tar_fd = None
+            state.mode = "index"
+            state.index_identity = (opened.st_ino, opened.st_dev)
+            state.index_size = opened.st_size
+            header = idx.FILE_HEADER.size
+            parsed = idx.apply_records(state.table, memoryview(data)[header:], header)
+            state.consumed = parsed.committed
+            if state.tar_fd is None:
+                if state.table.slots:
+                    self._diverge(state, "the tar file is missing but its index lists keys",
+                                  {k.decode("utf-8", "surrogateescape"): "the tar file is missing" for k in state.table.slots})
+                return None
+            why = _index_describes_tar(state.table, state.tar_fd)
+            if not why:
+                if parsed.stopped_early or os.fstat(state.tar_fd).st_size > state.table.tar_end + 2 * BLOCK:
+                    # The index stops early (torn, damaged, or cut at a record boundary) or a
+                    # writer is committing: take the complete batches the tar holds after it.
+                    self._complete_from_tar(state, parsed.stopped_early)
+                return None
+            current = stat_or_none(state.index_path, f"look at the index of {state.tar_path!r}")
+            if current is None or (current.st_ino, current.st_dev) != state.index_identity:
+                continue  # the files changed while we opened them (a compaction): look again
+            if self._use_compaction_index(state):
+                return None
+            self._diverge(state, why, lost_values(state.table, state.tar_fd))
+            return None
+        raise UnsupportedFormatError(  # pragma: no cover - needs a compaction every few microseconds
+            f"the index of {state.tar_path!r} kept changing while being opened; retry"
+        )
+
+    def _read_index_tail(self, state: NamespaceState, size: int) -> None:
+        """Apply the records other processes appended since our last look."""
+        data = pread_exact(state.index_fd, size - state.consumed, state.consumed)  # type: ignore[arg-type]
+        parsed = idx.apply_records(state.table, data, state.consumed)
+        state.consumed = parsed.committed
+        state.index_size = size
+        if parsed.stopped_early and state.tar_fd is not None and not state.lost:
+            self._complete_from_tar(state, True)
+        elif not parsed.stopped_early and state.index_repair in _SCANNED and state.table.tar_end >= state.scanned_end:
+            state.index_repair = ""  # what we took from the tar was a commit in progress: now in the index
+
+    def _complete_from_tar(self, state: NamespaceState, index_is_torn: bool) -> None:
+        """Add the complete batches the tar holds after the index's last good record (in memory).
+
+        The next writer rewrites the index, unless the index catches up by
+        itself (a commit was in progress).
+        """
+        with MappedTar(state.tar_fd) as source:  # type: ignore[arg-type]
+            found = scan(source, state.table.tar_end, self.is_key)
+        apply_batches(state.table, found.batches)
+        if found.batches:
+            state.index_repair = _MISSING_BATCHES
+            state.scanned_end = state.table.tar_end
+        elif index_is_torn:
+            state.index_repair = _TORN_INDEX
+            state.scanned_end = state.table.tar_end
+
+    def _use_compaction_index(self, state: NamespaceState) -> bool:
+        """Whether an interrupted compaction left its index, describing the (new) tar: then use it."""
+        try:
+            with open(state.compact_index_path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return False
+        if not idx.is_index(data):
+            return False
+        table = idx.IndexTable()
+        parsed = idx.apply_records(table, memoryview(data)[idx.FILE_HEADER.size:], idx.FILE_HEADER.size)
+        if parsed.stopped_early or _index_describes_tar(table, state.tar_fd):  # type: ignore[arg-type]
+            return False
+        state.table = table
+        state.index_repair = "a compaction was interrupted before renaming its index"
+        return True
+
+    @staticmethod
+    def _diverge(state: NamespaceState, why: str, lost: dict[str, str]) -> None:
+        state.diverged = why
+        state.lost = lost
+
+    # -------------------------------------------------------- the tar alone
+    def _from_tar_alone(self, state: NamespaceState, why: str) -> None:
+        """State from the tar alone (no readable index): scanned in memory, or a compressed tar."""
+        info = stat_or_none(state.tar_path, f"look at namespace {state.tar_path!r}")
+        if info is None:
+            if state.mode != "absent":
+                state.close()
+            return
+        if stat.S_ISDIR(info.st_mode):
+            raise UnsupportedFormatError(
+                f"namespace {state.tar_path!r} is a directory, not a tar file; a taridx namespace is a "
+                "tar file (use the simple backend for a directory of files)"
+            )
+        identity = (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns)
+        if state.mode in ("scan", "compressed") and state.tar_identity == identity:
+            return
+        state.close()
+        state.tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
+        state.tar_identity = identity
+        with MappedTar(state.tar_fd, info.st_size) as source:
+            kind = identify(source.read(0, BLOCK), has_tar_header=lambda: source.next_header(0) is not None)
+            if kind.kind == "tar":
+                found = scan(source, 0, self.is_key)
+        if kind.kind == "compressed":
+            if not kind.readable:
+                raise UnsupportedFormatError(
+                    f"{state.tar_path!r} is {kind.description}, which mummi_io cannot read; decompress it "
+                    "first (nothing was changed)"
+                )
+            state.compressed = CompressedTar(state.tar_path, self.is_key)
+            state.mode = "compressed"
+            return
+        if kind.kind != "tar":
+            raise UnsupportedFormatError(
+                f"{state.tar_path!r} is {kind.description}, not a tar archive; a taridx namespace must be "
+                "a plain tar file (nothing was changed). Name a new file, or pass suffix='.tar' so that "
+                "namespaces are .tar files"
+            )
+        apply_batches(state.table, found.batches)
+        state.table.tar_end = found.end
+        state.mode = "scan"
+        state.index_repair = why
