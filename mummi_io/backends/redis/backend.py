@@ -32,6 +32,10 @@ DEFAULT_CHUNK_SIZE = 256 * 1024 * 1024
 _KEYS_PER_COMMAND = 1000
 #: Keys moved per round when moving between namespaces (bounds memory).
 _MOVE_ROUND = 10_000
+#: Seconds independent nodes are retried by default (a node restarting).
+_NODES_RETRY_TIMEOUT = 10.0
+#: Times a reader follows a value that writers keep switching between chunked and plain.
+_READ_ATTEMPTS = 20
 
 
 class _Piece:
@@ -80,14 +84,19 @@ class RedisBackend(Backend):
     shards:
         Shards per namespace; every client of a deployment must use the same.
     replica_acks:
-        Cluster only: after each write batch, wait (``WAIT``) until this many
-        replicas have the writes, so a failover cannot lose them.
+        After each write (a batch, or a queue, counter, barrier or signal
+        operation under ``coordination="backend"``), every master written to
+        must confirm that this many replicas have it (``WAIT`` on the
+        connection that wrote), or ``ReplicationError`` is raised: the write
+        is then not acknowledged. For a Redis Cluster with replicas, or
+        independent nodes that have replicas.
     replica_timeout:
-        Seconds ``WAIT`` may block for those acknowledgements (a warning is
-        logged when fewer arrive).
+        Seconds each master's ``WAIT`` may block for those confirmations.
     retry_timeout:
         Seconds to keep retrying transient errors (a restarting node, a
-        cluster failover) before ``BackendUnavailableError``.
+        cluster failover) before ``BackendUnavailableError``. Default: 10 s
+        for independent nodes; for a cluster, twice its
+        ``cluster-node-timeout`` plus 20 s, which outlasts a failover.
     socket_timeout, connect_timeout:
         Per-operation and per-connection time limits, in seconds.
     chunk_size:
@@ -109,7 +118,7 @@ class RedisBackend(Backend):
         shards: int = 256,
         replica_acks: int = 0,
         replica_timeout: float = 1.0,
-        retry_timeout: float = 10.0,
+        retry_timeout: float | None = None,
         socket_timeout: float = 30.0,
         connect_timeout: float = 2.0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -118,6 +127,8 @@ class RedisBackend(Backend):
         self.deployment: Deployment = resolve_deployment(nodes, cluster, registry)
         self._password = resolve_password(password, password_file, self.deployment.registry)
         self.layout = Layout(shards)
+        if not isinstance(replica_acks, int) or replica_acks < 0:
+            raise InvalidArgumentError(f"replica_acks must be a whole number >= 0, not {replica_acks!r}")
         self.replica_acks = replica_acks
         self.replica_timeout = replica_timeout
         self.retry_timeout = retry_timeout
@@ -142,8 +153,12 @@ class RedisBackend(Backend):
     @property
     def transport(self) -> IndependentNodes | ClusterTransport:
         if self._transport is None:
-            kind = ClusterTransport if self.deployment.cluster else IndependentNodes
-            self._transport = kind(self.deployment.nodes, self.retry_timeout, self._client_options)
+            replicas = (self.replica_acks, max(1, round(self.replica_timeout * 1000)))
+            if self.deployment.cluster:
+                self._transport = ClusterTransport(self.deployment.nodes, self.retry_timeout, self._client_options, *replicas)
+            else:
+                budget = _NODES_RETRY_TIMEOUT if self.retry_timeout is None else self.retry_timeout
+                self._transport = IndependentNodes(self.deployment.nodes, budget, self._client_options, *replicas)
         return self._transport
 
     def __getstate__(self) -> dict[str, Any]:
@@ -222,10 +237,6 @@ class RedisBackend(Backend):
             len(piece.shards), *piece.counts, *[keys[p] for p in piece.positions],
         ))
 
-    def _after_write(self) -> None:
-        if self.replica_acks and isinstance(self.transport, ClusterTransport):
-            self.transport.wait_for_replicas(self.replica_acks, int(self.replica_timeout * 1000))
-
     def _marker_command(self, namespace: str) -> list[Command]:
         if namespace in self._marked:
             return []
@@ -254,9 +265,8 @@ class RedisBackend(Backend):
             pairs[0::2] = piece.value_keys
             pairs[1::2] = [values[p] for p in piece.positions]
             commands += [(piece.tag, ("MSET", *pairs)), self._script(scripts.INDEX, piece, keys)]
-        self.transport.execute(commands + self._marker_command(namespace), atomic=True)
+        self.transport.execute(commands + self._marker_command(namespace), atomic=True, write=True)
         self._marked.add(namespace)
-        self._after_write()
 
     def _write_chunked(self, namespace: str, key: str, value: Buffer) -> None:
         """Store a large value in pieces under a new generation, then switch to it atomically."""
@@ -269,15 +279,14 @@ class RedisBackend(Backend):
         pieces = range(0, len(view), self.chunk_size)
         for number, start in enumerate(pieces):
             chunk_key = value_key + b"\0" + generation + b"\0" + str(number).encode()
-            self.transport.execute([(tag, ("SET", chunk_key, bytes(view[start:start + self.chunk_size])))])
+            self.transport.execute([(tag, ("SET", chunk_key, bytes(view[start:start + self.chunk_size])))], write=True)
         entry = generation + b" " + str(len(pieces)).encode()
         shard_keys = [prefix, self.layout.chunk_table(namespace, shard)]
         self.transport.execute(
             [(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, *shard_keys, value_key, key, entry))]
-            + self._marker_command(namespace)
+            + self._marker_command(namespace), write=True,
         )
         self._marked.add(namespace)
-        self._after_write()
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
@@ -289,46 +298,64 @@ class RedisBackend(Backend):
                 values[position] = value
         absent = [i for i, value in enumerate(values) if value is None]
         if absent:
-            for position, value in zip(absent, self._read_chunked(namespace, [keys[i] for i in absent])):
+            for position, value in zip(absent, self._read_value_or_chunks(namespace, [keys[i] for i in absent])):
                 values[position] = value
         return values
 
-    def _read_chunked(self, namespace: str, keys: list[str]) -> list[bytes | None]:
-        """Values stored in pieces (``None`` for keys that are simply missing)."""
-        def build(shard: int, prefix: bytes, piece: list[int]) -> tuple[Any, ...]:
-            return ("HMGET", self.layout.chunk_table(namespace, shard), *(keys[i] for i in piece))
+    def _read_value_or_chunks(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        """Values that MGET did not find: stored in pieces, missing, or switched by a writer meanwhile.
 
-        commands, groups = self._shard_commands(namespace, keys, build)
+        One script per shard group reads, atomically for each key, either its
+        plain value or its chunk table entry, so a writer switching a key
+        between plain and chunked between two of our commands can never make
+        a key that exists look missing.
+        """
         found: list[bytes | None] = [None] * len(keys)
-        for piece, entries in zip(groups, self.transport.execute(commands)):
-            for position, entry in zip(piece, entries):
-                if entry is not None:
-                    found[position] = self._assemble(namespace, keys[position], entry)
-        return found
+        pending = list(range(len(keys)))
+        for _ in range(_READ_ATTEMPTS):
+            pieces = list(self._grouped(namespace, [keys[i] for i in pending]))
+            replies = self.transport.execute([self._script(scripts.VALUE_OR_CHUNKS, piece, [keys[i] for i in pending])
+                                              for piece in pieces])
+            retry = []
+            for piece, reply in zip(pieces, replies):
+                for offset, position in enumerate(piece.positions):
+                    kind, payload = reply[2 * offset], reply[2 * offset + 1]
+                    index = pending[position]
+                    if kind == 1:
+                        found[index] = payload
+                    elif kind == 2:
+                        value = self._assemble(namespace, keys[index], payload)
+                        if value is None:
+                            retry.append(index)  # overwritten while we read its pieces: look again
+                        else:
+                            found[index] = value
+            if not retry:
+                return found
+            pending = retry
+        raise BackendUnavailableError(
+            f"{len(pending)} key(s) of {namespace!r} kept changing while being read "
+            f"({', '.join(repr(keys[i]) for i in pending[:5])}); retry"
+        )
 
     def _assemble(self, namespace: str, key: str, entry: bytes) -> bytes | None:
-        """Fetch the pieces of a chunked value, following a concurrent overwrite if one happens."""
+        """The value of a key stored in pieces, or ``None`` if a writer replaced it meanwhile."""
         shard = self.layout.shard_of(key)
         tag = self.layout.tag(namespace, shard)
         value_key = self.layout.shard_prefix(namespace, shard) + key.encode("utf-8")
-        for _ in range(5):
-            generation, count = entry.split(b" ")
-            parts = self.transport.execute(
-                [(tag, ("GET", value_key + b"\0" + generation + b"\0" + str(n).encode())) for n in range(int(count))]
-            )
-            if all(part is not None for part in parts):
-                return b"".join(parts)
-            newer = self.transport.execute([(tag, ("HGET", self.layout.chunk_table(namespace, shard), key))])[0]
-            if newer is None:  # overwritten by a small value, or deleted
-                return self.transport.execute([(tag, ("GET", value_key))])[0]
-            entry = newer
-        raise BackendUnavailableError(f"key {key!r} in {namespace!r} kept changing while being read; retry")
+        generation, count = entry.split(b" ")
+        parts = self.transport.execute(
+            [(tag, ("GET", value_key + b"\0" + generation + b"\0" + str(n).encode())) for n in range(int(count))]
+        )
+        if all(part is not None for part in parts):
+            return b"".join(parts)
+        return None
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
         unique = list(dict.fromkeys(keys))
-        self.transport.execute([self._script(scripts.DELETE, piece, unique) for piece in self._grouped(namespace, unique)])
-        self._after_write()
+        self.transport.execute(
+            [self._script(scripts.DELETE, piece, unique) for piece in self._grouped(namespace, unique)], write=True
+        )
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited

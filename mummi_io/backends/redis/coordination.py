@@ -151,7 +151,7 @@ class _PubSubNotice(Notice):
                 pubsub.close()
                 raise
 
-        self.pubsub = with_retries(f"subscribe on {self.coordinator.where}", self.coordinator.backend.retry_timeout,
+        self.pubsub = with_retries(f"subscribe on {self.coordinator.where}", self.coordinator.backend.transport.retry_timeout,
                                    subscribe, getattr(transport, "_refresh_topology", None))
 
     def _relevant(self, message: dict[str, Any] | None) -> bool:
@@ -213,6 +213,10 @@ class RedisCoordinator(Coordinator):
         return tag, channel, [channel + b"\0" + part for part in _QUEUE_PARTS]
 
     def _run(self, tag: bytes, *command: Any) -> Any:
+        """Run a command that changes state (a replica must confirm it under ``replica_acks``)."""
+        return self.backend.transport.execute([(tag, command)], write=True)[0]
+
+    def _read(self, tag: bytes, *command: Any) -> Any:
         return self.backend.transport.execute([(tag, command)])[0]
 
     # ------------------------------------------------------------- signals
@@ -225,7 +229,7 @@ class RedisCoordinator(Coordinator):
     def present(self, place: str, keys: Sequence[str]) -> list[bool]:
         keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
         tag, key = self._key(place, "signals")
-        return [value is not None for value in self._run(tag, "HMGET", key, *keys)]
+        return [value is not None for value in self._read(tag, "HMGET", key, *keys)]
 
     def clear(self, place: str, keys: Sequence[str]) -> None:
         keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
@@ -272,7 +276,7 @@ class RedisCoordinator(Coordinator):
 
     def value(self, place: str, counter: str) -> int:
         tag, key = self._key(place, "counter:" + counter)
-        return int(self._run(tag, "GET", key) or 0)
+        return int(self._read(tag, "GET", key) or 0)
 
     def arrive(self, place: str, barrier: str, member: str) -> int:
         tag, key = self._key(place, "barrier:" + barrier)
@@ -280,7 +284,7 @@ class RedisCoordinator(Coordinator):
 
     def arrived(self, place: str, barrier: str) -> int:
         tag, key = self._key(place, "barrier:" + barrier)
-        return int(self._run(tag, "SCARD", key))
+        return int(self._read(tag, "SCARD", key))
 
     def delete(self, place: str, topic: str) -> None:
         if topic == "signals":

@@ -85,6 +85,28 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
+#: For each key, atomically: ``1, value`` (stored plain), ``2, "<generation> <count>"``
+#: (stored in pieces), or ``0, false`` (missing). Values pass through Lua, so this
+#: runs only for the keys a plain MGET did not find.
+VALUE_OR_CHUNKS = _PRELUDE + r"""
+local out = {}
+each_shard(function(s, from, to)
+  for i = from, to do
+    local key = ARGV[first_key + i - 1]
+    local value = redis.call('GET', KEYS[s] .. key)
+    if value then
+      out[#out + 1] = 1
+      out[#out + 1] = value
+    else
+      local entry = redis.call('HGET', chunk_table(s), key)
+      out[#out + 1] = entry and 2 or 0
+      out[#out + 1] = entry or false
+    end
+  end
+end)
+return out
+"""
+
 #: KEYS: the index SETs of the group's shards; ARGV: as above (m, counts, keys).
 EXISTS = r"""
 local m = tonumber(ARGV[1])

@@ -1,13 +1,18 @@
 """Running batches of Redis commands: independent nodes or a Redis Cluster.
 
 Both transports take a list of ``(tag, command...)`` and return the results
-in the same order. Independent nodes: partition by the tag's owner, one
-pipeline per node, nodes served in parallel threads, results put back in
-order (the three steps of redis-py's cluster ``mget_nonatomic``). Cluster:
-one redis-py cluster pipeline, which routes by slot and follows MOVED/ASK.
+in the same order: partition by the node that serves each tag, one pipeline
+per node on one connection, nodes served in parallel threads, results put
+back in order (the three steps of redis-py's cluster ``mget_nonatomic``).
 
 Batches are *not atomic across shards*: each command is atomic (our writes
 are Lua scripts per shard), a batch as a whole is not.
+
+Replication (``replica_acks=N``): a write batch ends, on every node it wrote
+to, with ``WAIT N timeout`` *on the connection that wrote* (``WAIT`` counts
+the replicas that have that client's writes). Each node's reply is checked:
+fewer than N raises :class:`~mummi_io.errors.ReplicationError` (the batch is
+not acknowledged), whatever the cluster's view of which masters have replicas.
 
 Transient failures (connection reset, timeout, a cluster failing over) are
 retried with jittered exponential backoff until ``retry_timeout``; then, or
@@ -26,8 +31,9 @@ from typing import Any, TypeVar
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 
-from ...errors import BackendUnavailableError, StorageError
+from ...errors import BackendUnavailableError, ReplicationError, StorageError
 from .layout import owner
 from .nodes import Node
 
@@ -55,14 +61,27 @@ def _is_auth_error(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS"))
 
 
+#: What to do when independent nodes stay unreachable.
+NODES_DOWN_HINT = "check that it is running and reachable, or start it with setup/redis/start_all_redis_nodes.sh"
+#: What to do when a cluster stays unreachable.
+CLUSTER_DOWN_HINT = (
+    "a master may have failed and its failover not finished (it takes about cluster-node-timeout plus the "
+    "election), or a master without a replica is down; check `redis-cli cluster info`, retry, or raise "
+    "retry_timeout"
+)
+
+
 def with_retries(
-    where: str, retry_timeout: float, action: Callable[[], T], on_failure: Callable[[], object] | None = None
+    where: str, retry_timeout: float, action: Callable[[], T], on_failure: Callable[[], object] | None = None,
+    down_hint: str = NODES_DOWN_HINT,
 ) -> T:
     """Run ``action``, retrying transient Redis errors with jittered backoff for ``retry_timeout`` s.
 
     ``on_failure`` runs after each transient failure (a cluster client
-    refreshes its view of which node serves which slot there).
+    refreshes its view of which node serves which slot there). ``down_hint``
+    is the advice given when the time is up.
     """
+    started = time.monotonic()
     deadline = time.monotonic() + retry_timeout
     delay = 0.02
     while True:
@@ -78,8 +97,7 @@ def with_retries(
                 raise StorageError(f"Redis {where} refused a command: {exc}") from exc
             if time.monotonic() + delay > deadline:
                 raise BackendUnavailableError(
-                    f"Redis {where} is unavailable ({exc}); check that it is running and reachable, "
-                    "or start it with setup/redis/start_all_redis_nodes.sh"
+                    f"Redis {where} is unavailable ({exc}; retried for {time.monotonic() - started:.1f} s); {down_hint}"
                 ) from exc
             LOGGER.debug("retrying Redis %s after %s", where, exc)
             time.sleep(delay * random.uniform(0.5, 1.0))
@@ -91,15 +109,94 @@ def with_retries(
             delay = min(delay * 2, 1.0)
 
 
+def run_on_connection(
+    client: redis.Redis, commands: Sequence[tuple[Any, ...]], atomic: bool, replicas: int, timeout_ms: int,
+) -> tuple[list[Any], int | None]:
+    """Run ``commands`` on one connection of ``client``; return their results and the ``WAIT`` reply.
+
+    With ``atomic`` (and more than one command) they run inside MULTI/EXEC.
+    With ``replicas``, ``WAIT replicas timeout_ms`` follows on the same
+    connection, after EXEC (inside a transaction WAIT does not block).
+    """
+    if len(commands) == 1 and not replicas:  # no pipeline object for a single command
+        return [client.execute_command(*commands[0])], None
+    transaction = atomic and len(commands) > 1
+    pipe = client.pipeline(transaction=False)
+    if transaction:
+        pipe.execute_command("MULTI")
+    for command in commands:
+        pipe.execute_command(*command)
+    if transaction:
+        pipe.execute_command("EXEC")
+    if replicas:
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+    replies = pipe.execute(raise_on_error=False)
+    acks = replies.pop() if replicas else None
+    if transaction:
+        for reply in replies[:-1]:  # MULTI's OK and the QUEUED replies (or a refused command)
+            if isinstance(reply, Exception):
+                raise reply
+        replies = replies[-1]
+        if isinstance(replies, Exception):
+            raise replies
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    if isinstance(acks, Exception):
+        raise acks
+    return list(replies), acks
+
+
+def check_acks(acks: dict[str, int | None], replicas: int, timeout_ms: int) -> None:
+    """Raise :class:`ReplicationError` if a node confirmed fewer than ``replicas`` replicas."""
+    short = {node: count or 0 for node, count in acks.items() if (count or 0) < replicas}
+    if short:
+        shown = ", ".join(f"{node}: {count}" for node, count in sorted(short.items()))
+        raise ReplicationError(
+            f"the write is not acknowledged: {replicas} replica(s) asked for, but within {timeout_ms} ms only "
+            f"({shown}) confirmed; a failover now could lose it. Check the replicas (INFO replication), "
+            "retry, or lower replica_acks",
+            {node: count or 0 for node, count in acks.items()},
+        )
+
+
+class _Parallel:
+    """Run a function for each node's share of a batch, in threads when there are several nodes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, action: Callable[[Any], None], groups: Sequence[Any]) -> None:
+        if len(groups) <= 1:
+            for group in groups:
+                action(group)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(2, self.workers), thread_name_prefix="mummi-io-redis")
+        for future in [self._pool.submit(action, group) for group in groups]:
+            future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
 class IndependentNodes:
     """Independent Redis servers; each shard tag lives on its rendezvous owner."""
 
-    def __init__(self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any]) -> None:
+    def __init__(
+        self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any],
+        replica_acks: int = 0, replica_timeout_ms: int = 1000,
+    ) -> None:
         self.nodes = list(nodes)
         self.retry_timeout = retry_timeout
+        self.replica_acks = replica_acks
+        self.replica_timeout_ms = replica_timeout_ms
         self.clients = [redis.Redis(host=n.host, port=n.port, **client_options) for n in self.nodes]
         self._owners: dict[bytes, int] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._parallel = _Parallel(len(self.nodes))
 
     def owner_of(self, tag: bytes) -> int:
         index = self._owners.get(tag)
@@ -111,44 +208,34 @@ class IndependentNodes:
         """Shards that can share one command: those on the same node."""
         return self.owner_of(tag)
 
-    def _run_node(self, index: int, commands: list[tuple[Any, ...]], atomic: bool) -> list[Any]:
-        client = self.clients[index]
-
-        def attempt() -> list[Any]:
-            if len(commands) == 1:  # no pipeline object for a single command
-                return [client.execute_command(*commands[0])]
-            pipe = client.pipeline(transaction=atomic)
-            for command in commands:
-                pipe.execute_command(*command)
-            return pipe.execute()
-
-        return with_retries(f"node {self.nodes[index].name}", self.retry_timeout, attempt)
-
-    def execute(self, commands: Sequence[Command], atomic: bool = False) -> list[Any]:
+    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
         """Run the commands, grouped by owner node, nodes in parallel; results in input order.
 
-        With ``atomic``, each node runs its share in one MULTI/EXEC transaction.
+        With ``atomic``, each node runs its share in one MULTI/EXEC
+        transaction. With ``write`` and ``replica_acks``, each node's share is
+        acknowledged by that many replicas or :class:`ReplicationError` is raised.
         """
-        if len(commands) == 1:
-            tag, command = commands[0]
-            return self._run_node(self.owner_of(tag), [command], atomic)
+        replicas = self.replica_acks if write else 0
         by_node: dict[int, list[int]] = {}
         for position, (tag, _) in enumerate(commands):
             by_node.setdefault(self.owner_of(tag), []).append(position)
         results: list[Any] = [None] * len(commands)
+        acks: dict[str, int | None] = {}
 
         def run(index: int) -> None:
             positions = by_node[index]
-            for position, result in zip(positions, self._run_node(index, [commands[p][1] for p in positions], atomic)):
+            client, name = self.clients[index], self.nodes[index].name
+            found, acks[name] = with_retries(
+                f"node {name}", self.retry_timeout,
+                lambda: run_on_connection(client, [commands[p][1] for p in positions], atomic, replicas,
+                                          self.replica_timeout_ms),
+            )
+            for position, result in zip(positions, found):
                 results[position] = result
 
-        if len(by_node) == 1:
-            run(next(iter(by_node)))
-        elif by_node:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix="mummi-io-redis")
-            for future in [self._pool.submit(run, index) for index in by_node]:
-                future.result()
+        self._parallel.run(run, list(by_node))
+        if replicas:
+            check_acks(acks, replicas, self.replica_timeout_ms)
         return results
 
     def pubsub_for(self, tag: bytes) -> redis.client.PubSub:
@@ -165,46 +252,97 @@ class IndependentNodes:
     def close(self) -> None:
         for client in self.clients:
             client.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        self._parallel.close()
+
+
+#: redis-py's default cluster-node-timeout, when the cluster does not tell its own.
+_DEFAULT_NODE_TIMEOUT_MS = 15000
+
+
+def failover_budget(node_timeout_ms: int) -> float:
+    """Seconds a client should keep retrying so that a failover finishes within them, with margin.
+
+    A failover takes the node timeout (to mark the master failed), the
+    majority's agreement, and the replica's election (0.5-1 s, plus 1 s per
+    rank): twice the node timeout plus 20 s covers it on every cluster we
+    measured (docs/redis.md).
+    """
+    return 2 * node_timeout_ms / 1000 + 20.0
 
 
 class ClusterTransport:
-    """A Redis Cluster through redis-py's cluster client."""
+    """A Redis Cluster: redis-py's cluster client for the topology, our own per-node pipelines."""
 
-    def __init__(self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any]) -> None:
+    def __init__(
+        self, nodes: Sequence[Node], retry_timeout: float | None, client_options: dict[str, Any],
+        replica_acks: int = 0, replica_timeout_ms: int = 1000,
+    ) -> None:
         self.nodes = list(nodes)
-        self.retry_timeout = retry_timeout
         self.where = "cluster " + ",".join(n.name for n in self.nodes)
+        self.replica_acks = replica_acks
+        self.replica_timeout_ms = replica_timeout_ms
         options = {k: v for k, v in client_options.items() if k not in ("retry", "retry_on_error", "db")}
+        connect_budget = retry_timeout if retry_timeout is not None else failover_budget(_DEFAULT_NODE_TIMEOUT_MS)
         self.client = with_retries(
-            self.where,
-            retry_timeout,
+            self.where, connect_budget,
             lambda: RedisCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in self.nodes], **options),
+            down_hint=CLUSTER_DOWN_HINT,
         )
+        self.retry_timeout = retry_timeout if retry_timeout is not None else failover_budget(self._node_timeout_ms())
+        self._parallel = _Parallel(len(self.nodes))
+
+    def _node_timeout_ms(self) -> int:
+        """The cluster's ``cluster-node-timeout`` (its default when CONFIG is not allowed)."""
+        try:
+            reply = self.client.config_get("cluster-node-timeout")
+            return int(reply.get("cluster-node-timeout", _DEFAULT_NODE_TIMEOUT_MS))
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, ValueError, AttributeError):
+            return _DEFAULT_NODE_TIMEOUT_MS
 
     @staticmethod
     def group_of(tag: bytes) -> bytes:
         """Shards that can share one command: only a shard with itself (one slot)."""
         return tag
 
-    def execute(self, commands: Sequence[Command], atomic: bool = False) -> list[Any]:
-        """Run the commands through one cluster pipeline; results in input order.
+    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
+        """Run the commands on the masters serving their slots, one pipeline per master; results in order.
 
         ``atomic`` is not honoured: a cluster batch spans slots and nodes. Each
         command stays atomic, and a shard's value is written before its index.
+        A MOVED or ASK reply (a slot moved, a failover) refreshes the topology
+        and the batch is sent again: every command we send is idempotent or
+        refused before it runs.
         """
+        if not commands:
+            return []
+        replicas = self.replica_acks if write else 0
 
-        def attempt() -> list[Any]:
-            if len(commands) == 1:
-                return [self.client.execute_command(*commands[0][1])]
-            pipe = self.client.pipeline()
-            for _, command in commands:
-                pipe.execute_command(*command)
-            return pipe.execute()
+        def attempt() -> tuple[list[Any], dict[str, int | None]]:
+            manager = self.client.nodes_manager
+            by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+            for position, (tag, _) in enumerate(commands):
+                node = manager.get_node_from_slot(key_slot(tag))
+                by_node.setdefault(node.name, (node, []))[1].append(position)
+            results: list[Any] = [None] * len(commands)
+            acks: dict[str, int | None] = {}
 
-        return with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology) if commands else []
+            def run(name: str) -> None:
+                node, positions = by_node[name]
+                client = self.client.get_redis_connection(node)
+                found, acks[name] = run_on_connection(
+                    client, [commands[p][1] for p in positions], False, replicas, self.replica_timeout_ms
+                )
+                for position, result in zip(positions, found):
+                    results[position] = result
+
+            self._parallel.run(run, list(by_node))
+            return results, acks
+
+        results, acks = with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology,
+                                     down_hint=CLUSTER_DOWN_HINT)
+        if replicas:
+            check_acks(acks, replicas, self.replica_timeout_ms)
+        return results
 
     def pubsub_for(self, tag: bytes) -> Any:
         """A Pub/Sub connection to the node serving ``tag``'s slot (chosen on SUBSCRIBE)."""
@@ -214,24 +352,6 @@ class ClusterTransport:
         """Ask the cluster again which node serves which slot (after a node died or failed over)."""
         self.client.nodes_manager.initialize()
 
-    def wait_for_replicas(self, replicas: int, timeout_ms: int) -> None:
-        """Block until each primary that has replicas got ``replicas`` acknowledgements (or the timeout).
-
-        A primary without replicas (say, one just promoted by a failover) is
-        skipped: waiting on it could only time out.
-        """
-        def attempt() -> object:
-            primaries = {}
-            for serving in self.client.nodes_manager.slots_cache.values():
-                if len(serving) > 1:
-                    primaries[serving[0].name] = serving[0]
-            if not primaries:
-                return None
-            return self.client.execute_command("WAIT", replicas, timeout_ms, target_nodes=list(primaries.values()))
-
-        acknowledged = with_retries(self.where, self.retry_timeout, attempt, self._refresh_topology)
-        if isinstance(acknowledged, dict) and min(acknowledged.values(), default=replicas) < replicas:
-            LOGGER.warning("only %s replica acknowledgements of %d asked for", acknowledged, replicas)
-
     def close(self) -> None:
         self.client.close()
+        self._parallel.close()
