@@ -30,12 +30,18 @@ def committed_end(ns: str) -> int:
 
 
 def append_torn_batch(ns: str, keys: list[str], keep: float, seed: int = 0) -> bytes:
-    """Write the first ``keep`` (< 1) of a batch's bytes where the next batch goes: what a killed writer leaves."""
+    """Write the first ``keep`` (< 1) of a batch's bytes where the next batch goes: what a killed writer leaves.
+
+    A writer first moves any earlier torn tail aside (that is how it finds the
+    place to write): here the earlier tail, never acknowledged, is dropped.
+    """
     values = [(k, bytes([(seed + i) % 251]) * (1000 + 700 * i)) for i, k in enumerate(keys)]
     chunks, length, _ = build_members(values, [], 0, [0] * len(keys))
     torn = b"".join(bytes(c) for c in chunks)[: min(length - 1, int(length * keep))]
+    end = committed_end(ns)
+    os.truncate(ns, end)
     with open(ns, "r+b") as handle:
-        handle.seek(committed_end(ns))
+        handle.seek(end)
         handle.write(torn)
     return torn
 

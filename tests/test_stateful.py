@@ -82,14 +82,17 @@ class TaridxMachine(_OnDisk):
             os.unlink(path)
 
 
+@pytest.mark.timeout(300 * scale())
 def test_simple_against_a_dict() -> None:
     run_state_machine_as_test(SimpleMachine, settings=_settings(100))
 
 
+@pytest.mark.timeout(300 * scale())
 def test_taridx_against_a_dict() -> None:
     run_state_machine_as_test(TaridxMachine, settings=_settings(150))
 
 
+@pytest.mark.timeout(300 * scale())
 def test_redis_against_a_dict(redis_three) -> None:
     import redis
 
@@ -116,6 +119,7 @@ def test_redis_against_a_dict(redis_three) -> None:
     run_state_machine_as_test(RedisMachine, settings=_settings(60))
 
 
+@pytest.mark.timeout(300 * scale())
 def test_a_machine_finds_a_planted_bug() -> None:
     """The machine is not vacuous: a backend that drops multi-key removes is caught."""
 

@@ -378,3 +378,28 @@ def test_a_lock_that_cannot_be_created_fails_at_once_naming_it(tmp_path: Path) -
         with pytest.raises(StorageIsADirectoryError, match=r"run\.tar\.lock") as caught:
             io.save_files(ns, "k", b"v")
     assert isinstance(caught.value, StorageError) and isinstance(caught.value, IsADirectoryError)
+
+
+def test_a_lost_value_is_never_served_even_unverified(tmp_path: Path) -> None:
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, ["a", "b"], [b"A" * 3000, b"B" * 3000])
+    with open(ns, "r+b") as handle:  # replace the tar's content with an unrelated one of the same size
+        size = os.path.getsize(ns)
+        handle.write(_tar_bytes({"other": os.urandom(size - 3072)})[:size])
+    with get_io("taridx", verify=False) as unchecked:
+        with pytest.raises(IntegrityError, match="no longer in its tar"):
+            unchecked.load_files(ns, "a")
+
+
+def test_reindex_without_a_tar_says_so(tmp_path: Path) -> None:
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "k", b"v")
+    os.unlink(ns)
+    with get_io("taridx") as io:
+        with pytest.raises(StorageError, match="no tar file") as caught:
+            io.backend.reindex(ns)
+        assert isinstance(caught.value, FileNotFoundError)
+        with pytest.raises(IntegrityError, match="'k'"):
+            io.load_files(ns, "k")

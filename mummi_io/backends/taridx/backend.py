@@ -31,7 +31,8 @@ from filelock import FileLock, Timeout
 from ..._fs import fsync_directory, os_error, stat_or_none, storage_errors
 from ...abc import Backend, Buffer
 from ...errors import (
-    BackendUnavailableError, IntegrityError, KeyNotFoundError, ReadOnlyError, UnsupportedFormatError,
+    BackendUnavailableError, IntegrityError, KeyNotFoundError, ReadOnlyError, StorageNotFoundError,
+    UnsupportedFormatError,
 )
 from ...keys import RESERVED_PREFIX, key_matcher, validate_key
 from . import index as idx
@@ -239,6 +240,8 @@ class TarIndexBackend(Backend):
         self, namespace: str, state: NamespaceState, key: str, location: tuple[int, int, int | None]
     ) -> bytes:
         offset, size, crc = location
+        if state.lost and key in state.lost:  # known lost: whatever lies there now is not its value
+            raise self._corrupt(namespace, state, [key])
         data = pread_exact(state.tar_fd, size, offset)  # type: ignore[arg-type]
         if len(data) != size or (self.verify and crc is not None and crc32(data) != crc):
             raise self._corrupt(namespace, state, [key])
@@ -294,6 +297,8 @@ class TarIndexBackend(Backend):
                     out.append(None)
                     continue
                 offset, size, crc = entry
+                if state.lost and key in state.lost:
+                    raise self._corrupt(namespace, state, [key])
                 buffer = np.empty(size, dtype=np.uint8)
                 got = os.preadv(state.tar_fd, [buffer], offset)  # type: ignore[arg-type]
                 if got != size or (verify and self.verify and crc is not None and crc32(buffer) != crc):
@@ -544,7 +549,7 @@ class TarIndexBackend(Backend):
 
         Raises
         ------
-        KeyNotFoundError
+        StorageNotFoundError
             If the namespace has no tar file.
         IntegrityError
             If the rebuild would lose something and ``accept_loss`` is false.
@@ -554,7 +559,11 @@ class TarIndexBackend(Backend):
         with state.mutex, self._locked(state), storage_errors(f"reindex namespace {namespace!r}"):
             self._loader.refresh(state)
             if state.tar_fd is None:
-                raise KeyNotFoundError(namespace, [])
+                raise StorageNotFoundError(
+                    f"namespace {namespace!r} has no tar file to reindex"
+                    + (f" (its index lists {len(state.lost)} key(s); restore the tar, or delete "
+                       f"{state.index_path!r} to start an empty namespace)" if state.lost else "")
+                )
             old = state.table if state.mode == "index" else None
             report = ReindexReport(namespace)
             fd = os.open(namespace, os.O_RDWR | os.O_CLOEXEC)
