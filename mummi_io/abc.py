@@ -19,6 +19,7 @@ from __future__ import annotations
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import KeyNotFoundError
@@ -45,6 +46,22 @@ class Parts(tuple):
 def joined(value: Buffer | Parts) -> Buffer:
     """``value`` as one bytes-like object."""
     return b"".join(value) if isinstance(value, Parts) else value
+
+
+@dataclass
+class StorageReport:
+    """A backend's report on a namespace's storage (see :meth:`Backend.storage_report`).
+
+    ``damage``: problems, one line each (damaged ranges, values the storage
+    no longer holds); ``notes``: facts worth knowing that lose nothing (an
+    interrupted write the next writer clears, members that are not values);
+    ``unchecked``: how many values have no checksum stored when written, so
+    a read can only show they are readable.
+    """
+
+    damage: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unchecked: int = 0
 
 
 class Backend(ABC):
@@ -160,14 +177,12 @@ class Backend(ABC):
         """
         return [None if value is None else value[:size] for value in self.read_many(namespace, keys)]
 
-    def damage_report(self, namespace: str) -> list[str]:
-        """Problems with the namespace's storage itself, one line each (``mummi-io verify`` prints them).
+    def storage_report(self, namespace: str) -> StorageReport:
+        """What the namespace's storage itself shows, beyond its values (``mummi-io verify`` prints it).
 
-        Damaged ranges, an interrupted write, values the storage no longer
-        holds: what reading every value would not show. Read-only. The
-        default has nothing to report.
+        Read-only. The default has nothing to report.
         """
-        return []
+        return StorageReport()
 
     def child_namespace(self, namespace: str, name: str) -> str:
         """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""

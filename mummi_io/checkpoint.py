@@ -90,6 +90,8 @@ def _render(data: dict[str, Any]) -> bytes:
 def _parse(content: bytes) -> dict[str, Any]:
     """Return the checkpoint mapping in ``content`` or raise ``ValueError`` saying why not."""
     header = _HEADER_RE.match(content)
+    if header is None and content.startswith(_HEADER.encode("ascii")[:12]):
+        raise ValueError("truncated or damaged: its checksum line is incomplete")
     if header:
         body = content[header.end():]
         if hashlib.sha256(body).hexdigest() != header.group(1).decode("ascii"):

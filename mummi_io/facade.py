@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import checkpoint
-from .abc import Backend, Parts, joined
+from .abc import Backend, Parts, StorageReport, joined
 from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
 from .coordination.base import Coordinator
 from .coordination.files import FileCoordinator
@@ -189,14 +189,16 @@ class IO:
         self.backend.delete_many(ns, key_list)
         LOGGER.debug("removed %d key(s) from %s", len(key_list), ns)
 
-    def damage_report(self, namespace: str) -> list[str]:
-        """Problems with the namespace's storage itself, one line each; ``[]`` when there are none.
+    def storage_report(self, namespace: str) -> StorageReport:
+        """What the namespace's storage itself shows beyond its values (``mummi-io verify`` prints it).
 
         taridx reports damaged ranges of its tar (skipped by readers, left in
-        place), an interrupted write, and values its tar no longer holds. It
-        only reads; ``mummi-io verify`` prints it.
+        place), values its tar no longer holds (``damage``), an interrupted
+        write the next writer clears and members that are not values
+        (``notes``), and values written without a checksum (``unchecked``).
+        It only reads.
         """
-        return self.backend.damage_report(self._namespace(namespace))
+        return self.backend.storage_report(self._namespace(namespace))
 
     def stat_keys(self, namespace: str, keys: str | Sequence[str]) -> Any:
         """Return ``{"key", "size", "crc32"}`` for each key (``None`` where it is missing).

@@ -129,6 +129,8 @@ def _flat_bytes(key: str, view: memoryview) -> memoryview | bytes:
     a Fortran-ordered array) is copied in C order. A released view is refused.
     """
     try:
+        if view.nbytes == 0:
+            return b""
         if view.c_contiguous:
             return view if view.ndim == 1 and view.format in ("B", "b", "c") else view.cast("B")
         return view.tobytes()

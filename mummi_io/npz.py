@@ -16,6 +16,7 @@ import numpy as np
 from .errors import PickleRefusedError, UnreadableValueError
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def write_npz(fileobj: IO[bytes], data: dict[str, Any]) -> IO[bytes]:
@@ -44,6 +45,7 @@ def read_npz(fileobj: IO[bytes], allow_pickle: bool = False) -> dict[str, np.nda
         kind = "an .npy array" if head == b"\x93NUM" else "empty" if not head else "not a zip archive"
         raise UnreadableValueError(f"not a readable npz file ({kind}; an npz is a zip archive of .npy arrays)")
     try:
+        _check_declared_sizes(fileobj, allow_pickle)
         with np.load(fileobj, allow_pickle=allow_pickle) as npz:
             return {name: npz[name] for name in npz.files}
     except ValueError as exc:
@@ -54,5 +56,34 @@ def read_npz(fileobj: IO[bytes], allow_pickle: bool = False) -> dict[str, np.nda
                 "allow_pickle=True)"
             ) from exc
         raise UnreadableValueError(f"not a readable npz file ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise UnreadableValueError(f"not a readable npz file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_declared_sizes(fileobj: IO[bytes], allow_pickle: bool) -> None:
+    """Refuse an npz whose arrays declare more bytes than they hold, before numpy allocates them.
+
+    A 200-byte file can declare a shape of 10**12 elements; numpy would try
+    to allocate it. Each member's header must match its stored size.
+    """
+    position = fileobj.tell()
+    try:
+        with zipfile.ZipFile(fileobj) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    reader = _HEADER_READERS.get(version)
+                    if reader is None:
+                        continue  # a newer format: numpy checks it
+                    shape, _, dtype = reader(member)
+                    if dtype.hasobject:
+                        continue  # pickled: its size says nothing (and needs allow_pickle anyway)
+                    header = member.tell()
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared != info.file_size - header:
+                    raise ValueError(f"array {info.filename!r} declares {declared} bytes but holds "
+                                     f"{info.file_size - header}")
+    finally:
+        fileobj.seek(position)

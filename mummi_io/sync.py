@@ -121,12 +121,14 @@ def archive(
 
 @dataclass
 class VerifyReport:
-    """What ``verify_keys`` found: ``bad`` lists ``(key, reason)`` pairs; ``damage`` the storage's own problems."""
+    """What ``verify_keys`` found: ``bad`` lists ``(key, reason)`` pairs; the rest is the storage's own report."""
 
     checked: int = 0
     checksummed: bool = False
     bad: list[tuple[str, str]] = field(default_factory=list)
     damage: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unchecked: int = 0
 
 
 def verify_keys(
@@ -139,8 +141,9 @@ def verify_keys(
     report (taridx: damaged ranges of the tar, an interrupted write, values
     its tar no longer holds) is included.
     """
-    report = VerifyReport(checksummed=io.backend.stores_checksums)
-    report.damage = io.damage_report(namespace)
+    storage = io.storage_report(namespace)
+    report = VerifyReport(checksummed=io.backend.stores_checksums, damage=storage.damage, notes=storage.notes,
+                          unchecked=storage.unchecked)
     for chunk in _batches(io.list_keys(namespace, pattern), batch):
         try:
             io.load_files(namespace, list(chunk), missing=None)

@@ -111,7 +111,7 @@ def test_cp_between_backends_verify_and_corruption(tmp_path: Path, files: dict[s
     assert again["copied"] == 0 and again["skipped"] == 3  # incremental
     assert copied.stderr == b""  # no progress bar when not on a terminal
     verified = json.loads(cli("--json", "verify", "-b", "taridx", archive).stdout)
-    assert verified == {"checked": 3, "checksummed": True, "bad": [], "damage": []}
+    assert verified == {"checked": 3, "checksummed": True, "unchecked": 0, "bad": [], "damage": [], "notes": []}
     with tarfile.open(archive) as tar:
         offset = tar.getmember("b.npz").offset_data + 100
     with open(archive, "r+b") as handle:
@@ -140,10 +140,10 @@ def test_verify_reports_damage_and_reindex_refuses_a_loss_unless_accepted(tmp_pa
     for name in ["one", "two", "three"]:
         (tmp_path / name).write_bytes(name.encode() * 400)
         cli("put", "-b", "taridx", archive, str(tmp_path / name))
-    with open(archive, "r+b") as handle:  # flip a bit in the first member's header
-        handle.seek(30)
+    with open(archive, "r+b") as handle:  # flip a bit in the first member's name
+        handle.seek(1)
         byte = handle.read(1)
-        handle.seek(30)
+        handle.seek(1)
         handle.write(bytes([byte[0] ^ 1]))
     damaged = cli("verify", "-b", "taridx", archive)
     assert damaged.returncode == 4 and b"DAMAGE damaged: bytes 0-" in damaged.stdout

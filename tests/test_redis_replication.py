@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from mummi_io import get_io
-from mummi_io.errors import BackendUnavailableError, KeyNotFoundError, ReplicationError
+from mummi_io.errors import (
+    BackendUnavailableError, InvalidArgumentError, KeyNotFoundError, ReplicationError, StorageError,
+)
 from mummi_io.testing.servers import RedisServer, create_cluster, start_servers, stop_servers
 
 pytest.importorskip("redis")
@@ -105,6 +107,11 @@ def test_independent_nodes_with_a_replica(tmp_path, redis_password) -> None:
         while "master_link_status:up" not in replica.cli("INFO", "replication"):
             assert time.monotonic() < deadline, "the replica did not sync"
             time.sleep(0.05)
+        with get_io("redis", nodes=[replica.name], password=redis_password) as wrong:
+            started = time.monotonic()
+            with pytest.raises(StorageError, match="read-only replica"):
+                wrong.save_files("ns", "a", b"1")  # a replica given as a node: said at once, not retried
+            assert time.monotonic() - started < 5
         with get_io("redis", nodes=[master.name], password=redis_password, replica_acks=1, replica_timeout=0.3) as io:
             io.save_files("ns", ["a", "b"], [b"1", b"2"])
             replica.process.send_signal(signal.SIGSTOP)
@@ -188,3 +195,11 @@ def test_a_reader_never_misses_a_key_switching_between_chunked_and_plain(redis_s
         finally:
             writer.join(30)
         assert writer.exitcode == 0 and reads > 100
+
+
+@pytest.mark.parametrize("option, value", [("chunk_size", -1), ("chunk_size", 0), ("chunk_size", 1e3),
+                                           ("shards", 0), ("replica_acks", -1), ("replica_timeout", -2),
+                                           ("retry_timeout", "10")])
+def test_bad_options_are_refused_before_anything_is_stored(option, value) -> None:
+    with pytest.raises(InvalidArgumentError, match=option):
+        get_io("redis", nodes=["127.0.0.1:1"], **{option: value})

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mummi_io import BackendUnavailableError, IntegrityError, get_io
+from mummi_io.backends.taridx.tarformat import parse_journal
 from mummi_io.facade import IO
 from mummi_io.testing import BackendContract
 
@@ -40,7 +41,7 @@ class TestTaridxContract(BackendContract):
                 if member.name == key:
                     found, deleted = member, False
                 elif member.name == ".mummi_io.journal":
-                    if key in json.loads(archive.extractfile(member).read())["delete"]:
+                    if key in parse_journal(archive.extractfile(member).read()):
                         deleted = True
             if found is None or deleted:
                 return None

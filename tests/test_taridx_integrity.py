@@ -37,7 +37,7 @@ def every_read(path: str, **options) -> list[BaseException | object]:
             lambda: io.load_files(path, ["k"], missing=None),
             lambda: io.namespace_exists(path),
             lambda: io.stat_keys(path, "k"),
-            lambda: io.backend.damage_report(path),
+            lambda: io.storage_report(path),
         ):
             try:
                 outcomes.append(call())
@@ -213,13 +213,14 @@ def _fill(io, ns: str, count: int = 52) -> dict[str, bytes]:
     return expected
 
 
-def _flip_header_bit(ns: str, member: str) -> None:
+def _flip_header_bit(ns: str, member: str, at: int = 2) -> None:
+    """Flip a bit of ``member``'s header at byte ``at`` (2: inside its name; 105: its mode field)."""
     with tarfile.open(ns) as archive:
         header = archive.getmember(member).offset
     with open(ns, "r+b") as handle:
-        handle.seek(header + 40)
+        handle.seek(header + at)
         byte = handle.read(1)
-        handle.seek(header + 40)
+        handle.seek(header + at)
         handle.write(bytes([byte[0] ^ 0x04]))
 
 
@@ -236,13 +237,25 @@ def test_a_damaged_header_costs_nothing_with_the_index_and_one_member_without(tm
         assert fresh.list_keys(ns) == sorted(expected)
         assert fresh.load_files(ns, sorted(expected)) == [expected[k] for k in sorted(expected)]
         assert os.path.getsize(ns) == size  # nothing cut
-        assert any("damaged" in line for line in fresh.backend.damage_report(ns))
+        assert any("damaged" in line for line in fresh.storage_report(ns).damage)
     os.unlink(ns + ".idx")  # now the tar alone: the scan resyncs past the bad header
     with get_io("taridx") as fresh:
         assert fresh.list_keys(ns) == sorted(set(expected) - {"frame-002"})
         assert fresh.load_files(ns, "frame-051") == expected["frame-051"]
         fresh.save_files(ns, "after", b"ok")
         assert os.path.getsize(ns) > size
+
+
+def test_a_header_damaged_outside_its_name_size_and_mark_is_recovered_from_the_tar_alone(tmp_path: Path) -> None:
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        expected = _fill(io, ns)
+    _flip_header_bit(ns, "frame-002", at=105)  # the mode field: the tar checksum fails
+    os.unlink(ns + ".idx")
+    with get_io("taridx") as fresh:
+        assert fresh.list_keys(ns) == sorted(expected)  # name, size and data confirmed by the mark's checks
+        assert fresh.load_files(ns, "frame-002") == expected["frame-002"]
+        assert any("fail the tar checksum" in line for line in fresh.storage_report(ns).damage)
 
 
 def test_a_damaged_delete_record_does_not_bring_keys_back(tmp_path: Path) -> None:
@@ -258,7 +271,10 @@ def test_a_damaged_delete_record_does_not_bring_keys_back(tmp_path: Path) -> Non
         report = fresh.backend.reindex(ns)
         assert report.losses == []
         assert "frame-010" not in fresh.list_keys(ns)
-        assert any("delete record" in str(d) for d in report.damage)
+        assert any("delete record is damaged; its other copy" in str(d) for d in report.damage)
+    os.unlink(ns + ".idx")  # and from the tar alone: the intact copy of the key list is used
+    with get_io("taridx") as fresh:
+        assert "frame-010" not in fresh.list_keys(ns)
 
 
 def test_truncation_never_resurrects_deleted_keys(tmp_path: Path) -> None:
@@ -294,7 +310,7 @@ def test_a_torn_tail_is_moved_to_a_side_file_by_the_next_writer(tmp_path: Path, 
     before = snapshot(tmp_path)
     with get_io("taridx") as reader:
         assert reader.list_keys(ns) == ["a", "b"]
-        assert any("torn tail" in line for line in reader.backend.damage_report(ns))
+        assert any("interrupted write" in line for line in reader.storage_report(ns).notes)
     assert snapshot(tmp_path) == before  # readers leave it to the writer
     with get_io("taridx") as writer:
         writer.save_files(ns, "c", b"C")

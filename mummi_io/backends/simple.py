@@ -18,7 +18,7 @@ import numpy as np
 
 from .._fs import atomic_write, fsync_directory, os_error, stat_or_none, storage_errors
 from ..abc import Backend, Buffer
-from ..errors import KeyNotFoundError
+from ..errors import KeyNotFoundError, storage_error
 from ..keys import RESERVED_PREFIX, has_glob, key_matcher
 
 LOGGER = logging.getLogger(__name__)
@@ -47,14 +47,26 @@ class SimpleBackend(Backend):
 
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
         # docstring inherited
-        with storage_errors(f"create namespace directory {namespace!r}"):
-            os.makedirs(namespace, exist_ok=True)
+        self._make_directory(namespace)
         for key, value in items:
             with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
                 atomic_write(os.path.join(namespace, key), value, fsync=self.fsync)
         if self.fsync and items:
             with storage_errors(f"flush namespace directory {namespace!r}"):
                 fsync_directory(namespace)
+
+    @staticmethod
+    def _make_directory(namespace: str) -> None:
+        """Create the namespace directory; a file in its place is named as such."""
+        found = stat_or_none(namespace, f"look at namespace {namespace!r}")
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            raise storage_error(
+                f"namespace {namespace!r} is a file, not a directory; the simple backend keeps a namespace "
+                "in a directory (use taridx for a tar file)",
+                NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), namespace),
+            )
+        with storage_errors(f"create namespace directory {namespace!r}"):
+            os.makedirs(namespace, exist_ok=True)
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
@@ -145,8 +157,7 @@ class SimpleBackend(Backend):
 
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited
-        with storage_errors(f"create namespace directory {destination!r}"):
-            os.makedirs(destination, exist_ok=True)
+        self._make_directory(destination)
         missing = []
         cross_device = []
         for old, new in pairs:

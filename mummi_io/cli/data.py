@@ -179,11 +179,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bar = progress_bar(total, "verify")
         report = verify_keys(io, args.namespace, args.pattern, progress=bar.update)
         bar.close()
-    payload = {"checked": report.checked, "checksummed": report.checksummed,
-               "bad": [{"key": k, "reason": r} for k, r in report.bad], "damage": report.damage}
-    kind = "checksums verified" if report.checksummed else "readable (this backend stores no checksums)"
+    payload = {"checked": report.checked, "checksummed": report.checksummed, "unchecked": report.unchecked,
+               "bad": [{"key": k, "reason": r} for k, r in report.bad], "damage": report.damage, "notes": report.notes}
+    if not report.checksummed:
+        kind = "read (this backend stores no checksums)"
+    elif report.unchecked:
+        kind = f"read, {max(0, report.checked - report.unchecked)} against checksums stored when written"
+    else:
+        kind = "checksums verified"
     lines = [f"{report.checked} value(s) {kind}; {len(report.bad)} bad"] + [f"BAD {k}: {r}" for k, r in report.bad]
-    lines += [f"DAMAGE {line}" for line in report.damage]
+    lines += [f"DAMAGE {line}" for line in report.damage] + [f"NOTE {line}" for line in report.notes]
     emit(args, "\n".join(lines), payload)
     return EXIT_CORRUPT if report.bad or report.damage else 0
 

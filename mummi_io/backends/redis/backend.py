@@ -127,8 +127,13 @@ class RedisBackend(Backend):
         self.deployment: Deployment = resolve_deployment(nodes, cluster, registry)
         self._password = resolve_password(password, password_file, self.deployment.registry)
         self.layout = Layout(shards)
-        if not isinstance(replica_acks, int) or replica_acks < 0:
-            raise InvalidArgumentError(f"replica_acks must be a whole number >= 0, not {replica_acks!r}")
+        for name, value, least in (("replica_acks", replica_acks, 0), ("shards", shards, 1), ("chunk_size", chunk_size, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise InvalidArgumentError(f"{name} must be a whole number >= {least}, not {value!r}")
+        for name, seconds in (("replica_timeout", replica_timeout), ("retry_timeout", retry_timeout),
+                              ("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
+            if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0):
+                raise InvalidArgumentError(f"{name} must be a number of seconds >= 0, not {seconds!r}")
         self.replica_acks = replica_acks
         self.replica_timeout = replica_timeout
         self.retry_timeout = retry_timeout

@@ -56,6 +56,10 @@ _TRANSIENT = (
 )
 
 
+#: Independent nodes have no failover: a read-only node is a replica given by mistake, not one being promoted.
+_NODE_TRANSIENT = tuple(kind for kind in _TRANSIENT if kind is not redis.exceptions.ReadOnlyError)
+
+
 def _is_auth_error(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS"))
@@ -73,14 +77,16 @@ CLUSTER_DOWN_HINT = (
 
 def with_retries(
     where: str, retry_timeout: float, action: Callable[[], T], on_failure: Callable[[], object] | None = None,
-    down_hint: str = NODES_DOWN_HINT,
+    down_hint: str = NODES_DOWN_HINT, transient: tuple[type[BaseException], ...] | None = None,
 ) -> T:
     """Run ``action``, retrying transient Redis errors with jittered backoff for ``retry_timeout`` s.
 
     ``on_failure`` runs after each transient failure (a cluster client
     refreshes its view of which node serves which slot there). ``down_hint``
-    is the advice given when the time is up.
+    is the advice given when the time is up; ``transient`` the errors worth
+    retrying (by default those of a restarting node or a failing-over cluster).
     """
+    transient = _TRANSIENT if transient is None else transient
     started = time.monotonic()
     deadline = time.monotonic() + retry_timeout
     delay = 0.02
@@ -93,7 +99,11 @@ def with_retries(
                     f"Redis {where} refused authentication ({exc}); check the password option, "
                     "$MUMMI_REDIS_PASSWORD or the secret file written by the launch scripts"
                 ) from exc
-            if not isinstance(exc, _TRANSIENT):
+            if not isinstance(exc, transient):
+                if isinstance(exc, redis.exceptions.ReadOnlyError):
+                    raise StorageError(
+                        f"Redis {where} is a read-only replica ({exc}); give the master's address instead"
+                    ) from exc
                 raise StorageError(f"Redis {where} refused a command: {exc}") from exc
             if time.monotonic() + delay > deadline:
                 raise BackendUnavailableError(
@@ -229,6 +239,7 @@ class IndependentNodes:
                 f"node {name}", self.retry_timeout,
                 lambda: run_on_connection(client, [commands[p][1] for p in positions], atomic, replicas,
                                           self.replica_timeout_ms),
+                transient=_NODE_TRANSIENT,
             )
             for position, result in zip(positions, found):
                 results[position] = result

@@ -29,10 +29,10 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ..._fs import fsync_directory, os_error, stat_or_none, storage_errors
-from ...abc import Backend, Buffer
+from ...abc import Backend, Buffer, StorageReport
 from ...errors import (
-    BackendUnavailableError, IntegrityError, KeyNotFoundError, ReadOnlyError, StorageNotFoundError,
-    UnsupportedFormatError,
+    BackendUnavailableError, IntegrityError, InvalidNamespaceError, KeyNotFoundError, ReadOnlyError,
+    StorageNotFoundError,
 )
 from ...keys import RESERVED_PREFIX, key_matcher, validate_key
 from . import index as idx
@@ -40,7 +40,8 @@ from . import repair
 from .repair import ReindexReport
 from .scan import Damage, MappedTar, last_nonzero_end, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .state import NamespaceState, StateLoader, apply_batches, pread_exact
+from .tarformat import BLOCK
+from .state import NamespaceState, StateLoader, apply_batches, pread_exact, require_regular
 from .tarformat import END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
 
 LOGGER = logging.getLogger(__name__)
@@ -229,10 +230,16 @@ class TarIndexBackend(Backend):
 
     @staticmethod
     def _refuse_read_only(state: NamespaceState) -> None:
-        if state.compressed is not None:
+        """Refuse, before any file is created, a write to a namespace that can only be read."""
+        if state.mode == "absent" and state.tar_path.endswith(COMPRESSED_SUFFIXES):
+            raise InvalidNamespaceError(
+                f"{state.tar_path!r}: taridx writes plain tars (compressed ones can only be read); name the new "
+                "namespace .tar, and compress a copy when it is complete"
+            )
+        if state.read_only:
             raise ReadOnlyError(
-                f"{state.tar_path!r} is a compressed tar, which mummi_io reads but cannot change; convert it "
-                f"once with: mummi-io cp -b taridx {state.tar_path} <new>.tar"
+                f"{state.tar_path!r} can only be read: {state.read_only}. To change it, convert it once with: "
+                f"mummi-io cp -b taridx {state.tar_path} <new>.tar"
             )
 
     # ------------------------------------------------------- reading values
@@ -267,8 +274,6 @@ class TarIndexBackend(Backend):
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                return state.compressed.read_many(keys)
             lookup = state.table.lookup
             values: list[bytes | None] = []
             bad: list[str] = []
@@ -289,8 +294,6 @@ class TarIndexBackend(Backend):
         # docstring inherited: preadv into numpy-allocated memory; CRC-32 checked unless verify=False
         out: list[Buffer | None] = []
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                return list(state.compressed.read_many(keys))
             for key in keys:
                 entry = state.table.lookup(key.encode("utf-8"))
                 if entry is None:
@@ -309,8 +312,6 @@ class TarIndexBackend(Backend):
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited (the head is not checksummed: the whole value is, on a full read)
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                return [None if v is None else v[:size] for v in state.compressed.read_many(keys)]
             found = [state.table.lookup(key.encode("utf-8")) for key in keys]
             return [
                 None if entry is None else pread_exact(state.tar_fd, min(size, entry[1]), entry[0])  # type: ignore[arg-type]
@@ -320,8 +321,6 @@ class TarIndexBackend(Backend):
     def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
         # docstring inherited
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                return super().stat_many(namespace, keys)
             found = [state.table.lookup(key.encode("utf-8")) for key in keys]
             return [
                 None if entry is None else (
@@ -333,26 +332,21 @@ class TarIndexBackend(Backend):
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                return [key in state.compressed.table for key in keys]
             slots = state.table.slots
             return [key.encode("utf-8") in slots for key in keys]
 
     def list(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
         with self._reading(namespace) as state:
-            if state.compressed is not None:
-                names = list(state.compressed.table)
-            else:
-                names = [key.decode("utf-8") for key in state.table.slots]
+            names = [key.decode("utf-8") for key in state.table.slots]
         matches = key_matcher(pattern)
         return iter(names if pattern == "*" else [name for name in names if matches(name)])
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
         info = stat_or_none(namespace, f"look at namespace {namespace!r}")
-        if info is not None and not os.path.isfile(namespace):
-            raise UnsupportedFormatError(f"namespace {namespace!r} is a directory, not a tar file")
+        if info is not None:
+            require_regular(namespace, info.st_mode)
         return info is not None
 
     def child_namespace(self, namespace: str, name: str) -> str:
@@ -365,6 +359,9 @@ class TarIndexBackend(Backend):
         """With the lock held: bring the state up to date, then create or repair the namespace."""
         self._loader.refresh(state)
         self._refuse_read_only(state)
+        if not self._loader.still_describes(state):
+            state.close()  # the tar was replaced, cut or restored under this process: look again
+            self._loader.load(state)
         if state.diverged:
             lost = sorted(state.lost)
             raise IntegrityError(
@@ -414,22 +411,31 @@ class TarIndexBackend(Backend):
                 self._append_index(state, b"".join(records))
             for damage in found.damage:
                 LOGGER.warning("%s: %s", namespace, damage)
-            if found.tail is not None:
+            end = found.end
+            if found.tail is not None and found.tail_is_torn:
                 side = repair.move_aside(namespace, fd, found.tail.start, found.tail.end)
                 LOGGER.warning("%s: %s; moved to %s", namespace, found.tail, side)
-            repair.end_tar_at(fd, found.end, self.fsync)
+            elif found.tail is not None:
+                # Not provably an interrupted write of ours: never cut. The next batch goes after it.
+                LOGGER.warning("%s: %s; the next batch is written after it", namespace, found.tail)
+                end = found.tail.end + -found.tail.end % BLOCK
+                state.table.tar_end = end
+            repair.end_tar_at(fd, end, self.fsync)
         finally:
             os.close(fd)
 
-    def _append_index(self, state: NamespaceState, records: bytes) -> None:
-        """Append committed records to the index and apply them."""
-        fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
+    def _append_index(self, state: NamespaceState, records: bytes, fd: int | None = None) -> None:
+        """Append committed records to the index (through ``fd`` if given) and apply them."""
+        own = fd is None
+        if fd is None:
+            fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             _pwrite_all(fd, [records], state.consumed)
             if self.fsync:
                 os.fsync(fd)
         finally:
-            os.close(fd)
+            if own:
+                os.close(fd)
         parsed = idx.apply_records(state.table, records, state.consumed)
         state.consumed = state.index_size = parsed.committed
 
@@ -450,6 +456,8 @@ class TarIndexBackend(Backend):
             chunks, length, placed = build_members(puts, deletes, mtime, crcs)
         start = state.table.tar_end
         end = start + length
+        # The index must take the commit: open it before a byte of the tar is written.
+        index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
         fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
         try:
             try:
@@ -464,14 +472,21 @@ class TarIndexBackend(Backend):
                 os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
             if self.fsync:
                 os.fsync(fd)
+            values = [p for p in placed if p.is_value]
+            records = repair.batch_records(
+                [(p.key.encode("utf-8"), start + p.data_offset, p.size, crc) for p, crc in zip(values, crcs)],
+                [key.encode("utf-8") for key in deletes], end,
+            )
+            try:
+                self._append_index(state, records, index_fd)
+            except OSError:
+                # Not committed: take the batch back out of the tar, so that the error means "not written".
+                with contextlib.suppress(OSError):
+                    repair.end_tar_at(fd, start, fsync=self.fsync)
+                raise
         finally:
             os.close(fd)
-        values = [p for p in placed if p.is_value]
-        records = repair.batch_records(
-            [(p.key.encode("utf-8"), start + p.data_offset, p.size, crc) for p, crc in zip(values, crcs)],
-            [key.encode("utf-8") for key in deletes], end,
-        )
-        self._append_index(state, records)
+            os.close(index_fd)
 
     def _write_batch(self, namespace: str, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
         state = self._state(namespace)
@@ -490,8 +505,7 @@ class TarIndexBackend(Backend):
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
         with self._reading(namespace) as state:
-            present = state.compressed.table if state.compressed is not None else state.table.slots
-            if not any((key if state.compressed is not None else key.encode("utf-8")) in present for key in keys):
+            if not any(key.encode("utf-8") in state.table.slots for key in keys):
                 return  # nothing to delete (and nothing written)
         self._write_batch(namespace, (), keys)
 
@@ -513,28 +527,48 @@ class TarIndexBackend(Backend):
         return None
 
     # ------------------------------------------------------- maintenance
-    def damage_report(self, namespace: str) -> list[str]:
+    def _existing(self, namespace: str, action: str) -> NamespaceState:
+        """The state of a namespace that must exist (a typo must not create files)."""
+        with self._reading(namespace) as state:
+            if state.mode == "absent":
+                raise StorageNotFoundError(f"cannot {action} {namespace!r}: there is no such namespace (no tar file)")
+        return state
+
+    def storage_report(self, namespace: str) -> StorageReport:
         # docstring inherited: a read-only scan of the whole tar, and values the tar no longer holds
         namespace = self.normalize_namespace(namespace)
+        report = StorageReport()
         with self._reading(namespace) as state:
-            if state.mode in ("absent", "compressed"):
-                return []
-            lines = []
+            if state.mode == "absent":
+                return report
             if state.diverged:
-                lines.append(f"the tar no longer holds {len(state.lost)} value(s) its index knows "
-                             f"({state.diverged}): {_shown(sorted(state.lost))}")
-            with MappedTar(state.tar_fd) as source:  # type: ignore[arg-type]
+                report.damage.append(f"the tar no longer holds {len(state.lost)} value(s) its index knows "
+                                     f"({state.diverged}): {_shown(sorted(state.lost))}")
+            if state.tar_fd is None:
+                return report
+            report.unchecked = sum(1 for slot in state.table.slots.values() if slot in state.table.unchecked)
+            with MappedTar(state.tar_fd) as source:
                 found = scan(source, 0, _is_key)
                 committed = max(found.end, min(state.table.tar_end, source.size))
                 tail_end = last_nonzero_end(source, committed)
-            lines += [f"damaged: {d} (skipped by readers, left in place)" for d in found.damage]
-            lines += [f"zero blocks: {g}" for g in found.zero_gaps]
-            if tail_end > committed:
-                lines.append(f"torn tail: {Damage(committed, tail_end, 'bytes after the last complete batch')} "
-                             "(an interrupted write; the next writer moves it to a side file)")
-            if state.index_repair:
-                lines.append(f"the index needs a rewrite ({state.index_repair}); the next write or reindex does it")
-            return lines
+        report.damage += [f"damaged: {d} (skipped by readers, left in place)" for d in found.damage]
+        if found.recovered:
+            report.damage.append(f"{found.recovered} member header(s) fail the tar checksum (tar tools will complain); "
+                                 "mummi_io's own checks confirm their names, sizes and data")
+        if tail_end > committed:
+            tail = Damage(committed, tail_end, "bytes after the last complete batch")
+            if found.tail_is_torn or found.tail is None:
+                report.notes.append(f"interrupted write: {tail}; the next writer moves it to a side file")
+            else:
+                report.damage.append(f"damaged: {tail}: not an interrupted write of mummi_io's; left in place")
+        report.notes += [f"zero blocks: {g}" for g in found.zero_gaps]
+        if found.not_values:
+            report.notes.append(f"{found.not_values} member(s) are not values (directories, symbolic links, "
+                                "sparse files, or names that are not keys)")
+        if report.unchecked:
+            report.notes.append(f"{report.unchecked} value(s) have no checksum stored when written (another "
+                                "tool wrote them); the next mummi_io writer records one")
+        return report
 
     def reindex(self, namespace: str, accept_loss: bool = False) -> ReindexReport:
         """Rebuild the index of ``namespace`` from its tar, checked against the old index.
@@ -555,12 +589,12 @@ class TarIndexBackend(Backend):
             If the rebuild would lose something and ``accept_loss`` is false.
         """
         namespace = self.normalize_namespace(namespace)
-        state = self._state(namespace)
+        state = self._existing(namespace, "reindex")
         with state.mutex, self._locked(state), storage_errors(f"reindex namespace {namespace!r}"):
             self._loader.refresh(state)
             if state.tar_fd is None:
                 raise StorageNotFoundError(
-                    f"namespace {namespace!r} has no tar file to reindex"
+                    f"cannot reindex {namespace!r}: there is no such namespace (no tar file)"
                     + (f" (its index lists {len(state.lost)} key(s); restore the tar, or delete "
                        f"{state.index_path!r} to start an empty namespace)" if state.lost else "")
                 )
@@ -572,7 +606,7 @@ class TarIndexBackend(Backend):
                     found = scan(source, 0, _is_key)
                     table = repair.reconcile(found, old, not state.diverged, fd, report)
                     tail_end = last_nonzero_end(source, table.tar_end)
-                report.damage, report.zero_gaps, report.not_keys = found.damage, found.zero_gaps, found.not_keys
+                report.damage, report.zero_gaps, report.not_values = found.damage, found.zero_gaps, found.not_values
                 if report.losses and not accept_loss:
                     raise IntegrityError(
                         f"reindex of {namespace!r} would lose data, so nothing was changed: "
@@ -608,7 +642,7 @@ class TarIndexBackend(Backend):
         compaction never copies damage, nor drops it silently.
         """
         namespace = self.normalize_namespace(namespace)
-        state = self._state(namespace)
+        state = self._existing(namespace, "compact")
         with state.mutex, self._locked(state), storage_errors(f"compact namespace {namespace!r}"):
             self._prepare_write(namespace, state)
             before = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]

@@ -121,7 +121,7 @@ class ReindexReport:
     zero_gaps: list[Damage] = field(default_factory=list)
     tail: Damage | None = None
     tail_file: str | None = None
-    not_keys: int = 0
+    not_values: int = 0
     lost: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     resurrected: list[str] = field(default_factory=list)

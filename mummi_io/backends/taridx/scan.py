@@ -3,24 +3,31 @@
 :func:`scan` walks the tar's headers and returns the complete batches in
 order, plus what it could not use:
 
-- **damage**: a header that fails its checksum (a flipped bit, overwritten
-  bytes) is skipped by looking for the next valid header (*resync*), so one
-  bad header costs only its own member, never what follows; the skipped
-  range is reported, never cut;
-- **incomplete batches** in the middle (members of a batch whose last member
-  never came) are skipped and reported;
-- the **tail**: non-zero bytes after the last complete batch, the trace of a
-  writer killed mid-batch (or damage at the very end). Only a writer holding
-  the lock acts on it, and it keeps the bytes in a side file;
+- **damage**: a header that fails its checksum. If mummi_io's own checks
+  (the mark's name check and the data's CRC-32) still confirm the member, it
+  is *recovered*; otherwise the scan skips by the damaged header's size
+  field if that lands on a valid header, and else looks for the next valid
+  header (*resync*). Members found by looking are *uncertain* until the scan
+  reaches the end: if a zero gap follows them, they were the data of the
+  damaged member (a tar stored as a value) and are dropped. One bad header
+  costs at most its own member, never what follows; the range is reported,
+  never cut;
+- **incomplete batches**: a batch counts only when every block from its
+  first header to the end of its last member is accounted for (its members,
+  or damage): zeros inside it are a hole left by a crash;
+- the **tail**: bytes after the last complete batch. It is *torn* (the trace
+  of a writer killed mid-batch, safe to cut once copied aside) only when it
+  holds nothing but members of one batch that starts right there, zeros, and
+  a member cut short at the end of the file; anything else is left in place;
 - **zero gaps**: zero blocks before the last member (``tar -t`` stops at the
   first; mummi_io reads past them, as ``tar --ignore-zeros`` does).
 
 Which members make a batch (see :mod:`.tarformat`): members with mummi_io's
-mark belong to the batch their mark points to, complete when its
-``ends_batch`` member is whole. Members of the earlier format (owner
-``mummi_io``, no mark) wait for the ``.mummi_io.journal`` member that ended
-every batch then. Members of other tools (pytaridx, ``tar``) are complete
-one by one.
+mark belong to the batch their mark points to. Members of the earlier format
+(owner ``mummi_io``, no mark) wait for the ``.mummi_io.journal`` member that
+ended every batch then. Members of other tools (pytaridx, ``tar``) are
+complete one by one; their hard links are followed, and symbolic links,
+directories and sparse files are not values.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .tarformat import (
-    BLOCK, JOURNAL_NAME, OWNER, ZERO_BLOCK, Mark, padding, parse_header, parse_journal, parse_pax, pax_comment,
+    BLOCK, JOURNAL_NAME, OWNER, ZERO_BLOCK, Mark, name_check, padding, parse_header, parse_journal, parse_pax,
+    pax_comment,
 )
 
 _OWNER = OWNER.encode()
@@ -43,7 +51,7 @@ _NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")
 
 
 class Source(Protocol):
-    """Random or forward reads of a tar's bytes."""
+    """Random reads of a tar's bytes."""
 
     size: int
 
@@ -76,7 +84,7 @@ class MappedTar:
             if found < 0:
                 return None
             start = found - 257
-            if start % BLOCK == 0 and start + BLOCK <= self.size and parse_header(self._map[start:start + BLOCK]):
+            if start >= offset and start % BLOCK == 0 and parse_header(self._map[start:start + BLOCK]):
                 return start
             search = found + 1
 
@@ -102,7 +110,9 @@ class Member:
     size: int
     mark: Mark | None
     owner: bytes
-    regular: bool
+    kind: str  # "file", "hardlink", or "other" (directory, symbolic link, sparse file, device...)
+    linkname: str = ""
+    recovered: bool = False  # its header was damaged; mummi_io's checks confirmed it
 
     @property
     def end(self) -> int:
@@ -140,29 +150,43 @@ class ScanResult:
     zero_gaps: list[Damage] = field(default_factory=list)
     end: int = 0  # end of the last complete batch: where the next batch goes
     tail: Damage | None = None
-    not_keys: int = 0  # whole members that are not keys (directories, links, names that are not keys)
+    tail_is_torn: bool = False  # the tail is provably an interrupted batch (safe to cut once copied aside)
+    not_values: int = 0  # whole members that are not values (links to nothing, directories, sparse files...)
+    recovered: int = 0  # members whose damaged header mummi_io's checks confirmed
     size: int = 0
 
 
-def _read_member(source: Source, start: int, block: bytes) -> tuple[Member | None, str]:
-    """Parse the member whose first header block is ``block`` at ``start``; ``(None, why)`` if damaged."""
-    header = parse_header(block)
+class _Unreadable(Exception):
+    """A member could not be parsed; ``truncated`` if it runs past the end of the file."""
+
+    def __init__(self, reason: str, truncated: bool = False, size_hint: int | None = None, marked: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.truncated = truncated
+        self.size_hint = size_hint  # the data size a damaged header claims, if it parses
+        self.marked = marked  # a truncated member carries mummi_io's mark
+
+
+def _read_member(source: Source, start: int) -> Member:
+    """Parse the member whose first header block is at ``start``; raise :class:`_Unreadable` if damaged."""
+    header = parse_header(source.read(start, BLOCK), strict=False)
     if header is None:
-        return None, "a header fails its checksum (damaged)"
-    name, size = header.name, header.size
+        raise _Unreadable("a header that does not parse (damaged)")
+    damaged = not header.checksum_ok
+    name, size, guard, sparse = header.name, header.size, None, False
     position = start
-    guard = None
     while header.typeflag in _EXTENSIONS:
         data = source.read(position + BLOCK, header.size)
         if len(data) < header.size:
-            return None, "truncated"
+            raise _Unreadable("truncated", truncated=True)
         if header.typeflag == b"x":
             records = parse_pax(data)
             name = records.get(b"path", None)
             size_record = records.get(b"size")
             size = int(size_record) if size_record and size_record.isdigit() else None
             comment = records.get(b"comment", b"")
-            guard = comment.decode("ascii", "replace") if comment.startswith(OWNER.encode() + b":") else None
+            guard = comment.decode("ascii", "replace") if comment.startswith(_OWNER + b":") else None
+            sparse = any(key.startswith(b"GNU.sparse.") for key in records)
         elif header.typeflag == b"L":
             name, size = data.split(b"\0", 1)[0], None
         else:
@@ -170,25 +194,35 @@ def _read_member(source: Source, start: int, block: bytes) -> tuple[Member | Non
         position += BLOCK + header.size + padding(header.size)
         block = source.read(position, BLOCK)
         if len(block) < BLOCK:
-            return None, "truncated"
-        following = parse_header(block)
+            raise _Unreadable("truncated", truncated=True)
+        following = parse_header(block, strict=False)
         if following is None:
-            return None, "the header after an extended header fails its checksum (damaged)"
+            raise _Unreadable("the header after an extended header does not parse (damaged)")
+        damaged = damaged or not following.checksum_ok
         header = following
         name = name if name is not None else header.name
         size = size if size is not None else header.size
     typeflag = header.typeflag
     if typeflag in _NO_DATA:
         size = 0
-    if guard is not None and guard != pax_comment(name.decode("utf-8", "surrogateescape"), size):
-        return None, "the name in an extended header is damaged"
-    member = Member(
-        name.decode("utf-8", "surrogateescape"), start, position + BLOCK, size, header.mark, header.uname,
-        typeflag in _REGULAR,
-    )
+    decoded = name.decode("utf-8", "surrogateescape")
+    if guard is not None and guard != pax_comment(decoded, size):
+        raise _Unreadable("the name in an extended header is damaged", size_hint=size)
+    if damaged:
+        # A header that fails its checksum is kept only if mummi_io's own checks confirm
+        # its name, size and data: the mark's name check, then the data's CRC-32.
+        mark = header.mark
+        if mark is None or typeflag not in _REGULAR or name_check(name, size) != mark.name_check:
+            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size)
+        if position + BLOCK + size > source.size or zlib.crc32(source.read(position + BLOCK, size)) != mark.crc:
+            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size)
+    kind = "other" if sparse or typeflag == b"S" else "file" if typeflag in _REGULAR else (
+        "hardlink" if typeflag == b"1" else "other")
+    member = Member(decoded, start, position + BLOCK, size, header.mark, header.uname, kind,
+                    header.linkname.decode("utf-8", "surrogateescape"), damaged)
     if member.data_offset + member.size > source.size:
-        return None, "truncated"
-    return member, ""
+        raise _Unreadable("truncated", truncated=True, size_hint=size, marked=header.mark is not None)
+    return member
 
 
 def last_nonzero_end(source: Source, start: int) -> int:
@@ -205,100 +239,218 @@ def last_nonzero_end(source: Source, start: int) -> int:
     return start
 
 
-def scan(source: Source, start: int = 0, is_key: Callable[[str], bool] = lambda name: True) -> ScanResult:
-    """Walk the tar from ``start`` (a member boundary) and return its complete batches and damage."""
-    result = ScanResult(end=start, size=source.size)
-    position = start
-    marked: list[Member] = []  # the open batch of marked members
-    marked_start = -1
-    legacy: list[Member] = []  # members of the earlier format waiting for their journal
-    zero_run: int | None = None
+class _Scan:
+    """The state of one walk through a tar (see :func:`scan`)."""
 
-    def incomplete(members: list[Member], why: str) -> None:
+    def __init__(self, source: Source, start: int, is_key: Callable[[str], bool]) -> None:
+        self.source = source
+        self.is_key = is_key
+        self.result = ScanResult(end=start, size=source.size)
+        self.names: dict[str, tuple[int, int, int | None]] = {}  # for hard links: the latest member of a name
+        self.marked: list[Member] = []  # the open batch of marked members
+        self.marked_start = -1
+        self.covered = -1  # how far the open batch's blocks are accounted for
+        self.holed = False  # zeros inside the open batch: a crash hole
+        self.legacy: list[Member] = []  # members of the earlier format waiting for their journal
+        self.uncertain_from: int | None = None  # batches found after a resync by search, not yet confirmed
+        self.uncertain_start = 0
+        self.truncated: tuple[int, bool] | None = None  # (where, marked) of a member cut short at the end
+
+    # ------------------------------------------------------------ helpers
+    def incomplete(self, members: list[Member], why: str) -> None:
         if members:
-            result.damage.append(Damage(members[0].start, members[-1].end, why))
+            self.result.damage.append(Damage(members[0].start, members[-1].end, why))
 
-    def complete(batch: ScannedBatch) -> None:
-        result.batches.append(batch)
-        result.end = batch.end
+    def complete(self, batch: ScannedBatch) -> None:
+        self.result.batches.append(batch)
+        self.result.end = batch.end
+        for name, offset, size, crc in batch.puts:
+            self.names[name] = (offset, size, crc)
+        for name in batch.deletes:
+            self.names.pop(name, None)
 
-    def put_of(member: Member, crc: int | None) -> tuple[str, int, int, int | None] | None:
-        if member.regular and is_key(member.name):
+    def put_of(self, member: Member, crc: int | None) -> tuple[str, int, int, int | None] | None:
+        if member.kind == "hardlink" and member.linkname in self.names and self.is_key(member.name):
+            return (member.name, *self.names[member.linkname])
+        if member.kind == "file" and self.is_key(member.name):
             return member.name, member.data_offset, member.size, crc
-        result.not_keys += 1
+        self.result.not_values += 1
         return None
 
-    while position + BLOCK <= source.size:
-        block = source.read(position, BLOCK)
-        if block == ZERO_BLOCK:
-            if zero_run is None:
-                zero_run = position
-            position += BLOCK
-            continue
-        member, problem = _read_member(source, position, block)
-        if member is None:
-            if problem == "truncated":
-                break  # data runs past the end of the file: an interrupted write, part of the tail
-            resume = source.next_header(position + BLOCK)
-            result.damage.append(Damage(position, source.size if resume is None else resume, problem))
-            if resume is None:
-                break
-            position = resume
-            continue
-        if zero_run is not None:
-            result.zero_gaps.append(Damage(zero_run, position, "zero blocks: tar -t stops here (tar -i reads on)"))
-            zero_run = None
-        position = member.end
-        if member.mark is not None:
-            batch_start = member.start - member.mark.back_blocks * BLOCK
-            if marked and batch_start != marked_start:
-                incomplete(marked, "an incomplete batch (its writer was interrupted): skipped")
-                marked = []
-            if legacy:
-                incomplete(legacy, "an incomplete batch of the earlier format: skipped")
-                legacy = []
-            marked.append(member)
-            marked_start = batch_start
-            if member.mark.ends_batch:
-                puts, deletes = [], []
-                for part in marked:
-                    if part.name == JOURNAL_NAME:
-                        data = source.read(part.data_offset, part.size)
-                        listed = parse_journal(data) if zlib.crc32(data) == part.mark.crc else None  # type: ignore[union-attr]
-                        if listed is None:
-                            result.damage.append(Damage(part.start, part.end, "a delete record is damaged: "
-                                                        "the keys it deleted are not known from the tar"))
-                        else:
-                            deletes += [key for key in listed if is_key(key)]
-                    else:
-                        found = put_of(part, part.mark.crc)  # type: ignore[union-attr]
-                        if found:
-                            puts.append(found)
-                complete(ScannedBatch(puts, deletes, marked[0].start, member.end))
-                marked = []
-        elif member.name == JOURNAL_NAME:  # ends a batch of the earlier format
-            listed = parse_journal(source.read(member.data_offset, member.size))
-            if listed is None:
-                result.damage.append(Damage(member.start, member.end, "a journal member is unreadable: "
-                                            "its batch is not known to be complete"))
-                incomplete(legacy, "a batch of the earlier format whose journal is unreadable: skipped")
+    def zero_gap(self, start: int, end: int) -> None:
+        """Zero blocks followed by a member: a gap, a hole in an open batch, or the end of uncertain members."""
+        self.result.zero_gaps.append(Damage(start, end, "zero blocks: tar -t stops here (tar -i reads on)"))
+        if self.marked:
+            self.holed = True
+        if self.uncertain_from is not None:
+            dropped = self.result.batches[self.uncertain_from:]
+            if dropped:
+                del self.result.batches[self.uncertain_from:]
+                self.result.end = self.result.batches[-1].end if self.result.batches else self.uncertain_start
+                self.result.damage.append(Damage(dropped[0].start, dropped[-1].end,
+                                                 "members found inside a damaged member's data (a tar stored as "
+                                                 "a value?): not used"))
+            self.uncertain_from = None
+
+    # ------------------------------------------------------------ members
+    def marked_member(self, member: Member) -> None:
+        mark = member.mark
+        batch_start = member.start - mark.back_blocks * BLOCK  # type: ignore[union-attr]
+        if self.marked and batch_start != self.marked_start:
+            self.incomplete(self.marked, "an incomplete batch (its writer was interrupted): skipped")
+            self.marked = []
+        if self.legacy:
+            self.incomplete(self.legacy, "an incomplete batch of the earlier format: skipped")
+            self.legacy = []
+        if not self.marked:
+            self.marked_start, self.covered, self.holed = batch_start, batch_start, False
+        if not self.covered_up_to(member.start):
+            self.holed = True
+        self.marked.append(member)
+        self.covered = member.end
+        if not mark.ends_batch:  # type: ignore[union-attr]
+            return
+        members, self.marked = self.marked, []
+        if self.holed:
+            self.incomplete(members, "a batch with missing parts (a crash left a hole): skipped")
+            return
+        puts, deletes = [], []
+        for part in members:
+            if part.name == JOURNAL_NAME:
+                data = self.source.read(part.data_offset, part.size)
+                listed = parse_journal(data)
+                if listed is None:
+                    self.result.damage.append(Damage(part.start, part.end, "a delete record is damaged: the "
+                                                     "keys it deleted are not known from the tar"))
+                else:
+                    if zlib.crc32(data) != part.mark.crc:  # type: ignore[union-attr]
+                        self.result.damage.append(Damage(part.start, part.end, "a delete record is damaged; "
+                                                         "its other copy is intact and was used"))
+                    deletes += [key for key in listed if self.is_key(key)]
             else:
-                puts = [found for found in (put_of(part, None) for part in legacy) if found]
-                complete(ScannedBatch(puts, [key for key in listed if is_key(key)],
-                                      legacy[0].start if legacy else member.start, member.end))
-            legacy = []
-        elif member.owner == _OWNER:  # a value of the earlier format: waits for its journal
-            legacy.append(member)
+                found = self.put_of(part, part.mark.crc)  # type: ignore[union-attr]
+                if found:
+                    puts.append(found)
+        self.complete(ScannedBatch(puts, deletes, members[0].start, member.end))
+
+    def covered_up_to(self, position: int) -> bool:
+        """Whether the open batch's blocks up to ``position`` are its members or damage (no hole)."""
+        if position == self.covered:
+            return True
+        return any(d.start <= self.covered and d.end >= position for d in self.result.damage)
+
+    def plain_member(self, member: Member) -> None:
+        if member.name == JOURNAL_NAME and member.owner == _OWNER:  # ends a batch of the earlier format
+            listed = parse_journal(self.source.read(member.data_offset, member.size))
+            if listed is None:
+                self.result.damage.append(Damage(member.start, member.end, "a journal member is unreadable: "
+                                                 "its batch is not known to be complete"))
+                self.incomplete(self.legacy, "a batch of the earlier format whose journal is unreadable: skipped")
+            else:
+                puts = [found for found in (self.put_of(part, None) for part in self.legacy) if found]
+                self.complete(ScannedBatch(puts, [key for key in listed if self.is_key(key)],
+                                           self.legacy[0].start if self.legacy else member.start, member.end))
+            self.legacy = []
+        elif member.owner == _OWNER and member.kind == "file":  # a value of the earlier format
+            self.legacy.append(member)
         else:  # another tool's member: whole, so complete
-            found = put_of(member, None)
-            complete(ScannedBatch([found] if found else [], [], member.start, member.end))
-    # Members of an open batch before the last complete one were interrupted: report them.
-    for members in (marked, legacy):
-        if members and members[-1].end <= result.end:
-            incomplete(members, "an incomplete batch (its writer was interrupted): skipped")
-    tail_end = last_nonzero_end(source, result.end)
-    if tail_end > result.end:
-        result.tail = Damage(result.end, tail_end, "bytes after the last complete batch (an interrupted write)")
-    result.damage = [d for d in result.damage if d.start < result.end]
-    result.zero_gaps = [g for g in result.zero_gaps if g.start < result.end]
-    return result
+            found = self.put_of(member, None)
+            self.complete(ScannedBatch([found] if found else [], [], member.start, member.end))
+
+    # ---------------------------------------------------------------- walk
+    def resync(self, position: int, problem: _Unreadable) -> int | None:
+        """Where to go on after a damaged member at ``position`` (``None``: nowhere, the rest is damage)."""
+        source = self.source
+        if problem.size_hint is not None:
+            guided = position + BLOCK + problem.size_hint + padding(problem.size_hint)
+            if guided <= source.size and (
+                guided == source.size or parse_header(source.read(guided, BLOCK)) is not None
+                or not source.read(guided, source.size - guided).strip(b"\0")
+            ):
+                return guided  # the damaged header's size field lands on the next member: trust it
+        resume = source.next_header(position + BLOCK)
+        if resume is not None and self.uncertain_from is None:
+            self.uncertain_from, self.uncertain_start = len(self.result.batches), self.result.end
+        return resume
+
+    def run(self, start: int) -> ScanResult:
+        source, result = self.source, self.result
+        position = start
+        zero_run: int | None = None
+        while position + BLOCK <= source.size:
+            if source.read(position, BLOCK) == ZERO_BLOCK:
+                if zero_run is None:
+                    zero_run = position
+                position += BLOCK
+                continue
+            try:
+                member = _read_member(source, position)
+            except _Unreadable as problem:
+                if problem.truncated:
+                    # A valid header whose data runs past the end of the file: an interrupted
+                    # write. Its size is trusted: headers inside its data are data (a tar stored
+                    # as a value), never members.
+                    self.truncated = (position, problem.marked)
+                    break
+                resume = self.resync(position, problem)
+                if zero_run is not None:
+                    self.zero_gap(zero_run, position)
+                    zero_run = None
+                result.damage.append(Damage(position, source.size if resume is None else resume, problem.reason))
+                if resume is None:
+                    break
+                position = resume
+                continue
+            if zero_run is not None:
+                self.zero_gap(zero_run, position)
+                zero_run = None
+            if member.recovered:
+                result.recovered += 1
+            position = member.end
+            if member.mark is not None:
+                self.marked_member(member)
+            else:
+                self.plain_member(member)
+        # Members of an open batch before the last complete one were interrupted: report them.
+        for members in (self.marked, self.legacy):
+            if members and members[-1].end <= result.end:
+                self.incomplete(members, "an incomplete batch (its writer was interrupted): skipped")
+        self.finish_tail()
+        return result
+
+    def finish_tail(self) -> None:
+        """Describe the bytes after the last complete batch, and whether they are provably torn.
+
+        Torn means: no damage among them, and their members (if any) are the
+        members of one batch that starts right after the last complete one
+        (or, in the earlier format, a run of values starting there); zeros
+        (a crash's hole) and a member cut short at the end may be among them.
+        """
+        result = self.result
+        end = result.end
+        tail_end = last_nonzero_end(self.source, end)
+        in_tail = [d for d in result.damage if d.start >= end]
+        result.damage = [d for d in result.damage if d.start < end]
+        result.zero_gaps = [g for g in result.zero_gaps if g.start < end]
+        if tail_end <= end:
+            return
+        marked = [m for m in self.marked if m.start >= end]
+        legacy = [m for m in self.legacy if m.start >= end]
+        torn = (
+            not in_tail
+            and (not marked or self.marked_start == end)
+            and (not legacy or (not marked and legacy[0].start == end))
+        )
+        if torn and self.truncated is not None and not self.truncated[1]:
+            # Another tool's member cut short: torn only if no valid header hides in what follows
+            # (else its size field may be wrong, and whole members after it would be cut).
+            torn = self.source.next_header(self.truncated[0] + BLOCK) is None
+        result.tail = Damage(end, tail_end, "bytes after the last complete batch (an interrupted write)"
+                             if torn else "bytes after the last complete batch that are not an interrupted "
+                             "write of mummi_io's (damage, or another tool's): left in place")
+        result.tail_is_torn = torn
+
+
+def scan(source: Source, start: int = 0, is_key: Callable[[str], bool] = lambda name: True) -> ScanResult:
+    """Walk the tar from ``start`` (a member boundary) and return its complete batches and damage."""
+    return _Scan(source, start, is_key).run(start)

@@ -49,17 +49,28 @@ class Kind:
     readable: bool = True
 
 
-def identify(head: bytes, has_tar_header: Callable[[], bool]) -> Kind:
+def identify(head: bytes, has_tar_header: Callable[[], bool], first_nonzero: Callable[[], bytes | None]) -> Kind:
     """Classify a file from its first bytes (``head``, up to a block).
 
     ``has_tar_header()`` says whether a valid ustar header occurs anywhere in
     the file (asked only when the first bytes match no known format): a tar
-    whose first header is damaged is still a tar.
+    whose first header is damaged is still a tar. ``first_nonzero()`` gives
+    the first block that is not all zeros (``None`` if there is none), asked
+    when the file starts with a zero block: an empty tar is all zeros, but a
+    disk image or an HDF5 file with a user block also starts with zeros.
     """
     if not head:
         return Kind("tar", "an empty file")
-    if len(head) >= BLOCK and (head[:BLOCK] == ZERO_BLOCK or parse_header(head[:BLOCK]) is not None):
+    if len(head) >= BLOCK and parse_header(head[:BLOCK]) is not None:
         return Kind("tar", "a tar archive")
+    if len(head) >= BLOCK and head[:BLOCK] == ZERO_BLOCK:
+        block = first_nonzero()
+        if block is None:
+            return Kind("tar", "an empty tar (zero blocks only)")
+        if parse_header(block) is not None:
+            return Kind("tar", "a tar archive that starts with zero blocks")
+        return Kind("other", "a file that starts with zero bytes but holds no tar header after them "
+                    "(a disk image, or a file with a zeroed header)")
     for name, (magic, readable) in COMPRESSIONS.items():
         if head.startswith(magic):
             return Kind("compressed", f"a {name}-compressed file", name, readable)

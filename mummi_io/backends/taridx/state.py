@@ -15,7 +15,11 @@ Where the state comes from, in order of preference:
 2. **the compaction's index** (``run.tar.idx.compact``) when a compaction was
    interrupted between renaming its tar and its index;
 3. **the tar alone** (:mod:`.scan`) when there is no readable index;
-4. **a compressed tar**: read-only (:mod:`.compressed`).
+4. **a compressed tar**: decompressed once into a private temporary file,
+   then read like the tar alone; writes are refused (:mod:`.compressed`).
+
+Only regular files are namespaces: a directory, a FIFO, a socket or a device
+(``/dev/zero`` behind a symbolic link) is refused before it is opened.
 
 When the index knows of values the tar no longer holds (the tar was cut
 short, replaced or restored from an older copy), the state is *diverged*: the
@@ -26,6 +30,7 @@ writers refuse until ``reindex(accept_loss=True)`` accepts the tar's state.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -37,10 +42,12 @@ from filelock import FileLock
 from ..._fs import stat_or_none
 from ...errors import UnsupportedFormatError
 from . import index as idx
-from .compressed import CompressedTar
-from .scan import MappedTar, ScannedBatch, scan
-from .sniff import identify
-from .tarformat import BLOCK, parse_header
+from .compressed import decompress
+from .scan import MappedTar, ScannedBatch, last_nonzero_end, scan
+from .sniff import Kind, identify
+from .tarformat import BLOCK, ZERO_BLOCK, parse_header
+
+LOGGER = logging.getLogger(__name__)
 
 #: How often a reader retries when the files change under it (a compaction renaming them).
 _RELOAD_ATTEMPTS = 20
@@ -73,8 +80,10 @@ class NamespaceState:
     pid: int = field(default_factory=os.getpid)
     mutex: threading.RLock = field(default_factory=threading.RLock)
     table: idx.IndexTable = field(default_factory=idx.IndexTable)
-    #: "absent", "index", "scan" (the tar alone) or "compressed".
+    #: "absent", "index" or "scan" (the tar alone, or a decompressed copy of a compressed tar).
     mode: str = "absent"
+    #: Why the namespace can only be read ("" if it can be written).
+    read_only: str = ""
     tar_fd: int | None = None
     index_fd: int | None = None
     index_identity: tuple[int, int] = (0, 0)
@@ -89,7 +98,8 @@ class NamespaceState:
     #: Keys the index knows whose value the tar no longer holds -> why (the state is diverged).
     lost: dict[str, str] = field(default_factory=dict)
     diverged: str = ""
-    compressed: CompressedTar | None = None
+    #: From a scan of the tar alone: damaged ranges and values without a stored checksum.
+    scan_notes: list[str] = field(default_factory=list)
     lock: FileLock | None = None
     lock_ready: bool = False
 
@@ -120,7 +130,8 @@ class NamespaceState:
         self.tar_identity = ()
         self.lost = {}
         self.diverged = ""
-        self.compressed = None
+        self.read_only = ""
+        self.scan_notes = []
 
 
 def apply_batches(table: idx.IndexTable, batches: list[ScannedBatch]) -> None:
@@ -191,25 +202,44 @@ class StateLoader:
             self._from_tar_alone(state, "there is no index")
         elif state.mode != "index" or (info.st_ino, info.st_dev) != state.index_identity:
             self.load(state)
+        elif info.st_size < state.index_size:
+            self.load(state)  # the index was cut or replaced in place: read it afresh
         elif info.st_size != state.index_size:
             self._read_index_tail(state, info.st_size)
+
+    def still_describes(self, state: NamespaceState) -> bool:
+        """Whether the tar on disk is still the one the index describes (a writer checks before writing).
+
+        A process notices other processes' appends through the index alone;
+        a tar replaced, cut or restored from a copy meanwhile shows here.
+        """
+        if state.mode != "index" or state.tar_fd is None:
+            return True
+        info = stat_or_none(state.tar_path, f"look at namespace {state.tar_path!r}")
+        opened = os.fstat(state.tar_fd)
+        if info is None or (info.st_ino, info.st_dev) != (opened.st_ino, opened.st_dev):
+            return False
+        return not _index_describes_tar(state.table, state.tar_fd)
 
     # ----------------------------------------------------------- the index
     def load(self, state: NamespaceState) -> None:
         """Open the index and the tar afresh and check that they agree."""
         for _ in range(_RELOAD_ATTEMPTS):
             state.close()
+            _require_regular_path(state.index_path)
             try:
                 index_fd = os.open(state.index_path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 return self._from_tar_alone(state, "there is no index")
             state.index_fd = index_fd
             opened = os.fstat(index_fd)
+            require_regular(state.index_path, opened.st_mode)
             data = pread_exact(index_fd, opened.st_size, 0)
             if not idx.is_index(data):
                 os.close(index_fd)
                 state.index_fd = None
                 return self._from_tar_alone(state, "its index is unreadable")
+            _require_regular_path(state.tar_path)
             try:
                 state.tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -294,43 +324,87 @@ class StateLoader:
 
     # -------------------------------------------------------- the tar alone
     def _from_tar_alone(self, state: NamespaceState, why: str) -> None:
-        """State from the tar alone (no readable index): scanned in memory, or a compressed tar."""
+        """State from the tar alone (no readable index): scanned in memory, decompressed if need be."""
         info = stat_or_none(state.tar_path, f"look at namespace {state.tar_path!r}")
         if info is None:
             if state.mode != "absent":
                 state.close()
             return
-        if stat.S_ISDIR(info.st_mode):
-            raise UnsupportedFormatError(
-                f"namespace {state.tar_path!r} is a directory, not a tar file; a taridx namespace is a "
-                "tar file (use the simple backend for a directory of files)"
-            )
+        require_regular(state.tar_path, info.st_mode)
         identity = (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns)
-        if state.mode in ("scan", "compressed") and state.tar_identity == identity:
+        if state.mode == "scan" and state.tar_identity == identity:
             return
         state.close()
         state.tar_fd = os.open(state.tar_path, os.O_RDONLY | os.O_CLOEXEC)
         state.tar_identity = identity
         with MappedTar(state.tar_fd, info.st_size) as source:
-            kind = identify(source.read(0, BLOCK), has_tar_header=lambda: source.next_header(0) is not None)
-            if kind.kind == "tar":
-                found = scan(source, 0, self.is_key)
+            kind = _identify(source)
         if kind.kind == "compressed":
             if not kind.readable:
                 raise UnsupportedFormatError(
                     f"{state.tar_path!r} is {kind.description}, which mummi_io cannot read; decompress it "
                     "first (nothing was changed)"
                 )
-            state.compressed = CompressedTar(state.tar_path, self.is_key)
-            state.mode = "compressed"
-            return
-        if kind.kind != "tar":
+            os.close(state.tar_fd)
+            state.tar_fd = None
+            state.tar_fd = decompress(state.tar_path, kind.compression)
+            with MappedTar(state.tar_fd) as source:
+                inner = _identify(source)
+            if inner.kind != "tar":
+                raise UnsupportedFormatError(
+                    f"{state.tar_path!r} is {kind.description} holding {inner.description}, not a tar archive"
+                )
+            state.read_only = f"it is {kind.description} (a compressed tar)"
+        elif kind.kind != "tar":
             raise UnsupportedFormatError(
                 f"{state.tar_path!r} is {kind.description}, not a tar archive; a taridx namespace must be "
-                "a plain tar file (nothing was changed). Name a new file, or pass suffix='.tar' so that "
-                "namespaces are .tar files"
+                "a plain tar file, and nothing was changed. To start a new namespace, name a file that "
+                "does not exist yet (the namespace is the tar file itself)"
             )
+        with MappedTar(state.tar_fd) as source:  # type: ignore[arg-type]
+            found = scan(source, 0, self.is_key)
         apply_batches(state.table, found.batches)
         state.table.tar_end = found.end
         state.mode = "scan"
-        state.index_repair = why
+        state.index_repair = "" if state.read_only else why
+        state.scan_notes = [f"damaged: {d} (skipped, left in place)" for d in found.damage]
+        if found.tail is not None and not found.tail_is_torn:
+            state.scan_notes.append(f"damaged: {found.tail}")
+        if state.scan_notes:
+            LOGGER.warning(
+                "%s is read from the tar alone, which is damaged: %s. Values written in the damaged ranges "
+                "are missing, and older versions of them may show; run mummi-io verify",
+                state.tar_path, "; ".join(state.scan_notes),
+            )
+
+
+def _identify(source: MappedTar) -> Kind:
+    def first_nonzero() -> bytes | None:
+        end = last_nonzero_end(source, 0)
+        if end == 0:
+            return None
+        position = 0
+        while source.read(position, BLOCK) == ZERO_BLOCK:
+            position += BLOCK
+        return source.read(position, BLOCK)
+
+    return identify(source.read(0, BLOCK), lambda: source.next_header(0) is not None, first_nonzero)
+
+
+_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+
+
+def require_regular(path: str, mode: int) -> None:
+    """Refuse anything but a regular file (after symbolic links), before it is read."""
+    if stat.S_ISREG(mode):
+        return
+    what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    advice = " (use the simple backend for a directory of files)" if stat.S_ISDIR(mode) else ""
+    raise UnsupportedFormatError(f"{path!r} is {what}, not a tar file; nothing was read or written{advice}")
+
+
+def _require_regular_path(path: str) -> None:
+    info = stat_or_none(path, f"look at {path!r}")
+    if info is not None:
+        require_regular(path, info.st_mode)

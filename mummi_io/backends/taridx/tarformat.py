@@ -9,13 +9,17 @@ field POSIX leaves unused (offsets 500-511; GNU tar, bsdtar and Python's
     b"M"            mummi_io's mark
     b"c" or b"e"    the member continues its batch, or ends it (the batch is complete)
     u32 LE          CRC-32 of the member's data
-    u48 LE          blocks (512 bytes) from the batch's first header to this member's first header
+    u32 LE          blocks (512 bytes) from the batch's first header to this member's first header
+    u16 LE          low 16 bits of the CRC-32 of "<name>/<size>" (see :func:`name_check`)
 
 So every value carries its checksum and its batch, at no extra byte: an
-archive of N one-key saves lists N members. A batch that deletes keys (a
-``remove_files``, or a rename inside the namespace) ends with one member
-named ``.mummi_io.journal`` holding JSON ``{"delete": [keys]}``; it is the
-only extra member, and only where something is deleted.
+archive of N one-key saves lists N members. The name check lets a scan
+recover a member whose header is damaged elsewhere (mode, owner, time, the
+header checksum itself): name, size and data are then all confirmed by
+checksums. A batch that deletes keys (a ``remove_files``, or a rename inside
+the namespace) ends with one member named ``.mummi_io.journal`` holding its
+list of keys twice, each copy with its own CRC-32 (see :func:`journal_bytes`);
+it is the only extra member, and only where something is deleted.
 
 Headers are built by hand for the common case (an ASCII name of at most 100
 bytes): a ustar header of exactly 512 bytes. Any other name, or a size that
@@ -46,7 +50,7 @@ OWNER = "mummi_io"
 _MARK = ord("M")
 _CONTINUES, _ENDS = ord("c"), ord("e")
 _MAX_USTAR_SIZE = 8**11 - 1
-_MAX_BACK_BLOCKS = (1 << 48) - 1
+_MAX_BACK_BLOCKS = (1 << 32) - 1
 # The constant fields of a ustar header for a regular file, with the checksum
 # field as eight spaces (the POSIX rule for computing it).
 _MODE, _UID, _GID = b"0000644\0", b"0000000\0", b"0000000\0"
@@ -61,8 +65,17 @@ def padding(size: int) -> int:
     return -size % BLOCK
 
 
-def _mark(crc: int, ends_batch: bool, back_blocks: int) -> bytes:
-    return bytes((_MARK, _ENDS if ends_batch else _CONTINUES)) + crc.to_bytes(4, "little") + back_blocks.to_bytes(6, "little")
+def name_check(name: str | bytes, size: int) -> int:
+    """The 16-bit check of a member's name and size kept in its mark."""
+    encoded = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+    return zlib.crc32(encoded + b"/%d" % size) & 0xFFFF
+
+
+def _mark(name: str, size: int, crc: int, ends_batch: bool, back_blocks: int) -> bytes:
+    return (
+        bytes((_MARK, _ENDS if ends_batch else _CONTINUES)) + crc.to_bytes(4, "little")
+        + back_blocks.to_bytes(4, "little") + name_check(name, size).to_bytes(2, "little")
+    )
 
 
 def _with_mark(header: bytes, mark: bytes) -> bytes:
@@ -76,7 +89,7 @@ def _with_mark(header: bytes, mark: bytes) -> bytes:
 
 def member_header(name: str, size: int, mtime: int, crc: int, ends_batch: bool, back_blocks: int) -> bytes:
     """Return the header bytes (one or more blocks) of a regular-file member with mummi_io's mark."""
-    mark = _mark(crc, ends_batch, back_blocks)
+    mark = _mark(name, size, crc, ends_batch, back_blocks)
     encoded = name.encode("utf-8")
     if len(encoded) <= 100 and encoded.isascii() and size <= _MAX_USTAR_SIZE:
         size_field = b"%011o\0" % size
@@ -155,7 +168,7 @@ def build_members(
     for position, (key, value) in enumerate(items):
         members.append((key, pieces_of(value), crcs[position] if crcs is not None else 0, True))
     if deletes:
-        journal = json.dumps({"delete": list(deletes)}, ensure_ascii=False).encode("utf-8")
+        journal = journal_bytes(deletes)
         members.append((JOURNAL_NAME, (journal,), zlib.crc32(journal), False))
     chunks: list[bytes | bytearray | memoryview] = []
     placed: list[PlacedMember] = []
@@ -165,7 +178,7 @@ def build_members(
         size = _nbytes(pieces)
         back = position // BLOCK
         if back > _MAX_BACK_BLOCKS:
-            raise ValueError("a batch larger than 128 PiB cannot be written as one tar batch")
+            raise ValueError("a batch larger than 2 TiB cannot be written as one tar batch; split it")
         ends = number == last
         header = member_header(key, size, mtime, crc, ends and crcs is not None, back)
         chunks.append(header)
@@ -198,6 +211,7 @@ class Mark:
     crc: int
     ends_batch: bool
     back_blocks: int
+    name_check: int
 
 
 @dataclass(frozen=True)
@@ -208,8 +222,10 @@ class Header:
     size: int
     typeflag: bytes
     uname: bytes
+    linkname: bytes
     mark: Mark | None
     ustar: bool  # carries the ustar magic (POSIX or GNU)
+    checksum_ok: bool
 
 
 def _number(field: bytes) -> int:
@@ -236,9 +252,17 @@ def _checksum_ok(block: bytes) -> bool:
     return stored == signed
 
 
-def parse_header(block: bytes) -> Header | None:
-    """Parse one header block; ``None`` if it is not a valid tar header (bad checksum or fields)."""
-    if len(block) != BLOCK or not _checksum_ok(block):
+def parse_header(block: bytes, strict: bool = True) -> Header | None:
+    """Parse one header block; ``None`` if it is not a valid tar header.
+
+    With ``strict=False`` a block whose header checksum fails is still parsed
+    (``checksum_ok`` false), for recovery by mummi_io's own checks; fields
+    that do not parse still give ``None``.
+    """
+    if len(block) != BLOCK:
+        return None
+    checksum_ok = _checksum_ok(block)
+    if strict and not checksum_ok:
         return None
     magic = block[257:263]
     ustar = magic in (b"ustar\x00", b"ustar ")
@@ -256,8 +280,14 @@ def parse_header(block: bytes) -> Header | None:
             name = prefix + b"/" + name
     mark = None
     if block[500] == _MARK and block[501] in (_CONTINUES, _ENDS):
-        mark = Mark(int.from_bytes(block[502:506], "little"), block[501] == _ENDS, int.from_bytes(block[506:512], "little"))
-    return Header(name, size, block[156:157], block[265:297].split(b"\0", 1)[0], mark, ustar)
+        mark = Mark(
+            int.from_bytes(block[502:506], "little"), block[501] == _ENDS,
+            int.from_bytes(block[506:510], "little"), int.from_bytes(block[510:512], "little"),
+        )
+    return Header(
+        name, size, block[156:157], block[265:297].split(b"\0", 1)[0], block[157:257].split(b"\0", 1)[0],
+        mark, ustar, checksum_ok,
+    )
 
 
 def parse_pax(data: bytes) -> dict[bytes, bytes]:
@@ -281,12 +311,39 @@ def parse_pax(data: bytes) -> dict[bytes, bytes]:
     return records
 
 
+def journal_bytes(deletes: Sequence[str]) -> bytes:
+    """The content of a journal member: the deleted keys, twice, each copy with its CRC-32.
+
+    Two lines ``<crc32 hex> {"delete": [...]}``: a damaged byte spoils at
+    most one copy, and its CRC-32 says which.
+    """
+    body = json.dumps({"delete": list(deletes)}, ensure_ascii=False).encode("utf-8")
+    line = b"%08x " % zlib.crc32(body) + body + b"\n"
+    return line + line
+
+
 def parse_journal(data: bytes) -> list[str] | None:
-    """The keys a journal member deletes; ``None`` if its content is not a journal."""
-    try:
-        deletes = json.loads(data)["delete"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(deletes, list) or not all(isinstance(key, str) for key in deletes):
-        return None
-    return deletes
+    """The keys a journal member deletes; ``None`` if no copy of its content is intact.
+
+    Reads the current format (two checksummed copies) and the earlier one
+    (plain JSON).
+    """
+    candidates = []
+    for line in data.split(b"\n"):
+        head, _, body = line.partition(b" ")
+        if len(head) == 8 and body:
+            try:
+                if int(head, 16) == zlib.crc32(body):
+                    candidates.append(body)
+            except ValueError:
+                pass  # not a checksummed line: try the next one
+    if not candidates and not data.startswith(b"0") and data[:1] == b"{":
+        candidates.append(data)  # the earlier format: one plain JSON object
+    for body in candidates:
+        try:
+            deletes = json.loads(body)["delete"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue
+        if isinstance(deletes, list) and all(isinstance(key, str) for key in deletes):
+            return deletes
+    return None
