@@ -70,8 +70,14 @@ def _groups_of_bytes(entries: list, limit: int) -> Iterator[list]:
         yield group
 
 
-def _pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int) -> None:
-    """Write ``chunks`` back to back at ``offset`` with as few system calls as possible."""
+def _pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int, total: int | None = None) -> None:
+    """Write ``chunks`` back to back at ``offset`` with as few system calls as possible.
+
+    ``total``, the length of all chunks when the caller knows it, saves
+    measuring them in the common case of one system call.
+    """
+    if total is not None and len(chunks) <= _IOV_MAX and os.pwritev(fd, chunks, offset) == total:
+        return  # else (rare) written again below, from the start: the same bytes at the same place
     for start in range(0, len(chunks), _IOV_MAX):
         group = chunks[start:start + _IOV_MAX]
         total = sum(memoryview(chunk).nbytes for chunk in group)
@@ -442,8 +448,10 @@ class TarIndexBackend(Backend):
     def _commit(self, state: NamespaceState, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
         """Append ``puts`` and ``deletes`` as one batch (caller holds the lock and has prepared)."""
         mtime = int(time.time())
-        total = sum(memoryview(p).nbytes for _, value in puts for p in pieces_of(value))
-        overlap = total >= _PARALLEL_CRC_BYTES and len(puts) <= _PARALLEL_CRC_VALUES
+        overlap = len(puts) <= _PARALLEL_CRC_VALUES and sum(
+            len(value) if value.__class__ is bytes else sum(memoryview(p).nbytes for p in pieces_of(value))
+            for _, value in puts
+        ) >= _PARALLEL_CRC_BYTES
         crcs: list[int] = []
         if overlap:
             # Large values: write them with unsealed headers while a thread computes their CRC-32s
@@ -452,7 +460,7 @@ class TarIndexBackend(Backend):
             worker.start()
             chunks, length, placed = build_members(puts, deletes, mtime, None)
         else:
-            crcs = [crc_of(pieces_of(value)) for _, value in puts]
+            crcs = [crc32(value) if value.__class__ is bytes else crc_of(pieces_of(value)) for _, value in puts]
             chunks, length, placed = build_members(puts, deletes, mtime, crcs)
         start = state.table.tar_end
         end = start + length
@@ -461,7 +469,8 @@ class TarIndexBackend(Backend):
         fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
         try:
             try:
-                _pwrite_all(fd, [*chunks, END_OF_ARCHIVE], start)
+                chunks.append(END_OF_ARCHIVE)
+                _pwrite_all(fd, chunks, start, length + len(END_OF_ARCHIVE))
             finally:
                 if overlap:
                     worker.join()

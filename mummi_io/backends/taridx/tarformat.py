@@ -36,6 +36,7 @@ see :mod:`.scan`.
 from __future__ import annotations
 
 import json
+import struct
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ _MAGIC, _DEV = b"ustar\x0000", b"0000000\0"
 _OWNER = OWNER.encode().ljust(32, b"\0")
 _CONSTANT_SUM = sum(_MODE + _UID + _GID + b" " * 8 + _MAGIC + _OWNER + _OWNER + _DEV + _DEV) + ord("0")
 _PREFIX_PAD = bytes(155)
+_ZEROS = bytes(BLOCK)
 
 
 def padding(size: int) -> int:
@@ -71,11 +73,7 @@ def name_check(name: str | bytes, size: int) -> int:
     return zlib.crc32(encoded + b"/%d" % size) & 0xFFFF
 
 
-def _mark(name: str, size: int, crc: int, ends_batch: bool, back_blocks: int) -> bytes:
-    return (
-        bytes((_MARK, _ENDS if ends_batch else _CONTINUES)) + crc.to_bytes(4, "little")
-        + back_blocks.to_bytes(4, "little") + name_check(name, size).to_bytes(2, "little")
-    )
+_MARK_LAYOUT = struct.Struct("<BBIIH")
 
 
 def _with_mark(header: bytes, mark: bytes) -> bytes:
@@ -89,8 +87,10 @@ def _with_mark(header: bytes, mark: bytes) -> bytes:
 
 def member_header(name: str, size: int, mtime: int, crc: int, ends_batch: bool, back_blocks: int) -> bytes:
     """Return the header bytes (one or more blocks) of a regular-file member with mummi_io's mark."""
-    mark = _mark(name, size, crc, ends_batch, back_blocks)
     encoded = name.encode("utf-8")
+    mark = _MARK_LAYOUT.pack(
+        _MARK, _ENDS if ends_batch else _CONTINUES, crc, back_blocks, zlib.crc32(encoded + b"/%d" % size) & 0xFFFF
+    )
     if len(encoded) <= 100 and encoded.isascii() and size <= _MAX_USTAR_SIZE:
         size_field = b"%011o\0" % size
         mtime_field = b"%011o\0" % mtime
@@ -164,28 +164,42 @@ def build_members(
     Returns the byte chunks to write in order, their total length, and the
     placement of every member relative to the start of the chunks.
     """
-    members: list[tuple[str, tuple, int, bool]] = []
-    for position, (key, value) in enumerate(items):
-        members.append((key, pieces_of(value), crcs[position] if crcs is not None else 0, True))
+    members: list[tuple[str, object, int, bool]] = [
+        (key, value, crcs[number] if crcs is not None else 0, True) for number, (key, value) in enumerate(items)
+    ]
     if deletes:
         journal = journal_bytes(deletes)
-        members.append((JOURNAL_NAME, (journal,), zlib.crc32(journal), False))
+        members.append((JOURNAL_NAME, journal, zlib.crc32(journal), False))
     chunks: list[bytes | bytearray | memoryview] = []
     placed: list[PlacedMember] = []
+    append, extend = chunks.append, chunks.extend
     position = 0
     last = len(members) - 1
-    for number, (key, pieces, crc, is_value) in enumerate(members):
-        size = _nbytes(pieces)
-        back = position // BLOCK
+    sealed = crcs is not None
+    for number, (key, value, crc, is_value) in enumerate(members):
+        if value.__class__ is bytes:
+            size = len(value)  # type: ignore[arg-type]
+            append_value = True
+        else:
+            pieces = pieces_of(value)
+            size = _nbytes(pieces)
+            append_value = False
+        back = position >> 9
         if back > _MAX_BACK_BLOCKS:
             raise ValueError("a batch larger than 2 TiB cannot be written as one tar batch; split it")
         ends = number == last
-        header = member_header(key, size, mtime, crc, ends and crcs is not None, back)
-        chunks.append(header)
-        chunks.extend(pieces)
-        chunks.append(bytes(padding(size)))
-        placed.append(PlacedMember(key, position, position + len(header), size, crc, back, ends, is_value))
-        position += len(header) + size + padding(size)
+        header = member_header(key, size, mtime, crc, ends and sealed, back)
+        pad = -size % BLOCK
+        append(header)
+        if append_value:
+            append(value)  # type: ignore[arg-type]
+        else:
+            extend(pieces)
+        if pad:
+            append(_ZEROS[:pad])
+        data_offset = position + len(header)
+        placed.append(PlacedMember(key, position, data_offset, size, crc, back, ends, is_value))
+        position = data_offset + size + pad
     return chunks, position, placed
 
 
