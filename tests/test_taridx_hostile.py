@@ -341,3 +341,174 @@ def test_an_empty_two_dimensional_memoryview_stores_nothing(tmp_path: Path) -> N
     with get_io("taridx") as io:
         io.save_files(str(tmp_path / "r.tar"), "empty", memoryview(np.zeros((0, 3))))
         assert io.load_files(str(tmp_path / "r.tar"), "empty") == b""
+
+
+# --------------------------------------------------------------------------
+# Second round: the index present must make damage cost nothing
+# --------------------------------------------------------------------------
+def test_a_damaged_header_of_the_last_value_costs_nothing_with_the_index(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "a", b"A" * 3000)
+        io.save_files(ns, ["b", "c"], [b"B" * 2000, b"C" * 1500])
+        c_header = io.backend._state(ns).table.lookup(b"c")[0] - 512
+    size = os.path.getsize(ns)
+    with open(ns, "r+b") as handle:
+        handle.seek(c_header)
+        handle.write(b"s")  # its name: neither the tar checksum nor mummi_io's check passes
+    with get_io("taridx") as fresh:
+        assert fresh.load_files(ns, ["a", "b", "c"]) == [b"A" * 3000, b"B" * 2000, b"C" * 1500]
+        report = fresh.backend.reindex(ns)
+        assert report.losses == [] and report.tail_file is None
+        assert os.path.getsize(ns) == size and not list(tmp_path.glob("*.torn-*"))
+        fresh.save_files(ns, "d", b"D")
+        assert fresh.load_files(ns, ["b", "c", "d"]) == [b"B" * 2000, b"C" * 1500, b"D"]
+
+
+def test_leftovers_of_a_compaction_stopped_before_its_renames_mean_nothing(tmp_path: Path) -> None:
+    ns, copy = str(tmp_path / "r.tar"), str(tmp_path / "copy.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, ["a", "b"], [b"a-v1", b"b-v1"])
+        shutil.copy(ns, copy)
+        shutil.copy(ns + ".idx", copy + ".idx")
+        io.backend.compact(copy)  # what the stopped compaction had written beside the namespace
+        shutil.copy(copy, ns + ".compact")
+        shutil.copy(copy + ".idx", ns + ".idx.compact")
+        io.save_files(ns, ["a", "c"], [b"a-v2", b"c"])
+        io.remove_files(ns, "b")
+    with get_io("taridx") as reader:
+        assert reader.list_keys(ns) == ["a", "c"] and reader.load_files(ns, "a") == b"a-v2"
+    with get_io("taridx") as writer:
+        writer.save_files(ns, "d", b"d")  # clears the leftovers
+    assert not Path(ns + ".compact").exists() and not Path(ns + ".idx.compact").exists()
+    with get_io("taridx") as reader:
+        assert reader.list_keys(ns) == ["a", "c", "d"]
+
+
+def test_another_file_over_a_namespace_whose_index_holds_no_value_is_refused(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "k", b"v")
+        io.remove_files(ns, "k")
+        io.backend.compact(ns)  # the index now holds no value at all
+    array = np.zeros(100_000)
+    array[:10] = 1
+    with open(ns, "wb") as handle:
+        np.save(handle, array)
+    before = Path(ns).read_bytes()
+    with get_io("taridx") as io:
+        with pytest.raises(UnsupportedFormatError, match="NumPy"):
+            io.save_files(ns, "k", b"v")
+    assert Path(ns).read_bytes() == before
+
+
+def test_a_damaged_last_member_with_trailing_zero_data_is_not_written_over(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "first", b"1")
+        io.save_files(ns, "arr", b"\1" * 1000 + bytes(7000))
+        header = io.backend._state(ns).table.lookup(b"arr")[0] - 512
+    os.unlink(ns + ".idx")
+    _flip(ns, header + 1)
+    before = Path(ns).read_bytes()
+    member_end = header + 512 + 8192
+    with get_io("taridx") as io:
+        io.save_files(ns, "new", b"N")
+    assert Path(ns).read_bytes()[:member_end] == before[:member_end]
+
+
+def test_swapped_digits_that_keep_the_tar_checksum_are_caught(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, ["x10", "x01"], [b"ten", b"one"])
+        header = io.backend._state(ns).table.lookup(b"x10")[0] - 512
+    os.unlink(ns + ".idx")
+    with open(ns, "r+b") as handle:  # "x10" -> "x01": the byte sum, so the tar checksum, is unchanged
+        handle.seek(header + 1)
+        handle.write(b"01")
+    with get_io("taridx") as io:
+        assert io.load_files(ns, "x01") == b"one"
+        assert io.load_files(ns, "x10", missing=None) is None  # lost with its header, never another key's bytes
+
+
+def test_a_flipped_bit_in_a_long_name_never_makes_a_truncated_key(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    long_key = "k" * 161
+    with get_io("taridx") as io:
+        io.save_files(ns, [long_key, "after"], [b"L" * 700, b"A"])
+    with tarfile.open(ns) as archive:
+        pax_data = archive.getmember(long_key).offset + 512
+    os.unlink(ns + ".idx")
+    _flip(ns, pax_data + 20)  # inside the PAX path record
+    with get_io("taridx") as io:
+        keys = io.list_keys(ns)
+        assert keys == ["after"] and io.load_files(ns, "after") == b"A"
+
+
+def test_a_hard_link_to_a_long_name_gives_that_member(tmp_path: Path) -> None:
+    archive = tmp_path / "links.tar"
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        buffer = stdio.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as out:
+            for name, data in (("A" * 100, b"short"), ("A" * 100 + "_long", b"long")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, stdio.BytesIO(data))
+            link = tarfile.TarInfo("link")
+            link.type, link.linkname = tarfile.LNKTYPE, "A" * 100 + "_long"
+            out.addfile(link)
+        archive.write_bytes(buffer.getvalue())
+        with get_io("taridx") as io:
+            assert io.load_files(str(archive), "link") == b"long"
+
+
+def test_a_flipped_bit_in_a_delete_records_batch_field_loses_nothing(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, ["keep", "old"], [b"K", b"moved value"])
+        io.move_keys(ns, ["old"], ["new"])
+    with tarfile.open(ns) as archive:
+        journal = [m for m in archive if m.name == ".mummi_io.journal"][0].offset
+    os.unlink(ns + ".idx")
+    _flip(ns, journal + 506, bit=0)  # the mark's batch distance
+    with get_io("taridx") as io:
+        assert io.list_keys(ns) == ["keep", "new"] and io.load_files(ns, "new") == b"moved value"
+
+
+def test_reindex_leaves_what_is_not_a_torn_write_in_place(tmp_path: Path) -> None:
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "a", b"A")
+    foreign = bytearray(_tar_of({"F": b"f" * 600, "G": b"g" * 600}))
+    foreign[124:136] = b"%011o\0" % (1 << 20)  # F claims 1 MiB
+    foreign[148:156] = b" " * 8
+    foreign[148:156] = b"%06o\0 " % sum(foreign[0:512])
+    with open(ns, "r+b") as handle:
+        handle.seek(os.path.getsize(ns) - 1024)
+        handle.write(bytes(foreign).rstrip(b"\0"))
+    before = Path(ns).read_bytes().rstrip(b"\0")
+    with get_io("taridx") as io:
+        io.backend.reindex(ns)
+        io.save_files(ns, "b", b"B")
+        assert io.load_files(ns, ["a", "b"]) == [b"A", b"B"]
+    assert Path(ns).read_bytes().startswith(before) and not list(tmp_path.glob("*.torn-*"))
+
+
+def test_a_reader_drops_a_batch_its_writer_took_back(tmp_path: Path) -> None:
+    from mummi_io.backends.taridx.tarformat import END_OF_ARCHIVE, build_members
+
+    ns = str(tmp_path / "r.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "j", b"J")
+    end = os.path.getsize(ns) - 1024
+    chunks, length, _ = build_members([("k", b"K")], [], 0, [__import__("zlib").crc32(b"K")])
+    with open(ns, "r+b") as handle:  # a writer has written its batch, not yet its index record
+        handle.seek(end)
+        handle.write(b"".join(chunks) + END_OF_ARCHIVE)
+    with get_io("taridx") as reader:
+        assert reader.list_keys(ns) == ["j", "k"]
+        with open(ns, "r+b") as handle:  # the commit failed: the writer takes the batch back
+            handle.seek(end)
+            handle.write(END_OF_ARCHIVE)
+            handle.truncate(end + 1024)
+        assert reader.list_keys(ns) == ["j"]

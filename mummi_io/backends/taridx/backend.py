@@ -386,6 +386,12 @@ class TarIndexBackend(Backend):
             repair.write_index(state.index_path, idx.IndexTable())
             self._loader.refresh(state)
             return
+        if os.path.exists(namespace + ".compact"):
+            # A compaction stopped before its renames: its half-made copies mean nothing (we hold the lock).
+            LOGGER.warning("%s: removing the leftovers of a compaction that did not finish", namespace)
+            for leftover in (namespace + ".compact", state.compact_index_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
         if state.index_repair:
             LOGGER.warning("rewriting the index of %s because %s", namespace, state.index_repair)
             repair.complete_checksums(state.table, state.tar_fd)  # type: ignore[arg-type]
@@ -625,8 +631,13 @@ class TarIndexBackend(Backend):
                         report.losses,
                     )
                 if tail_end > table.tar_end:
-                    report.tail = Damage(table.tar_end, tail_end, "bytes after the last complete batch")
-                    report.tail_file = repair.move_aside(namespace, fd, table.tar_end, tail_end)
+                    with MappedTar(fd) as source:
+                        after = scan(source, table.tar_end, _is_key)
+                    report.tail = after.tail or Damage(table.tar_end, tail_end, "bytes after the last complete batch")
+                    if after.tail_is_torn:
+                        report.tail_file = repair.move_aside(namespace, fd, report.tail.start, report.tail.end)
+                    else:  # not provably an interrupted write: left in place, and written after
+                        table.tar_end = report.tail.end + -report.tail.end % BLOCK
                 repair.end_tar_at(fd, table.tar_end, fsync=True)
                 repair.complete_checksums(table, fd)
             finally:
@@ -657,26 +668,42 @@ class TarIndexBackend(Backend):
             before = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]
             entries = state.table.live_entries()
             new_tar = state.tar_path + ".compact"
-            fd = os.open(new_tar, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            table = idx.IndexTable()
-            length = 0
             try:
-                for group in _groups_of_bytes(entries, _COMPACT_BATCH_BYTES):
-                    values = [(key.decode("utf-8"), self._read_located(namespace, state, key.decode("utf-8"), (off, size, crc)))
-                              for key, off, size, crc in group]
-                    chunks, group_length, placed = build_members(values, [], int(time.time()), [c for *_, c in group])
-                    _pwrite_all(fd, chunks, length)
-                    table.put([p.key.encode("utf-8") for p in placed], [length + p.data_offset for p in placed],
-                              [p.size for p in placed], [p.crc for p in placed])
-                    length += group_length
-                table.tar_end = length
-                repair.end_tar_at(fd, length, fsync=True)
-            finally:
-                os.close(fd)
-            repair.write_index(state.compact_index_path, table)
-            os.replace(new_tar, state.tar_path)
-            os.replace(state.compact_index_path, state.index_path)
-            fsync_directory(os.path.dirname(state.tar_path))
-            state.close()
-            self._loader.refresh(state)
-            return before, length + len(END_OF_ARCHIVE)
+                return self._compact_into(namespace, state, new_tar, before, entries)
+            except BaseException:
+                if os.path.exists(new_tar):
+                    # Stopped before the tar's rename: the half-made copies mean nothing.
+                    for leftover in (new_tar, state.compact_index_path):
+                        with contextlib.suppress(OSError):
+                            os.unlink(leftover)
+                raise
+
+    def _compact_into(
+        self, namespace: str, state: NamespaceState, new_tar: str, before: int,
+        entries: list[tuple[bytes, int, int, int | None]],
+    ) -> tuple[int, int]:
+        """Write the live values to ``new_tar`` and its index beside, then rename both into place."""
+        fd = os.open(new_tar, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        table = idx.IndexTable()
+        length = 0
+        try:
+            for group in _groups_of_bytes(entries, _COMPACT_BATCH_BYTES):
+                values = [(key.decode("utf-8"), self._read_located(namespace, state, key.decode("utf-8"), (off, size, crc)))
+                          for key, off, size, crc in group]
+                crcs = [crc if crc is not None else crc32(value) for (_, value), (*_, crc) in zip(values, group)]
+                chunks, group_length, placed = build_members(values, [], int(time.time()), crcs)
+                _pwrite_all(fd, chunks, length, group_length)
+                table.put([p.key.encode("utf-8") for p in placed], [length + p.data_offset for p in placed],
+                          [p.size for p in placed], [p.crc for p in placed])
+                length += group_length
+            table.tar_end = length
+            repair.end_tar_at(fd, length, fsync=True)
+        finally:
+            os.close(fd)
+        repair.write_index(state.compact_index_path, table)
+        os.replace(new_tar, state.tar_path)
+        os.replace(state.compact_index_path, state.index_path)
+        fsync_directory(os.path.dirname(state.tar_path))
+        state.close()
+        self._loader.refresh(state)
+        return before, length + len(END_OF_ARCHIVE)

@@ -6,7 +6,9 @@ read-only: the first read in a process decompresses it whole into a private
 temporary file (in ``$TMPDIR``, unlinked: never visible, gone with the
 process), checking the compression's own checksum on the way; from then on
 it is read like any tar, each value checked against the CRC-32 in its header
-when mummi_io wrote it. The compressed file is never written.
+when mummi_io wrote it. The compressed file is never written. Each process
+holds its own copy: a compressed tar needs its uncompressed size free in
+``$TMPDIR``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import tempfile
 import zlib
 from typing import Any
 
-from ...errors import IntegrityError
+from ..._fs import os_error
+from ...errors import IntegrityError, StorageError
 
 _OPENERS: dict[str, Any] = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
 _PIECE = 8 << 20
@@ -40,9 +43,17 @@ def decompress(path: str, compression: str) -> int:
                 piece = stream.read(_PIECE)  # reading to the very end checks the stream's checksum
                 if not piece:
                     break
-                out.write(piece)
+                try:
+                    out.write(piece)
+                except OSError as exc:
+                    raise os_error(
+                        f"decompress {path!r} into {tempfile.gettempdir()!r} (set TMPDIR to a directory with "
+                        f"room for it, or convert it once: mummi-io cp -b taridx {path} <new>.tar)", exc,
+                    ) from exc
         out.flush()
         fd = os.dup(out.fileno())
+    except StorageError:
+        raise
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         raise IntegrityError(
             f"the {compression}-compressed tar {path!r} is damaged or cut short ({exc}); mummi_io does not read it. "

@@ -27,25 +27,12 @@ from dataclasses import dataclass, field
 from ..._fs import atomic_write, fsync_directory
 from . import index as idx
 from .scan import Damage, ScanResult
-from .state import apply_batches
+from .state import apply_batches, crc_of_range
 from .tarformat import END_OF_ARCHIVE
 
 LOGGER = logging.getLogger(__name__)
 
 _COPY_PIECE = 8 << 20
-
-
-def crc_of_range(fd: int, offset: int, size: int) -> int:
-    """CRC-32 of ``size`` bytes of ``fd`` at ``offset``, read in 8 MiB pieces."""
-    crc = 0
-    done = 0
-    while done < size:
-        piece = os.pread(fd, min(size - done, _COPY_PIECE), offset + done)
-        if not piece:
-            break
-        crc = zlib.crc32(piece, crc)
-        done += len(piece)
-    return crc
 
 
 def move_aside(tar_path: str, fd: int, start: int, end: int) -> str:
@@ -172,6 +159,7 @@ def reconcile(
     is_intact = _intact_checker(tar_fd, tar_size)
     keys = list(dict.fromkeys([*at_boundary.slots, *index.slots]))
     rows: list[tuple[bytes, int, int, int | None]] = []
+    only_in_tar: list[tuple[bytes, tuple[int, int, int | None]]] = []
     for key in keys:
         in_tar = at_boundary.lookup(key)
         in_index = index.lookup(key)
@@ -189,13 +177,18 @@ def reconcile(
                 rows.append((key, *in_tar))
             else:
                 report.lost.append(name)
-        elif not index_is_true:
-            report.resurrected.append(name)
+        else:
+            only_in_tar.append((key, in_tar))
+    # An index all of whose values are intact in the tar is true, whatever the cheap check said.
+    trusted = index_is_true or not (report.lost or report.rolled_back)
+    for key, in_tar in only_in_tar:
+        if not trusted:  # the index may describe another tar: the tar's key is not known to be deleted
+            report.resurrected.append(key.decode("utf-8", "surrogateescape"))
             rows.append((key, *in_tar))  # type: ignore[misc]
     rows.sort(key=lambda row: row[1])
     table.put([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
     apply_batches(table, [b for b in found.batches if b.end > boundary])
-    table.tar_end = max(found.end, boundary if index_is_true else 0)
+    table.tar_end = max(found.end, boundary if trusted and boundary <= tar_size else 0)
     return table
 
 

@@ -159,12 +159,17 @@ class ScanResult:
 class _Unreadable(Exception):
     """A member could not be parsed; ``truncated`` if it runs past the end of the file."""
 
-    def __init__(self, reason: str, truncated: bool = False, size_hint: int | None = None, marked: bool = False) -> None:
+    def __init__(
+        self, reason: str, truncated: bool = False, size_hint: int | None = None, marked: bool = False,
+        resume_at: int | None = None, name: bytes = b"",
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.truncated = truncated
         self.size_hint = size_hint  # the data size a damaged header claims, if it parses
         self.marked = marked  # a truncated member carries mummi_io's mark
+        self.resume_at = resume_at  # where the member certainly ends, when its last header is sound
+        self.name = name  # the name the damaged header gives (for salvaging a delete record)
 
 
 def _read_member(source: Source, start: int) -> Member:
@@ -173,7 +178,7 @@ def _read_member(source: Source, start: int) -> Member:
     if header is None:
         raise _Unreadable("a header that does not parse (damaged)")
     damaged = not header.checksum_ok
-    name, size, guard, sparse = header.name, header.size, None, False
+    name, size, guard, sparse, linkname = header.name, header.size, None, False, None
     position = start
     while header.typeflag in _EXTENSIONS:
         data = source.read(position + BLOCK, header.size)
@@ -187,8 +192,11 @@ def _read_member(source: Source, start: int) -> Member:
             comment = records.get(b"comment", b"")
             guard = comment.decode("ascii", "replace") if comment.startswith(_OWNER + b":") else None
             sparse = any(key.startswith(b"GNU.sparse.") for key in records)
+            linkname = records.get(b"linkpath", linkname)
         elif header.typeflag == b"L":
             name, size = data.split(b"\0", 1)[0], None
+        elif header.typeflag == b"K":
+            name, size, linkname = None, None, data.split(b"\0", 1)[0]
         else:
             name, size = None, None
         position += BLOCK + header.size + padding(header.size)
@@ -206,20 +214,27 @@ def _read_member(source: Source, start: int) -> Member:
     if typeflag in _NO_DATA:
         size = 0
     decoded = name.decode("utf-8", "surrogateescape")
+    data_end = position + BLOCK + size + padding(size)
     if guard is not None and guard != pax_comment(decoded, size):
-        raise _Unreadable("the name in an extended header is damaged", size_hint=size)
+        # The member's own ustar header is sound: skip exactly this member.
+        raise _Unreadable("the name in an extended header is damaged", resume_at=data_end if not damaged else None,
+                          size_hint=size if start == position else None)
+    mark = header.mark
+    if mark is not None and name_check(name, size, mark.back_blocks, mark.ends_batch) != mark.name_check:
+        # The tar checksum is a plain sum: swapped digits keep it. The mark's check does not.
+        raise _Unreadable("a header's name, size or batch fails mummi_io's check (damaged)", size_hint=size,
+                          name=name)
     if damaged:
-        # A header that fails its checksum is kept only if mummi_io's own checks confirm
-        # its name, size and data: the mark's name check, then the data's CRC-32.
-        mark = header.mark
-        if mark is None or typeflag not in _REGULAR or name_check(name, size) != mark.name_check:
-            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size)
+        # A header that fails the tar checksum is kept only if mummi_io's own checks confirm
+        # its name, size and batch (the mark's check above), and its data (the CRC-32).
+        if mark is None or typeflag not in _REGULAR:
+            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size, name=name)
         if position + BLOCK + size > source.size or zlib.crc32(source.read(position + BLOCK, size)) != mark.crc:
-            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size)
+            raise _Unreadable("a header fails its checksum (damaged)", size_hint=size, name=name)
     kind = "other" if sparse or typeflag == b"S" else "file" if typeflag in _REGULAR else (
         "hardlink" if typeflag == b"1" else "other")
-    member = Member(decoded, start, position + BLOCK, size, header.mark, header.uname, kind,
-                    header.linkname.decode("utf-8", "surrogateescape"), damaged)
+    link = (linkname if linkname is not None else header.linkname).decode("utf-8", "surrogateescape")
+    member = Member(decoded, start, position + BLOCK, size, header.mark, header.uname, kind, link, damaged)
     if member.data_offset + member.size > source.size:
         raise _Unreadable("truncated", truncated=True, size_hint=size, marked=header.mark is not None)
     return member
@@ -255,6 +270,9 @@ class _Scan:
         self.uncertain_from: int | None = None  # batches found after a resync by search, not yet confirmed
         self.uncertain_start = 0
         self.truncated: tuple[int, bool] | None = None  # (where, marked) of a member cut short at the end
+        #: Incomplete batches waiting to see whether a complete batch follows them: then they were
+        #: committed and later damaged, and their confirmed members count (see :meth:`defer`).
+        self.deferred: list[tuple[ScannedBatch, Damage, int]] = []  # (batch, its damage, its batch start)
 
     # ------------------------------------------------------------ helpers
     def incomplete(self, members: list[Member], why: str) -> None:
@@ -262,58 +280,31 @@ class _Scan:
             self.result.damage.append(Damage(members[0].start, members[-1].end, why))
 
     def complete(self, batch: ScannedBatch) -> None:
-        self.result.batches.append(batch)
+        for waiting, damage, _ in self.deferred:
+            # A writer appends only after complete batches (it moves a torn tail aside first), so an
+            # incomplete batch with a complete one after it was committed, then damaged.
+            damage.reason += "; later batches follow it, so it was committed: its confirmed members are used"
+            self.result.damage.append(damage)
+            self.apply(waiting)
+        self.deferred = []
+        self.apply(batch)
         self.result.end = batch.end
+
+    def apply(self, batch: ScannedBatch) -> None:
+        self.result.batches.append(batch)
         for name, offset, size, crc in batch.puts:
             self.names[name] = (offset, size, crc)
         for name in batch.deletes:
             self.names.pop(name, None)
 
-    def put_of(self, member: Member, crc: int | None) -> tuple[str, int, int, int | None] | None:
-        if member.kind == "hardlink" and member.linkname in self.names and self.is_key(member.name):
-            return (member.name, *self.names[member.linkname])
-        if member.kind == "file" and self.is_key(member.name):
-            return member.name, member.data_offset, member.size, crc
-        self.result.not_values += 1
-        return None
+    def defer(self, members: list[Member], why: str) -> None:
+        """Hold an incomplete marked batch until we know whether a complete batch follows it."""
+        if members:
+            self.deferred.append((self.batch_of(members), Damage(members[0].start, members[-1].end, why),
+                                  self.marked_start))
 
-    def zero_gap(self, start: int, end: int) -> None:
-        """Zero blocks followed by a member: a gap, a hole in an open batch, or the end of uncertain members."""
-        self.result.zero_gaps.append(Damage(start, end, "zero blocks: tar -t stops here (tar -i reads on)"))
-        if self.marked:
-            self.holed = True
-        if self.uncertain_from is not None:
-            dropped = self.result.batches[self.uncertain_from:]
-            if dropped:
-                del self.result.batches[self.uncertain_from:]
-                self.result.end = self.result.batches[-1].end if self.result.batches else self.uncertain_start
-                self.result.damage.append(Damage(dropped[0].start, dropped[-1].end,
-                                                 "members found inside a damaged member's data (a tar stored as "
-                                                 "a value?): not used"))
-            self.uncertain_from = None
-
-    # ------------------------------------------------------------ members
-    def marked_member(self, member: Member) -> None:
-        mark = member.mark
-        batch_start = member.start - mark.back_blocks * BLOCK  # type: ignore[union-attr]
-        if self.marked and batch_start != self.marked_start:
-            self.incomplete(self.marked, "an incomplete batch (its writer was interrupted): skipped")
-            self.marked = []
-        if self.legacy:
-            self.incomplete(self.legacy, "an incomplete batch of the earlier format: skipped")
-            self.legacy = []
-        if not self.marked:
-            self.marked_start, self.covered, self.holed = batch_start, batch_start, False
-        if not self.covered_up_to(member.start):
-            self.holed = True
-        self.marked.append(member)
-        self.covered = member.end
-        if not mark.ends_batch:  # type: ignore[union-attr]
-            return
-        members, self.marked = self.marked, []
-        if self.holed:
-            self.incomplete(members, "a batch with missing parts (a crash left a hole): skipped")
-            return
+    def batch_of(self, members: list[Member]) -> ScannedBatch:
+        """The puts and deletes of marked members (each confirmed by its mark's checks)."""
         puts, deletes = [], []
         for part in members:
             if part.name == JOURNAL_NAME:
@@ -331,7 +322,82 @@ class _Scan:
                 found = self.put_of(part, part.mark.crc)  # type: ignore[union-attr]
                 if found:
                     puts.append(found)
-        self.complete(ScannedBatch(puts, deletes, members[0].start, member.end))
+        return ScannedBatch(puts, deletes, members[0].start, members[-1].end)
+
+    def put_of(self, member: Member, crc: int | None) -> tuple[str, int, int, int | None] | None:
+        if member.kind == "hardlink" and member.linkname in self.names and self.is_key(member.name):
+            return (member.name, *self.names[member.linkname])
+        if member.kind == "file" and self.is_key(member.name):
+            return member.name, member.data_offset, member.size, crc
+        self.result.not_values += 1
+        return None
+
+    def zero_gap(self, start: int, end: int) -> None:
+        """Zero blocks followed by a member: a gap, a hole in an open batch, or the end of uncertain members."""
+        self.result.zero_gaps.append(Damage(start, end, "zero blocks: tar -t stops here (tar -i reads on)"))
+        if self.marked:
+            self.holed = True
+        if self.uncertain_from is not None:
+            dropped = self.result.batches[self.uncertain_from:]
+            if dropped or self.deferred or self.marked:
+                del self.result.batches[self.uncertain_from:]
+                self.result.end = self.result.batches[-1].end if self.result.batches else self.uncertain_start
+                first = dropped[0].start if dropped else (self.deferred[0][1].start if self.deferred else start)  # noqa: E501
+                self.result.damage.append(Damage(first, start, "members found inside a damaged member's data "
+                                                 "(a tar stored as a value?): not used"))
+                self.deferred, self.marked, self.holed = [], [], False
+                self.names = {}
+                for batch in self.result.batches:  # hard links resolve against what remains
+                    for name, offset, size, crc in batch.puts:
+                        self.names[name] = (offset, size, crc)
+                    for name in batch.deletes:
+                        self.names.pop(name, None)
+            self.uncertain_from = None
+
+    # ------------------------------------------------------------ members
+    def marked_member(self, member: Member) -> None:
+        mark = member.mark
+        batch_start = member.start - mark.back_blocks * BLOCK  # type: ignore[union-attr]
+        if self.marked and batch_start != self.marked_start:
+            self.defer(self.marked, "a batch whose last member is missing or damaged")
+            self.marked = []
+        if self.legacy:
+            self.incomplete(self.legacy, "an incomplete batch of the earlier format: skipped")
+            self.legacy = []
+        if not self.marked:
+            self.marked_start, self.covered, self.holed = batch_start, batch_start, False
+        if not self.covered_up_to(member.start):
+            self.holed = True
+        self.marked.append(member)
+        self.covered = member.end
+        if not mark.ends_batch:  # type: ignore[union-attr]
+            return
+        members, self.marked = self.marked, []
+        if self.holed:
+            self.defer(members, "a batch with missing parts (zeros inside it: a crash's hole, or damage)")
+            return
+        self.complete(self.batch_of(members))
+
+    def salvage_journal(self, position: int, problem: _Unreadable) -> int | None:
+        """A delete record whose header is damaged, recognized by its checksummed content; its end."""
+        if problem.size_hint is None or not problem.name.startswith(b".mummi_io"):
+            return None
+        end = position + BLOCK + problem.size_hint + padding(problem.size_hint)
+        listed = parse_journal(self.source.read(position + BLOCK, problem.size_hint), checksummed_only=True)
+        if listed is None or end > self.source.size:
+            return None
+        self.result.damage.append(Damage(position, end, "a delete record's header is damaged; its content is "
+                                         "intact (checksummed) and was used"))
+        deletes = [key for key in listed if self.is_key(key)]
+        if self.marked and self.covered == position and not self.holed:
+            members, self.marked = self.marked, []
+            batch = self.batch_of(members)
+            batch.deletes += deletes
+            batch.end = end
+            self.complete(batch)
+        else:
+            self.complete(ScannedBatch([], deletes, position, end))
+        return end
 
     def covered_up_to(self, position: int) -> bool:
         """Whether the open batch's blocks up to ``position`` are its members or damage (no hole)."""
@@ -361,6 +427,8 @@ class _Scan:
     def resync(self, position: int, problem: _Unreadable) -> int | None:
         """Where to go on after a damaged member at ``position`` (``None``: nowhere, the rest is damage)."""
         source = self.source
+        if problem.resume_at is not None and problem.resume_at <= source.size:
+            return problem.resume_at  # the member's own last header is sound: skip exactly it
         if problem.size_hint is not None:
             guided = position + BLOCK + problem.size_hint + padding(problem.size_hint)
             if guided <= source.size and (
@@ -392,6 +460,11 @@ class _Scan:
                     # as a value), never members.
                     self.truncated = (position, problem.marked)
                     break
+                salvaged = self.salvage_journal(position, problem)
+                if salvaged is not None:
+                    zero_run = None
+                    position = salvaged
+                    continue
                 resume = self.resync(position, problem)
                 if zero_run is not None:
                     self.zero_gap(zero_run, position)
@@ -411,10 +484,12 @@ class _Scan:
                 self.marked_member(member)
             else:
                 self.plain_member(member)
-        # Members of an open batch before the last complete one were interrupted: report them.
-        for members in (self.marked, self.legacy):
-            if members and members[-1].end <= result.end:
-                self.incomplete(members, "an incomplete batch (its writer was interrupted): skipped")
+        # Incomplete batches after the last complete one are the tail (an interrupted write, or damage).
+        for _, damage, _ in self.deferred:
+            if damage.start < result.end:
+                result.damage.append(damage)
+        if self.legacy and self.legacy[-1].end <= result.end:
+            self.incomplete(self.legacy, "an incomplete batch of the earlier format: skipped")
         self.finish_tail()
         return result
 
@@ -434,17 +509,21 @@ class _Scan:
         result.zero_gaps = [g for g in result.zero_gaps if g.start < end]
         if tail_end <= end:
             return
-        marked = [m for m in self.marked if m.start >= end]
+        starts = [batch_start for _, damage, batch_start in self.deferred if damage.start >= end]
+        if self.marked and self.marked[-1].start >= end:
+            starts.append(self.marked_start)
         legacy = [m for m in self.legacy if m.start >= end]
         torn = (
             not in_tail
-            and (not marked or self.marked_start == end)
-            and (not legacy or (not marked and legacy[0].start == end))
+            and len(set(starts)) <= 1 and all(batch_start == end for batch_start in starts)
+            and (not legacy or (not starts and legacy[0].start == end))
         )
         if torn and self.truncated is not None and not self.truncated[1]:
             # Another tool's member cut short: torn only if no valid header hides in what follows
             # (else its size field may be wrong, and whole members after it would be cut).
             torn = self.source.next_header(self.truncated[0] + BLOCK) is None
+        # A damaged member's bytes reach as far as the scan skipped it: they are part of the tail.
+        tail_end = max([tail_end, *(d.end for d in in_tail)])
         result.tail = Damage(end, tail_end, "bytes after the last complete batch (an interrupted write)"
                              if torn else "bytes after the last complete batch that are not an interrupted "
                              "write of mummi_io's (damage, or another tool's): left in place")

@@ -34,6 +34,7 @@ import logging
 import os
 import stat
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,7 +92,8 @@ class NamespaceState:
     consumed: int = 0  # bytes of the index applied (the end of its last good commit)
     #: Why the next writer must rewrite the index ("" if it need not).
     index_repair: str = ""
-    #: Where the batches taken from the tar beyond the index end.
+    #: Where the batches taken from the tar beyond the index begin and end.
+    scanned_from: int | None = None
     scanned_end: int = 0
     #: For mode "scan": the tar's (inode, device, size, mtime) when it was scanned.
     tar_identity: tuple[int, ...] = ()
@@ -126,6 +128,7 @@ class NamespaceState:
         self.index_identity = (0, 0)
         self.index_size = self.consumed = 0
         self.index_repair = ""
+        self.scanned_from = None
         self.scanned_end = 0
         self.tar_identity = ()
         self.lost = {}
@@ -147,31 +150,52 @@ def apply_batches(table: idx.IndexTable, batches: list[ScannedBatch]) -> None:
         table.tar_end = batch.end
 
 
+def crc_of_range(fd: int, offset: int, size: int) -> int:
+    """CRC-32 of ``size`` bytes of ``fd`` at ``offset``, read in 8 MiB pieces."""
+    crc = 0
+    done = 0
+    while done < size:
+        piece = os.pread(fd, min(size - done, 8 << 20), offset + done)
+        if not piece:
+            break
+        crc = zlib.crc32(piece, crc)
+        done += len(piece)
+    return crc
+
+
 def member_matches(tar_fd: int, tar_size: int, offset: int, size: int, crc: int | None) -> str:
     """Why the tar does not hold the value the index recorded at ``offset`` ("" if it does).
 
-    Checks the member header just before the data: valid, a regular file of
-    the same size, and the same CRC-32 when the header carries one.
+    First the member header just before the data: valid, a regular file of
+    the same size, and the same CRC-32 when the header carries one. A header
+    that is damaged or differs is not proof: the data itself, checked
+    against the CRC-32 the index recorded, decides.
     """
     if offset + size > tar_size:
         return "the tar ends before this value (it was cut short, or replaced by an older copy)"
     if offset < BLOCK:
         return "the index points before the first header"
-    header = parse_header(pread_exact(tar_fd, BLOCK, offset - BLOCK))
-    if header is None or header.typeflag not in (b"0", b"\0", b"7"):
-        return "the tar holds no member header where the index says (the tar was replaced or rewritten)"
-    if header.size != size and not (header.size == 0 and size > 8**11 - 1):
-        return "the member at that place has another size (the tar was replaced or rewritten)"
-    if header.mark is not None and crc is not None and header.mark.crc != crc:
-        return "the member at that place has another checksum (the tar was replaced or rewritten)"
-    return ""
+    header = parse_header(pread_exact(tar_fd, BLOCK, offset - BLOCK), strict=False)
+    if (
+        header is not None and header.checksum_ok and header.typeflag in (b"0", b"\0", b"7")
+        and (header.size == size or (header.size == 0 and size > 8**11 - 1))
+        and (header.mark is None or crc is None or header.mark.crc == crc)
+    ):
+        return ""
+    if crc is not None and crc_of_range(tar_fd, offset, size) == crc:
+        return ""  # a damaged header over intact data
+    return "the tar holds other bytes where the index says this value is (the tar was replaced or rewritten)"
 
 
 def _index_describes_tar(table: idx.IndexTable, tar_fd: int) -> str:
-    """Why ``table`` does not describe the tar ("" if it does): a cheap check of its last value."""
+    """Why ``table`` does not describe the tar ("" if it does): a cheap check of its end and last value."""
     tar_size = os.fstat(tar_fd).st_size
     if table.tar_end > tar_size:
         return f"the tar is {tar_size} bytes but its index says it holds {table.tar_end}"
+    if table.tar_end + BLOCK <= tar_size:
+        block = pread_exact(tar_fd, BLOCK, table.tar_end)
+        if block != ZERO_BLOCK and parse_header(block) is None and block[257:262] != b"ustar":
+            return "the tar holds something else where its index says its members end"
     if not table.offsets:
         return ""
     slot = len(table.offsets) - 1
@@ -206,6 +230,12 @@ class StateLoader:
             self.load(state)  # the index was cut or replaced in place: read it afresh
         elif info.st_size != state.index_size:
             self._read_index_tail(state, info.st_size)
+        elif state.index_repair in _SCANNED and state.tar_fd is not None and state.scanned_from is not None:
+            # We took batches from the tar beyond the index; a writer whose commit failed takes its
+            # batch back out of the tar (an end marker where it began): then look again.
+            if (os.fstat(state.tar_fd).st_size < state.scanned_end
+                    or pread_exact(state.tar_fd, BLOCK, state.scanned_from) == ZERO_BLOCK):
+                self.load(state)
 
     def still_describes(self, state: NamespaceState) -> bool:
         """Whether the tar on disk is still the one the index describes (a writer checks before writing).
@@ -267,7 +297,16 @@ class StateLoader:
                 continue  # the files changed while we opened them (a compaction): look again
             if self._use_compaction_index(state):
                 return None
-            self._diverge(state, why, lost_values(state.table, state.tar_fd))
+            lost = lost_values(state.table, state.tar_fd)
+            if not lost:
+                with MappedTar(state.tar_fd) as source:
+                    kind = _identify(source)
+                if kind.kind != "tar":
+                    raise UnsupportedFormatError(
+                        f"{state.tar_path!r} is {kind.description}, not the tar its index describes; nothing was "
+                        "changed. Move it away, or delete the index to read it as a new namespace"
+                    )
+            self._diverge(state, why, lost)
             return None
         raise UnsupportedFormatError(  # pragma: no cover - needs a compaction every few microseconds
             f"the index of {state.tar_path!r} kept changing while being opened; retry"
@@ -283,6 +322,7 @@ class StateLoader:
             self._complete_from_tar(state, True)
         elif not parsed.stopped_early and state.index_repair in _SCANNED and state.table.tar_end >= state.scanned_end:
             state.index_repair = ""  # what we took from the tar was a commit in progress: now in the index
+            state.scanned_from = None
 
     def _complete_from_tar(self, state: NamespaceState, index_is_torn: bool) -> None:
         """Add the complete batches the tar holds after the index's last good record (in memory).
@@ -290,9 +330,12 @@ class StateLoader:
         The next writer rewrites the index, unless the index catches up by
         itself (a commit was in progress).
         """
+        start = state.table.tar_end
         with MappedTar(state.tar_fd) as source:  # type: ignore[arg-type]
-            found = scan(source, state.table.tar_end, self.is_key)
+            found = scan(source, start, self.is_key)
         apply_batches(state.table, found.batches)
+        if found.batches and state.scanned_from is None:
+            state.scanned_from = start
         if found.batches:
             state.index_repair = _MISSING_BATCHES
             state.scanned_end = state.table.tar_end
@@ -301,7 +344,14 @@ class StateLoader:
             state.scanned_end = state.table.tar_end
 
     def _use_compaction_index(self, state: NamespaceState) -> bool:
-        """Whether an interrupted compaction left its index, describing the (new) tar: then use it."""
+        """Whether a compaction stopped between its two renames: then its index describes the tar; use it.
+
+        Only then: the compacted tar is in place (``run.tar.compact`` is gone,
+        renamed), and it is exactly the tar the compaction index describes.
+        A compaction stopped earlier leaves both files, which mean nothing.
+        """
+        if os.path.exists(state.tar_path + ".compact"):
+            return False
         try:
             with open(state.compact_index_path, "rb") as handle:
                 data = handle.read()
@@ -311,7 +361,10 @@ class StateLoader:
             return False
         table = idx.IndexTable()
         parsed = idx.apply_records(table, memoryview(data)[idx.FILE_HEADER.size:], idx.FILE_HEADER.size)
-        if parsed.stopped_early or _index_describes_tar(table, state.tar_fd):  # type: ignore[arg-type]
+        tar_size = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]
+        if parsed.stopped_early or parsed.committed != len(data) or tar_size != table.tar_end + 2 * BLOCK:
+            return False
+        if _index_describes_tar(table, state.tar_fd) or lost_values(table, state.tar_fd):  # type: ignore[arg-type]
             return False
         state.table = table
         state.index_repair = "a compaction was interrupted before renaming its index"

@@ -10,13 +10,14 @@ field POSIX leaves unused (offsets 500-511; GNU tar, bsdtar and Python's
     b"c" or b"e"    the member continues its batch, or ends it (the batch is complete)
     u32 LE          CRC-32 of the member's data
     u32 LE          blocks (512 bytes) from the batch's first header to this member's first header
-    u16 LE          low 16 bits of the CRC-32 of "<name>/<size>" (see :func:`name_check`)
+    u16 LE          low 16 bits of the CRC-32 of the name, size, distance and flag (see :func:`name_check`)
 
 So every value carries its checksum and its batch, at no extra byte: an
-archive of N one-key saves lists N members. The name check lets a scan
-recover a member whose header is damaged elsewhere (mode, owner, time, the
-header checksum itself): name, size and data are then all confirmed by
-checksums. A batch that deletes keys (a ``remove_files``, or a rename inside
+archive of N one-key saves lists N members. The name check covers what the
+tar header's own checksum (a plain byte sum) cannot: two swapped digits of a
+name keep the sum, not the check. It also lets a scan recover a member whose
+header is damaged elsewhere (mode, owner, time, the header checksum itself):
+name, size, batch and data are then all confirmed by checksums. A batch that deletes keys (a ``remove_files``, or a rename inside
 the namespace) ends with one member named ``.mummi_io.journal`` holding its
 list of keys twice, each copy with its own CRC-32 (see :func:`journal_bytes`);
 it is the only extra member, and only where something is deleted.
@@ -67,10 +68,10 @@ def padding(size: int) -> int:
     return -size % BLOCK
 
 
-def name_check(name: str | bytes, size: int) -> int:
-    """The 16-bit check of a member's name and size kept in its mark."""
+def name_check(name: str | bytes, size: int, back_blocks: int, ends_batch: bool) -> int:
+    """The 16-bit check kept in a member's mark: of its name, size, batch distance and flag."""
     encoded = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
-    return zlib.crc32(encoded + b"/%d" % size) & 0xFFFF
+    return zlib.crc32(encoded + b"/%d/%d/%d" % (size, back_blocks, ends_batch)) & 0xFFFF
 
 
 _MARK_LAYOUT = struct.Struct("<BBIIH")
@@ -89,7 +90,8 @@ def member_header(name: str, size: int, mtime: int, crc: int, ends_batch: bool, 
     """Return the header bytes (one or more blocks) of a regular-file member with mummi_io's mark."""
     encoded = name.encode("utf-8")
     mark = _MARK_LAYOUT.pack(
-        _MARK, _ENDS if ends_batch else _CONTINUES, crc, back_blocks, zlib.crc32(encoded + b"/%d" % size) & 0xFFFF
+        _MARK, _ENDS if ends_batch else _CONTINUES, crc, back_blocks,
+        zlib.crc32(encoded + b"/%d/%d/%d" % (size, back_blocks, ends_batch)) & 0xFFFF,
     )
     if len(encoded) <= 100 and encoded.isascii() and size <= _MAX_USTAR_SIZE:
         size_field = b"%011o\0" % size
@@ -336,11 +338,11 @@ def journal_bytes(deletes: Sequence[str]) -> bytes:
     return line + line
 
 
-def parse_journal(data: bytes) -> list[str] | None:
+def parse_journal(data: bytes, checksummed_only: bool = False) -> list[str] | None:
     """The keys a journal member deletes; ``None`` if no copy of its content is intact.
 
-    Reads the current format (two checksummed copies) and the earlier one
-    (plain JSON).
+    Reads the current format (two checksummed copies) and, unless
+    ``checksummed_only``, the earlier one (plain JSON).
     """
     candidates = []
     for line in data.split(b"\n"):
@@ -351,7 +353,7 @@ def parse_journal(data: bytes) -> list[str] | None:
                     candidates.append(body)
             except ValueError:
                 pass  # not a checksummed line: try the next one
-    if not candidates and not data.startswith(b"0") and data[:1] == b"{":
+    if not candidates and not checksummed_only and data[:1] == b"{":
         candidates.append(data)  # the earlier format: one plain JSON object
     for body in candidates:
         try:
