@@ -8,8 +8,9 @@ logging) is written once in :class:`mummi_io.facade.IO`.
 Note for implementers
 ---------------------
 The facade has already validated every key, namespace and value when a
-primitive is called, so primitives must not validate again. Keys are flat
-names (see :mod:`mummi_io.keys`); values are bytes-like. A new backend is one
+primitive is called, so primitives must not validate again. Keys are
+relative paths of ``/``-separated components (see :mod:`mummi_io.keys`);
+values are bytes-like. A new backend is one
 module plus a subclass of :class:`mummi_io.testing.BackendContract` in the
 tests.
 """
@@ -72,6 +73,12 @@ class Backend(ABC):
 
     #: Whether ``write_many`` takes :class:`Parts` values (written without a join).
     accepts_parts: ClassVar[bool] = False
+
+    #: Whether a key may be a value and the prefix of other keys at once
+    #: (``a`` and ``a/b``). A directory of files cannot (a file is not a
+    #: directory); a tar or Redis can. Where it cannot, such a save raises
+    #: ``InvalidKeyError`` before anything is written.
+    keys_can_be_prefixes: ClassVar[bool] = True
 
     #: Whether reads check each value against a checksum stored when it was
     #: written (so ``verify`` can find corruption, not just unreadable keys).

@@ -30,7 +30,9 @@ LOGGER = logging.getLogger(__name__)
 
 _HEADER = "# mummi_io checkpoint sha256="
 _HEADER_RE = re.compile(rb"\A# mummi_io checkpoint sha256=([0-9a-f]{64})\n")
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Timestamped backups (``use_tstamp``): ``<file>.bak.YYYYmmdd_HHMMSS``, as MuMMI names them.
+_STAMP_FORMAT = "%Y%m%d_%H%M%S"
+_STAMP_RE = re.compile(r"\d{8}_\d{6}\Z")
 
 
 class _CheckpointDumper(yaml.SafeDumper):
@@ -41,10 +43,54 @@ _CheckpointDumper.add_multi_representer(
     np.generic, lambda dumper, value: dumper.represent_data(value.item())
 )
 _CheckpointDumper.add_representer(
-    np.ndarray, lambda dumper, value: dumper.represent_list(value.tolist())
+    np.ndarray,
+    lambda dumper, value: dumper.represent_data(value.item() if value.ndim == 0 else value.tolist()),
 )
 _CheckpointDumper.add_representer(
     tuple, lambda dumper, value: dumper.represent_list(list(value))
+)
+
+
+class _NumpyAwareSafeLoader(yaml.SafeLoader):
+    """The safe loader, plus the tags PyYAML's default dumper writes for numpy values.
+
+    MuMMI wrote its checkpoints with ``yaml.dump``, which stores numpy scalars
+    and arrays as ``python/object/apply`` reductions. Only these numpy
+    reductions are understood here, built from their raw bytes: no arbitrary
+    callable is ever invoked, so a checkpoint still cannot run code.
+    """
+
+
+def _numpy_dtype(loader: yaml.SafeLoader, node: yaml.Node) -> np.dtype:
+    fields = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    dtype = np.dtype(str(fields["args"][0]))
+    order = fields.get("state", (None, None))[1]
+    return dtype.newbyteorder(order) if order in ("<", ">") else dtype
+
+
+def _numpy_scalar(loader: yaml.SafeLoader, node: yaml.Node) -> np.generic:
+    dtype, raw = loader.construct_sequence(node, deep=True)  # type: ignore[arg-type]
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, bytes):
+        raise yaml.constructor.ConstructorError(None, None, "not a plain numpy scalar", node.start_mark)
+    return np.frombuffer(raw, dtype=dtype, count=1)[0].copy()
+
+
+def _numpy_array(loader: yaml.SafeLoader, node: yaml.Node) -> np.ndarray:
+    fields = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    _, shape, dtype, fortran, raw = fields["state"]
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, bytes):
+        raise yaml.constructor.ConstructorError(None, None, "not a plain numpy array", node.start_mark)
+    return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape), order="F" if fortran else "C").copy()
+
+
+for _module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+    _NumpyAwareSafeLoader.add_constructor(f"tag:yaml.org,2002:python/object/apply:{_module}.scalar", _numpy_scalar)
+    _NumpyAwareSafeLoader.add_constructor(f"tag:yaml.org,2002:python/object/apply:{_module}._reconstruct",
+                                          _numpy_array)
+_NumpyAwareSafeLoader.add_constructor("tag:yaml.org,2002:python/object/apply:numpy.dtype", _numpy_dtype)
+_NumpyAwareSafeLoader.add_constructor("tag:yaml.org,2002:python/name:numpy.ndarray", lambda loader, node: np.ndarray)
+_NumpyAwareSafeLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node, deep=True))
 )
 
 
@@ -87,8 +133,13 @@ def _render(data: dict[str, Any]) -> bytes:
     return f"{_HEADER}{hashlib.sha256(body).hexdigest()}\n".encode("ascii") + body
 
 
-def _parse(content: bytes) -> dict[str, Any]:
-    """Return the checkpoint mapping in ``content`` or raise ``ValueError`` saying why not."""
+def _parse(content: bytes, loader: Any = None) -> dict[str, Any]:
+    """Return the checkpoint mapping in ``content`` or raise ``ValueError`` saying why not.
+
+    ``loader`` is a PyYAML loader class the caller chose (MuMMI passes
+    ``yaml.FullLoader`` or ``yaml.UnsafeLoader``); by default the safe loader
+    that also reads the numpy values MuMMI's checkpoints hold.
+    """
     header = _HEADER_RE.match(content)
     if header is None and content.startswith(_HEADER.encode("ascii")[:12]):
         raise ValueError("truncated or damaged: its checksum line is incomplete")
@@ -97,8 +148,8 @@ def _parse(content: bytes) -> dict[str, Any]:
         if hashlib.sha256(body).hexdigest() != header.group(1).decode("ascii"):
             raise ValueError("checksum mismatch (truncated or corrupted)")
     try:
-        data = yaml.load(content, Loader=_SafeLoader)
-    except yaml.YAMLError as exc:
+        data = yaml.load(content, Loader=loader or _NumpyAwareSafeLoader)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise ValueError(f"not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not data:
         raise ValueError(f"holds a {type(data).__name__}, not a non-empty mapping")
@@ -114,14 +165,21 @@ def _is_valid(filename: str) -> bool:
     return True
 
 
-def save_checkpoint(filename: str, data: dict[str, Any], keep: int = 3) -> None:
-    """Write ``data`` to ``filename`` atomically, keeping up to ``keep`` backups.
+def save_checkpoint(
+    filename: str, data: dict[str, Any], keep: int = 3, use_tstamp: bool = False, cleanup: bool = False,
+    keep_checkpoint: int = 2,
+) -> str:
+    """Write ``data`` to ``filename`` atomically, keeping backups; return the time stamp written.
 
     The current file becomes ``filename.bak`` (older backups shift to
     ``.bak.1`` ...) unless it is damaged, so a bad file never pushes out a good
-    backup. A ``ts`` entry with the time of writing is added to the stored
-    mapping, as MuMMI did; the caller's dict is not modified. numpy scalars and
-    arrays are stored as plain numbers and lists.
+    backup; ``keep`` backups are kept. With ``use_tstamp`` (MuMMI's keyword)
+    the backup is named ``filename.bak.YYYYmmdd_HHMMSS`` instead and no
+    rotation happens; with ``cleanup`` too, only the newest
+    ``keep_checkpoint`` timestamped backups are kept (at least one), as in
+    MuMMI. A ``ts`` entry with the time of writing is added to the stored
+    mapping, as MuMMI did; the caller's dict is not modified. numpy scalars
+    and arrays (0-d included) are stored as plain numbers and lists.
 
     Raises
     ------
@@ -134,8 +192,9 @@ def save_checkpoint(filename: str, data: dict[str, Any], keep: int = 3) -> None:
         raise InvalidArgumentError(f"checkpoint data must be a dict, not {type(data).__name__}")
     if not isinstance(keep, int) or keep < 0:
         raise InvalidArgumentError(f"keep must be a whole number >= 0, not {keep!r}")
+    now = datetime.datetime.now()
     stamped = dict(data)
-    stamped["ts"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    stamped["ts"] = now.strftime("%Y-%m-%d %H:%M:%S")
     try:
         content = _render(stamped)
     except yaml.representer.RepresenterError as exc:
@@ -147,17 +206,35 @@ def save_checkpoint(filename: str, data: dict[str, Any], keep: int = 3) -> None:
         directory = os.path.dirname(filename)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        if keep > 0 and os.path.isfile(filename):
-            if _is_valid(filename):
-                for index in range(keep - 1, 0, -1):
-                    older = backup_name(filename, index - 1)
-                    if os.path.exists(older):
-                        os.replace(older, backup_name(filename, index))
-                _copy_atomically(filename, backup_name(filename))
-            else:
-                LOGGER.warning("checkpoint %s is damaged; not keeping it as a backup", filename)
+        current_is_valid = os.path.isfile(filename) and _is_valid(filename)
+        if os.path.isfile(filename) and not current_is_valid:
+            LOGGER.warning("checkpoint %s is damaged; not keeping it as a backup", filename)
+        if use_tstamp:
+            if current_is_valid:
+                _copy_atomically(filename, f"{filename}.bak.{now.strftime(_STAMP_FORMAT)}")
+            if cleanup:
+                _remove_old_stamped_backups(filename, max(1, keep_checkpoint))
+        elif keep > 0 and current_is_valid:
+            for index in range(keep - 1, 0, -1):
+                older = backup_name(filename, index - 1)
+                if os.path.exists(older):
+                    os.replace(older, backup_name(filename, index))
+            _copy_atomically(filename, backup_name(filename))
         atomic_write(filename, content, fsync=True)
     LOGGER.info("saved checkpoint %s at %s", filename, stamped["ts"])
+    return str(stamped["ts"])
+
+
+def _remove_old_stamped_backups(filename: str, keep: int) -> None:
+    """Keep the newest ``keep`` backups named ``filename.bak.YYYYmmdd_HHMMSS``; remove the others."""
+    directory = os.path.dirname(filename) or "."
+    prefix = os.path.basename(filename) + ".bak."
+    stamped = sorted(
+        name for name in os.listdir(directory) if name.startswith(prefix) and _STAMP_RE.match(name[len(prefix):])
+    )
+    for name in stamped[:-keep]:
+        LOGGER.debug("removing old checkpoint backup %s", name)
+        os.unlink(os.path.join(directory, name))
 
 
 def _candidates(filename: str) -> list[str]:
@@ -197,8 +274,12 @@ def _candidates(filename: str) -> list[str]:
     return found + [path for _, _, path in sorted(backups)]
 
 
-def load_checkpoint(filename: str) -> dict[str, Any]:
+def load_checkpoint(filename: str, loader: Any = None) -> dict[str, Any]:
     """Return the newest valid checkpoint among ``filename`` and all its backups.
+
+    ``loader`` is a PyYAML loader class (MuMMI's keyword, e.g.
+    ``yaml.FullLoader``); by default a safe loader that also reads the numpy
+    values of checkpoints MuMMI wrote with ``yaml.dump``.
 
     A damaged or missing file (truncated, corrupted, not a mapping) is
     skipped with a warning naming it, and the newest valid backup is loaded
@@ -218,7 +299,7 @@ def load_checkpoint(filename: str) -> dict[str, Any]:
     for path in candidates:
         try:
             with open(path, "rb") as handle:
-                data = _parse(handle.read())
+                data = _parse(handle.read(), loader)
         except (OSError, ValueError) as exc:
             problems.append(f"{path}: {exc}")
             LOGGER.warning("checkpoint %s is unusable (%s); trying the next backup", path, exc)

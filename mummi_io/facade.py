@@ -19,7 +19,9 @@ from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
 from .coordination.base import Coordinator
 from .coordination.files import FileCoordinator
 from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, UnreadableValueError
-from .keys import RESERVED_PREFIX, as_key_list, pair_keys_values, validate_key, validate_namespace, validate_pattern
+from .keys import (
+    RESERVED_PREFIX, as_key_list, as_name_list, pair_keys_values, validate_key, validate_namespace, validate_pattern,
+)
 from .npz import read_npz, write_npz
 from .objects.group import Group
 from .objects.store import INFO_PREFIX, decode_head, decode_object, encode_object
@@ -428,20 +430,20 @@ class IO:
 
     def send_signal(self, path: str, key: str | Sequence[str]) -> None:
         """Raise the signal ``key`` (or several) at ``path`` and wake whoever waits for it."""
-        key_list, _ = as_key_list(key)
+        key_list, _ = as_name_list(key, "signal")
         self.coordinator.send(self._place(path), key_list)
 
     def test_signal(self, path: str, key: str | Sequence[str]) -> bool | list[bool]:
         """Whether the signal ``key`` is raised at ``path`` (``""``: ``False``, as in MuMMI)."""
         if isinstance(key, str) and key == "":
             return False
-        key_list, single = as_key_list(key)
+        key_list, single = as_name_list(key, "signal")
         raised = self.coordinator.present(self._place(path), key_list)
         return raised[0] if single else raised
 
     def clear_signal(self, path: str, key: str | Sequence[str]) -> None:
         """Lower the signal(s); one that is not raised is skipped."""
-        key_list, _ = as_key_list(key)
+        key_list, _ = as_name_list(key, "signal")
         self.coordinator.clear(self._place(path), key_list)
 
     def wait_signal(self, path: str, key: str, timeout: float | None = None) -> bool:

@@ -14,24 +14,32 @@ from collections.abc import Callable, Sequence
 
 from .errors import InvalidArgumentError, InvalidKeyError, InvalidNamespaceError, InvalidValueError
 
-#: Longest key, in UTF-8 bytes: the file-name limit of every POSIX file system.
-MAX_KEY_BYTES = 255
+#: Longest key component (and longest flat name), in UTF-8 bytes: the file-name limit of POSIX file systems.
+MAX_NAME_BYTES = 255
+#: Longest key, in UTF-8 bytes, all components and slashes included.
+MAX_KEY_BYTES = 1024
 
 #: Names starting with this prefix are reserved for mummi_io's own files
 #: (temporary files of atomic writes, indexes). They are never valid keys, so a
 #: user key can never collide with, or list, an internal file.
 RESERVED_PREFIX = ".mummi_io"
 
-# An ASCII key of at most 255 characters that passes every rule below.
-_PLAIN_KEY = re.compile(r"(?!\.\.?\Z)(?!\.mummi_io)[^/\0]+\Z")
+# One component of a key: not "." or "..", not reserved, no "/" or NUL, 1-255 characters.
+_COMPONENT = r"(?!\.\.?(?:/|\Z))(?!\.mummi_io)[^/\0]{1,255}"
+# An ASCII key that passes every rule below (its total length is checked apart).
+_PLAIN_KEY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*\Z")
+_PLAIN_NAME = re.compile(rf"{_COMPONENT}\Z")
 
 
 def validate_key(key: object) -> str:
-    """Return ``key`` if it is a valid flat key, else raise :class:`InvalidKeyError`.
+    """Return ``key`` if it is a valid key, else raise :class:`InvalidKeyError`.
 
-    A key is a non-empty ``str`` of at most 255 UTF-8 bytes, without ``/`` or
-    NUL, other than ``.`` and ``..``, and not starting with ``.mummi_io``.
-    These rules keep every key a plain file name inside its namespace.
+    A key is a relative path of ``/``-separated components: a non-empty
+    ``str`` of at most 1024 UTF-8 bytes, with no empty component, no ``.`` or
+    ``..`` component, no NUL, no leading or trailing ``/``, no component
+    longer than 255 UTF-8 bytes or starting with ``.mummi_io``. These rules
+    keep every key inside its namespace, on every backend
+    (``snapshot.3/subset#000000`` is a key; ``../x`` and ``/etc/x`` are not).
     """
     if key.__class__ is str and len(key) <= MAX_KEY_BYTES and key.isascii() and _PLAIN_KEY.match(key):
         return key  # the common case, checked in one regular expression
@@ -39,55 +47,84 @@ def validate_key(key: object) -> str:
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__} ({key!r})")
     if not key:
         raise InvalidKeyError("key must not be empty")
-    if "/" in key or "\0" in key:
-        raise InvalidKeyError(
-            f"key {key!r} contains '/' or NUL; keys are flat names, use another namespace "
-            "for a hierarchy"
-        )
-    if key in (".", ".."):
-        raise InvalidKeyError(f"key {key!r} is not allowed (it names a directory)")
-    if key.startswith(RESERVED_PREFIX):
-        raise InvalidKeyError(f"key {key!r} starts with {RESERVED_PREFIX!r}, which is reserved")
+    if "\0" in key:
+        raise InvalidKeyError(f"key {key!r} contains NUL")
+    if key.startswith("/"):
+        raise InvalidKeyError(f"key {key!r} starts with '/': keys are paths relative to their namespace")
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidKeyError(f"key {key!r} is not valid Unicode text: {exc}") from exc
     if size > MAX_KEY_BYTES:
         raise InvalidKeyError(f"key {key[:40]!r}... is {size} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
+    for component in key.split("/"):
+        _check_component(key, component)
     return key
 
 
-def _all_plain(keys: list[object]) -> bool:
-    """Whether every key is a plain ASCII key that passes the rules, checked in bulk.
+def _check_component(key: str, component: str) -> None:
+    if not component:
+        raise InvalidKeyError(f"key {key!r} has an empty component (a leading, trailing or double '/')")
+    if component in (".", ".."):
+        raise InvalidKeyError(f"key {key!r} has a {component!r} component, which names a directory")
+    if component.startswith(RESERVED_PREFIX):
+        raise InvalidKeyError(f"key {key!r} has a component starting with {RESERVED_PREFIX!r}, which is reserved")
+    size = len(component.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidKeyError(f"a component of key {key[:40]!r}... is {size} UTF-8 bytes; the limit is {MAX_NAME_BYTES}")
 
-    Joining on ``/`` (which no key may contain) lets C-level string searches
+
+def validate_name(name: object, what: str = "name") -> str:
+    """Return ``name`` if it is a valid flat name (one key component), else raise :class:`InvalidKeyError`.
+
+    Signals, queues, counters, barriers and groups have flat names: each is a
+    single file name.
+    """
+    if name.__class__ is str and len(name) <= MAX_NAME_BYTES and name.isascii() and _PLAIN_NAME.match(name):
+        return name
+    if not isinstance(name, str):
+        raise InvalidKeyError(f"{what} must be a str, not {type(name).__name__} ({name!r})")
+    if "/" in name:
+        raise InvalidKeyError(f"{what} {name!r} contains '/': it must be a single name")
+    validate_key(name)
+    return name
+
+
+def _all_plain(keys: list[object]) -> bool:
+    """Whether every key is a plain ASCII key of at most 255 characters that passes the rules, in bulk.
+
+    Joining on NUL (which no key may contain) lets C-level string searches
     check a whole batch at once; any doubt falls back to per-key checks,
     which also give the precise error.
     """
     if not keys:
         return True
     try:
-        joined = "/" + "/".join(keys) + "/"  # type: ignore[arg-type]
+        joined = "\0" + "\0".join(keys) + "\0"  # type: ignore[arg-type]
     except TypeError:
         return False
-    return (
-        joined.isascii()
-        and joined.count("/") == len(keys) + 1
-        and "\0" not in joined
-        and "//" not in joined
-        and "/./" not in joined
-        and "/../" not in joined
-        and "/" + RESERVED_PREFIX not in joined
-        and max(map(len, keys)) <= MAX_KEY_BYTES  # type: ignore[arg-type]
-    )
+    if not joined.isascii() or joined.count("\0") != len(keys) + 1 or max(map(len, keys)) > MAX_NAME_BYTES:  # type: ignore[arg-type]
+        return False
+    return not any(bad in joined for bad in _BAD_IN_JOINED)
+
+
+# What cannot appear in NUL-joined valid keys: empty keys or components, "." and ".." components,
+# leading or trailing "/", reserved components.
+_BAD_IN_JOINED = tuple(
+    f"{left}{middle}{right}" for middle in (".", "..") for left in ("\0", "/") for right in ("\0", "/")
+) + ("\0\0", "\0/", "/\0", "//", "\0" + RESERVED_PREFIX, "/" + RESERVED_PREFIX)
 
 
 def validate_pattern(pattern: object) -> str:
-    """Return a glob pattern for ``list_keys`` after checking it is a flat pattern."""
+    """Return a glob pattern for ``list_keys``: a non-empty ``str`` without NUL.
+
+    Patterns match whole keys, as :func:`key_matcher` says (``*`` matches
+    ``/`` too).
+    """
     if not isinstance(pattern, str):
         raise InvalidKeyError(f"key pattern must be a str, not {type(pattern).__name__}")
-    if not pattern or "/" in pattern or "\0" in pattern:
-        raise InvalidKeyError(f"key pattern {pattern!r} must be non-empty and contain no '/' or NUL")
+    if not pattern or "\0" in pattern:
+        raise InvalidKeyError(f"key pattern {pattern!r} must be non-empty and contain no NUL")
     return pattern
 
 
@@ -154,6 +191,15 @@ def as_key_list(keys: object) -> tuple[list[str], bool]:
     raise InvalidKeyError(f"keys must be a str or a list of str, not {type(keys).__name__}")
 
 
+def as_name_list(names: object, what: str = "name") -> tuple[list[str], bool]:
+    """Like :func:`as_key_list`, for flat names (signals): one name or a list of names."""
+    if isinstance(names, str):
+        return [validate_name(names, what)], True
+    if isinstance(names, Sequence) and not isinstance(names, (bytes, bytearray)):
+        return [validate_name(n, what) for n in names], False
+    raise InvalidKeyError(f"{what}s must be a str or a list of str, not {type(names).__name__}")
+
+
 def pair_keys_values(keys: object, data: object) -> list[tuple[str, bytes | bytearray | memoryview]]:
     """Validate keys and values for a save and pair them up, in order."""
     key_list, single = as_key_list(keys)
@@ -171,6 +217,13 @@ def pair_keys_values(keys: object, data: object) -> list[tuple[str, bytes | byte
     return [(k, to_bytes(k, v)) for k, v in zip(key_list, data)]
 
 
+def literal_prefix(pattern: str) -> str:
+    """The directory part of ``pattern`` before its first wildcard (``"a/b/"`` for ``"a/b/c*"``; ``""`` if none)."""
+    cut = min((pattern.find(c) for c in "*?[" if c in pattern), default=len(pattern))
+    head = pattern[:cut]
+    return head[:head.rfind("/") + 1]
+
+
 def has_glob(pattern: str) -> bool:
     """Return whether ``pattern`` contains glob wildcards (``*``, ``?`` or ``[``)."""
     return any(c in pattern for c in "*?[")
@@ -179,8 +232,11 @@ def has_glob(pattern: str) -> bool:
 def key_matcher(pattern: str) -> Callable[[str], bool]:
     """Return a predicate that tells whether a key matches the glob ``pattern``.
 
-    The matching is that of :func:`fnmatch.fnmatchcase`: case-sensitive on every
-    platform, and ``*`` also matches keys that start with a dot (unlike a shell).
+    The matching is that of :func:`fnmatch.fnmatchcase` on the whole key:
+    case-sensitive on every platform, ``*`` also matches keys that start with
+    a dot (unlike a shell), and ``*`` and ``?`` match ``/`` too (as Redis
+    does): ``snapshot.*`` matches ``snapshot.3/subset#000000``, and ``*``
+    matches every key.
     """
     if not has_glob(pattern):
         return pattern.__eq__

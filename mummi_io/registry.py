@@ -39,6 +39,8 @@ _REGISTRY: dict[str, _Entry] = {
     "simple": _Entry("mummi_io.backends.simple:SimpleBackend"),
     "taridx": _Entry("mummi_io.backends.taridx:TarIndexBackend"),
     "redis": _Entry("mummi_io.backends.redis:RedisBackend", install_hint="pip install 'mummi_io[redis]'"),
+    "mummi-redis": _Entry("mummi_io.backends.redis.mummi_layout:MummiRedisBackend",
+                          install_hint="pip install 'mummi_io[redis]'"),
 }
 _entry_points_loaded = False
 

@@ -170,3 +170,22 @@ def test_an_unlistable_directory_is_not_a_fresh_start(io, tmp_path: Path) -> Non
     path.write_text("a file where the checkpoint's directory should be")
     with pytest.raises(StorageError):
         io.load_checkpoint(str(path / "c.chk"))
+
+
+def test_time_stamped_backups_and_their_cleanup(io, tmp_path: Path) -> None:
+    path = tmp_path / "wf.chk"
+    for name in ("wf.chk.bak.20200101_000000", "wf.chk.bak.20200102_000000", "wf.chk.bak.20200103_000000"):
+        (tmp_path / name).write_text("step: 0\n")
+    io.save_checkpoint(str(path), {"step": 1}, use_tstamp=True)
+    io.save_checkpoint(str(path), {"step": 2}, use_tstamp=True, cleanup=True, keep_checkpoint=2)
+    stamped = sorted(p.name for p in tmp_path.iterdir() if ".bak." in p.name)
+    assert len(stamped) == 2 and stamped[0] == "wf.chk.bak.20200103_000000"  # the newest two are kept
+    assert not (tmp_path / "wf.chk.bak").exists()  # no rotation with time stamps
+    assert io.load_checkpoint(str(path))["step"] == 2
+
+
+def test_a_zero_dimensional_array_and_a_chosen_loader(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"n": np.array(3), "v": np.arange(2)})
+    assert io.load_checkpoint(str(path)) == {"n": 3, "v": [0, 1], "ts": io.load_checkpoint(str(path))["ts"]}
+    assert io.load_checkpoint(str(path), loader=yaml.FullLoader)["n"] == 3

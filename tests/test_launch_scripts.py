@@ -219,3 +219,24 @@ def test_concurrent_registrations_are_all_kept(tmp_path) -> None:
     unregister("node-host", 7003, registry)
     unregister("node-host", 7003, registry)  # twice: a no-op
     assert len(registered(registry)[0]) == 15
+
+
+def test_sourced_as_mummi_does_it_returns_and_exports(deployment) -> None:
+    """MuMMI's job scripts `source start_all_redis_nodes.sh N`: the caller's shell must survive and get the variables."""
+    base = free_base_port(1)
+    program = f"""
+        set +e
+        source {SCRIPTS / 'start_all_redis_nodes.sh'} not-a-number 2>/dev/null
+        echo "bad count returned $?; options $-"
+        source {SCRIPTS / 'start_all_redis_nodes.sh'} 1 --port {base} --dir {deployment} > /dev/null 2>&1
+        echo "start returned $?"
+        echo "NNODES=$MUMMI_REDIS_NNODES REGISTRY=$MUMMI_REDIS_REGISTRY OUTPUTS=$MUMMI_REDIS_OUTPUTS"
+        echo "SERVER=$MUMMI_REDIS_SERVER"
+    """
+    environment = {**os.environ, "MUMMI_IO_PYTHON": sys.executable}
+    result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=120, env=environment)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("bad count returned 1") and "e" not in lines[0].split("options ")[1]
+    assert lines[1] == "start returned 0", result.stderr
+    assert lines[2] == f"NNODES=1 REGISTRY={deployment}/registry OUTPUTS={deployment}"
+    assert lines[3].startswith("SERVER=/") and lines[3].endswith("redis-server")

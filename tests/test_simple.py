@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mummi_io import StorageError, get_io
+from mummi_io import InvalidKeyError, StorageError, get_io
 from mummi_io.facade import IO
 from mummi_io.testing import BackendContract
 
@@ -69,11 +69,30 @@ def test_namespace_that_is_a_file(tmp_path: Path) -> None:
 
 def test_storage_error_is_an_oserror_with_the_path(tmp_path: Path) -> None:
     io = get_io("simple")
-    ns = tmp_path / "ns"
-    io.save_files(str(ns), "k", b"v")
-    (ns / "dir-as-key").mkdir()
-    (ns / "dir-as-key" / "x").write_bytes(b"")
+    (tmp_path / "plain-file").write_bytes(b"")
+    ns = tmp_path / "plain-file" / "ns"  # a file stands where a directory must be
     with pytest.raises(StorageError) as caught:
-        io.save_files(str(ns), "dir-as-key", b"v")  # a non-empty directory stands in the way
-    assert isinstance(caught.value, OSError)
-    assert "dir-as-key" in str(caught.value)
+        io.save_files(str(ns), "k", b"v")
+    assert isinstance(caught.value, NotADirectoryError)
+    assert "plain-file" in str(caught.value)
+
+
+def test_a_key_over_a_directory_of_keys_is_an_invalid_key(tmp_path: Path) -> None:
+    io = get_io("simple")
+    ns = tmp_path / "ns"
+    io.save_files(str(ns), "dir-as-key/x", b"")
+    with pytest.raises(InvalidKeyError, match="dir-as-key"):
+        io.save_files(str(ns), "dir-as-key", b"v")
+
+
+def test_emptied_directories_are_removed_and_temporary_files_never_listed(tmp_path: Path) -> None:
+    io = get_io("simple")
+    ns = tmp_path / "ns"
+    io.save_files(str(ns), ["a/b/c", "a/d"], [b"1", b"2"])
+    (ns / "a" / ".mummi_io.tmp.0123").write_bytes(b"a killed writer's leftover")
+    assert io.list_keys(str(ns)) == ["a/b/c", "a/d"]
+    io.remove_files(str(ns), "a/b/c")
+    assert not (ns / "a" / "b").exists() and (ns / "a").is_dir()
+    io.move_keys(str(ns), ["a/d"], ["z"])
+    assert (ns / "a").is_dir()  # still holds the leftover: only empty directories go
+    assert io.list_keys(str(ns)) == ["z"]

@@ -1,9 +1,17 @@
 """The ``simple`` backend: a namespace is a directory, a key is a file in it.
 
-Easy to view and edit with ordinary tools. Every write goes to a temporary
-file in the same directory and is renamed over the key, so a reader never
-sees a partial file, also while a writer is killed. Temporary files carry the
-reserved ``.mummi_io`` prefix and are never listed as keys.
+Easy to view and edit with ordinary tools. A key's ``/``-separated
+components are subdirectories (``snapshot.3/subset#000000`` is the file
+``subset#000000`` in ``snapshot.3/``), created on save and removed when a
+remove or move empties them. Every write goes to a temporary file in the same
+directory and is renamed over the key, so a reader never sees a partial file,
+also while a writer is killed. Temporary files carry the reserved
+``.mummi_io`` prefix and are never listed as keys.
+
+A file cannot also be a directory: a key may not be a value and the prefix of
+other keys at once (``a`` and ``a/b``). Such a save raises
+``InvalidKeyError`` before anything is written (``keys_can_be_prefixes`` is
+false).
 """
 
 from __future__ import annotations
@@ -18,14 +26,21 @@ import numpy as np
 
 from .._fs import atomic_write, fsync_directory, os_error, stat_or_none, storage_errors
 from ..abc import Backend, Buffer
-from ..errors import KeyNotFoundError, storage_error
-from ..keys import RESERVED_PREFIX, has_glob, key_matcher
+from ..errors import InvalidKeyError, KeyNotFoundError, storage_error
+from ..keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
 
 # A key that is not a regular file in the namespace directory: absent, a
 # subdirectory, or a namespace path that is itself a file.
 _NOT_A_KEY = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _prefix_conflict(namespace: str, key: str, why: str) -> InvalidKeyError:
+    return InvalidKeyError(
+        f"key {key!r} cannot be saved in {namespace!r}: {why}. On the simple backend a key cannot be both a "
+        "value and the directory of other keys (a file is not a directory); rename one of them"
+    )
 
 
 class SimpleBackend(Backend):
@@ -41,6 +56,7 @@ class SimpleBackend(Backend):
 
     kind = "simple"
     accepts_parts = True
+    keys_can_be_prefixes = False
 
     def __init__(self, *, fsync: bool = False) -> None:
         self.fsync = fsync
@@ -48,12 +64,68 @@ class SimpleBackend(Backend):
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
         # docstring inherited
         self._make_directory(namespace)
+        self._check_places(namespace, [key for key, _ in items])
+        directories = set()
         for key, value in items:
+            path = os.path.join(namespace, key)
             with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
-                atomic_write(os.path.join(namespace, key), value, fsync=self.fsync)
+                for attempt in range(3):
+                    if "/" in key:
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                    try:
+                        atomic_write(path, value, fsync=self.fsync)
+                        break
+                    except IsADirectoryError:
+                        raise _prefix_conflict(namespace, key, "it is the directory of other keys") from None
+                    except FileNotFoundError:
+                        # Another process removed the directory it had just emptied: make it again.
+                        if attempt == 2 or "/" not in key:
+                            raise
+            directories.add(os.path.dirname(path))
         if self.fsync and items:
             with storage_errors(f"flush namespace directory {namespace!r}"):
-                fsync_directory(namespace)
+                for directory in directories:
+                    fsync_directory(directory)
+
+    @staticmethod
+    def _check_places(namespace: str, keys: Sequence[str]) -> None:
+        """Refuse, before writing, nested keys below a key (``a/b`` where ``a`` is a key or in the batch).
+
+        One ``stat`` per distinct directory of the batch. A key that is itself
+        a directory of keys is met by its rename instead (no ``stat`` per key).
+
+        Raises
+        ------
+        InvalidKeyError
+            Naming the key and the key it collides with.
+        """
+        if not any("/" in key for key in keys):
+            return  # flat keys: a directory in the way is met by the rename (see write_many)
+        in_batch = set(keys)
+        checked: set[str] = set()
+        for key in keys:
+            parts = key.split("/")
+            for depth in range(1, len(parts)):
+                prefix = "/".join(parts[:depth])
+                if prefix in in_batch:
+                    raise _prefix_conflict(namespace, key, f"{prefix!r} is also saved in this batch")
+                if prefix in checked:
+                    continue
+                checked.add(prefix)
+                found = stat_or_none(os.path.join(namespace, prefix), f"look for key {prefix!r}")
+                if found is not None and not stat.S_ISDIR(found.st_mode):
+                    raise _prefix_conflict(namespace, key, f"{prefix!r} is a key")
+
+    @staticmethod
+    def _prune(namespace: str, key: str) -> None:
+        """Remove the directories of ``key`` that are now empty, up to (not including) the namespace."""
+        parts = key.split("/")[:-1]
+        while parts:
+            try:
+                os.rmdir(os.path.join(namespace, *parts))
+            except OSError:
+                return  # not empty (or already gone): stop there
+            parts.pop()
 
     @staticmethod
     def _make_directory(namespace: str) -> None:
@@ -122,6 +194,8 @@ class SimpleBackend(Backend):
             except OSError as exc:
                 with storage_errors(f"remove key {key!r} in namespace {namespace!r}"):
                     raise exc
+            if "/" in key:
+                self._prune(namespace, key)
 
     @staticmethod
     def _is_file(namespace: str, key: str) -> bool:
@@ -134,21 +208,34 @@ class SimpleBackend(Backend):
         return [self._is_file(namespace, key) for key in keys]
 
     def list(self, namespace: str, pattern: str) -> Iterator[str]:
-        # docstring inherited
+        # docstring inherited: walks only below the pattern's literal directory ("run/" for "run/*.npz")
         if not has_glob(pattern):
             # One stat instead of a directory scan: the common "does it exist" listing.
+            if pattern.startswith("/") or "\0" in pattern:
+                return iter([])
             return iter([pattern] if self._is_file(namespace, pattern) else [])
         matches = key_matcher(pattern)
-        try:
-            with os.scandir(namespace) as entries:
-                return iter([
-                    entry.name for entry in entries
-                    if not entry.name.startswith(RESERVED_PREFIX) and matches(entry.name) and entry.is_file()
-                ])
-        except _NOT_A_KEY:
-            return iter([])
-        except OSError as exc:
-            raise os_error(f"list namespace {namespace!r}", exc) from exc
+        start = literal_prefix(pattern)
+        found: list[str] = []
+        pending = [start]
+        while pending:
+            relative = pending.pop()
+            try:
+                with os.scandir(os.path.join(namespace, relative) if relative else namespace) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        if name.startswith(RESERVED_PREFIX):
+                            continue
+                        key = relative + name
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(key + "/")
+                        elif matches(key) and entry.is_file():
+                            found.append(key)
+            except _NOT_A_KEY:
+                continue
+            except OSError as exc:
+                raise os_error(f"list namespace {namespace!r}", exc) from exc
+        return iter(found)
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
@@ -158,18 +245,26 @@ class SimpleBackend(Backend):
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited
         self._make_directory(destination)
+        self._check_places(destination, [new for _, new in pairs])
         missing = []
         cross_device = []
         for old, new in pairs:
+            target = os.path.join(destination, new)
             try:
-                os.replace(os.path.join(source, old), os.path.join(destination, new))
+                if "/" in new:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(os.path.join(source, old), target)
             except FileNotFoundError:
                 missing.append(old)
+                continue
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     with storage_errors(f"move key {old!r} from {source!r} to {destination!r}"):
                         raise
                 cross_device.append((old, new))
+                continue
+            if "/" in old:
+                self._prune(source, old)
         if cross_device:
             # Namespaces on different file systems: fall back to copy and delete.
             super().move_many(source, cross_device, destination)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, SignalTimeoutError
-from . import data, registry, servers, signals, tools
+from . import data, migrate, registry, servers, signals, tools
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 1, 2, 3, 4
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print results as JSON (for scripts)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data.add_commands(commands)
+    migrate.add_commands(commands)
     registry.add_commands(commands)
     servers.add_commands(commands)
     signals.add_commands(commands)

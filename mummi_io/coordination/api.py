@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, LeaseLostError, SignalTimeoutError, WaitTimeoutError
-from ..keys import as_key_list, validate_key
+from ..keys import as_name_list, validate_name
 from .base import Claim, Coordinator
 
 LOGGER = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def wait_signals(
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, not {mode!r}")
-    names, _ = as_key_list(keys if isinstance(keys, str) else list(keys))
+    names, _ = as_name_list(keys if isinstance(keys, str) else list(keys), "signal")
     deadline = Deadline(timeout)
     if not names:
         return []
@@ -188,7 +188,7 @@ class WorkQueue:
     def __init__(self, coordinator: Coordinator, place: str, name: str, lease: float = 60.0) -> None:
         self.coordinator = coordinator
         self.place = place
-        self.name = validate_key(name)
+        self.name = validate_name(name)
         self.lease = _positive(lease, "lease")
 
     def __repr__(self) -> str:
@@ -232,7 +232,7 @@ class Counter:
     def __init__(self, coordinator: Coordinator, place: str, name: str) -> None:
         self.coordinator = coordinator
         self.place = place
-        self.name = validate_key(name)
+        self.name = validate_name(name)
 
     def add(self, amount: int = 1) -> int:
         """Add ``amount`` and return the value afterwards."""
@@ -284,12 +284,12 @@ class Barrier:
             raise InvalidArgumentError(f"parties must be a positive int, not {parties!r}")
         self.coordinator = coordinator
         self.place = place
-        self.name = validate_key(name)
+        self.name = validate_name(name)
         self.parties = parties
 
     def arrive(self, member: str | None = None) -> int:
         """Record this job's arrival without waiting; return how many arrived."""
-        return self.coordinator.arrive(self.place, self.name, validate_key(member or default_member()))
+        return self.coordinator.arrive(self.place, self.name, validate_name(member or default_member(), "barrier member"))
 
     def arrived(self) -> int:
         """How many distinct members arrived so far."""

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .._fs import TEMP_PREFIX, atomic_write, storage_errors
 from ..errors import InvalidArgumentError
-from ..keys import RESERVED_PREFIX, as_key_list, validate_key, validate_namespace
+from ..keys import RESERVED_PREFIX, as_name_list, validate_name, validate_namespace
 from .base import Claim, Coordinator, Notice
 from . import watch
 
@@ -128,7 +128,7 @@ class FileCoordinator(Coordinator):
         kind, _, name = topic.partition(":")
         if kind not in ("queue", "counter", "barrier") or not name:
             raise InvalidArgumentError(f"unknown coordination topic {topic!r}")
-        directory = os.path.join(base, f"{RESERVED_PREFIX}.{kind}.{validate_key(name)}")
+        directory = os.path.join(base, f"{RESERVED_PREFIX}.{kind}.{validate_name(name)}")
         return os.path.join(directory, "pending") if kind == "queue" else directory
 
     def _queue(self, place: str, queue: str) -> tuple[str, str]:
@@ -138,7 +138,7 @@ class FileCoordinator(Coordinator):
     # ------------------------------------------------------------- signals
     def send(self, place: str, keys: Sequence[str]) -> None:
         directory = self._place(place)
-        keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
+        keys, _ = as_name_list(keys, "signal")  # the facade checked already; direct callers are checked here
         with storage_errors(f"send signals in {directory!r}"):
             os.makedirs(directory, exist_ok=True)
             for key in keys:
@@ -147,7 +147,7 @@ class FileCoordinator(Coordinator):
 
     def present(self, place: str, keys: Sequence[str]) -> list[bool]:
         directory = self._place(place)
-        keys, _ = as_key_list(keys)
+        keys, _ = as_name_list(keys, "signal")
         if len(keys) > _LIST_ABOVE:
             names = set(_entries(directory))
             return [key in names for key in keys]
@@ -155,7 +155,7 @@ class FileCoordinator(Coordinator):
 
     def clear(self, place: str, keys: Sequence[str]) -> None:
         directory = self._place(place)
-        keys, _ = as_key_list(keys)
+        keys, _ = as_name_list(keys, "signal")
         for key in keys:
             with storage_errors(f"clear signal {key!r} in {directory!r}"), contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(directory, key))

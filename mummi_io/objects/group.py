@@ -7,7 +7,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, KeyNotFoundError
-from ..keys import RESERVED_PREFIX, validate_key
+from ..keys import RESERVED_PREFIX, validate_name
 
 if TYPE_CHECKING:
     from ..facade import IO
@@ -49,7 +49,7 @@ class Group(MutableMapping[str, Any]):
 
     def create_group(self, name: str) -> Group:
         """Create (or open) the sub-group ``name`` and return it."""
-        validate_key(name)
+        validate_name(name, "group or object name")
         names = self.groups()
         if name not in names:
             if self.io.file_exists(self.namespace, name):
@@ -81,11 +81,15 @@ class Group(MutableMapping[str, Any]):
         else:
             raise KeyNotFoundError(self._ns, [key])
 
+    def _objects(self) -> list[str]:
+        """The names of the group's objects: its flat keys (a sub-group's keys may sit below it)."""
+        return [key for key in self.io.list_keys(self.namespace) if "/" not in key]
+
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.io.list_keys(self.namespace) + self.groups()))
+        return iter(sorted(self._objects() + self.groups()))
 
     def __len__(self) -> int:
-        return len(self.io.list_keys(self.namespace)) + len(self.groups())
+        return len(self._objects()) + len(self.groups())
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and (key in self.groups() or self.io.file_exists(self.namespace, key))

@@ -52,14 +52,21 @@ HOSTILE_KEYS: list[Any] = [
     ".",
     "..",
     "../escape",
+    "a/../../escape",
     "/etc/passwd",
-    "a/b",
     "sub/",
+    "a//b",
+    "a/./b",
+    "./a",
+    "a/..",
     "nul\0byte",
     "x" * 256,
     "é" * 128,  # 256 UTF-8 bytes
+    "ok/" + "x" * 256,  # one component too long
+    "y/" * 512 + "y",  # 1025 bytes in all
     "\udcff",  # a lone surrogate cannot be encoded
     ".mummi_io.tmp.deadbeef",
+    "sub/.mummi_io.tmp.deadbeef",
     5,
     None,
     b"bytes-key",
@@ -76,6 +83,10 @@ ODD_VALID_KEYS = [
     "日本語.npz",
     "back\\slash",
     "...",
+    "snapshot.3/subset#000000",
+    "a/b/c/d/e.npz",
+    "日本/語",
+    ("d" * 255 + "/") * 3 + "e" * 250,  # 1018 bytes: long, in long components
 ]
 
 
@@ -283,10 +294,54 @@ class BackendContract(ABC):
         assert io.list_keys(namespace, "sim-*.npz") == keys
         assert io.list_keys(namespace, "sim-0001?.npz") == keys[10:20]
 
-    @pytest.mark.parametrize("pattern", ["", "a/b", "../*", "nul\0", 5])
+    @pytest.mark.parametrize("pattern", ["", "nul\0", 5, None])
     def test_bad_pattern(self, io: IO, namespace: str, pattern: Any) -> None:
         with pytest.raises(InvalidKeyError):
             io.list_keys(namespace, pattern)
+
+    # ---------------------------------------------------------- hierarchy
+    def test_hierarchical_keys_save_load_list_remove(self, io: IO, namespace: str) -> None:
+        keys = ["snapshot.1/subset#000000", "snapshot.1/subset#000001", "snapshot.2/subset#000000",
+                "snapshot.2/deep/er/x.npz", "top"]
+        io.save_files(namespace, keys, [k.encode() for k in keys])
+        assert io.load_files(namespace, keys) == [k.encode() for k in keys]
+        assert io.list_keys(namespace) == sorted(keys)  # * matches / too: every key
+        assert io.list_keys(namespace, "snapshot.1/*") == keys[:2]
+        assert io.list_keys(namespace, "snapshot.*/subset#000000") == [keys[0], keys[2]]
+        assert io.list_keys(namespace, "*.npz") == ["snapshot.2/deep/er/x.npz"]
+        assert io.list_keys(namespace, "snapshot.2/deep/er/x.npz") == ["snapshot.2/deep/er/x.npz"]
+        assert io.list_keys(namespace, "snapshot.1") == []  # a directory of keys is not a key
+        assert io.file_exists(namespace, ["snapshot.1/subset#000001", "snapshot.1", "snapshot.9/x"]) == [
+            True, False, False]
+        io.remove_files(namespace, ["snapshot.2/subset#000000", "snapshot.2/deep/er/x.npz"])
+        assert io.list_keys(namespace, "snapshot.2/*") == []
+        io.save_files(namespace, "snapshot.2", b"now a key")  # emptied, the prefix may be a key again
+        assert io.load_files(namespace, "snapshot.2") == b"now a key"
+
+    def test_hierarchical_moves_within_and_across_namespaces(self, io: IO, namespace: str, other_namespace: str) -> None:
+        io.save_files(namespace, ["in/a", "in/b", "flat"], [b"A", b"B", b"F"])
+        io.move_keys(namespace, ["in/a", "flat"], ["out/deeper/a", "made/nested"])
+        assert io.list_keys(namespace) == ["in/b", "made/nested", "out/deeper/a"]
+        io.move_keys(namespace, ["in/b"], dest_namespace=other_namespace)
+        assert io.load_files(other_namespace, "in/b") == b"B"
+        assert io.list_keys(namespace, "in/*") == []
+
+    def test_a_key_and_a_prefix_of_it(self, io: IO, namespace: str) -> None:
+        io.save_files(namespace, "a", b"value")
+        if io.backend.keys_can_be_prefixes:
+            io.save_files(namespace, "a/b", b"below")
+            assert io.load_files(namespace, ["a", "a/b"]) == [b"value", b"below"]
+            assert io.list_keys(namespace, "a*") == ["a", "a/b"]
+            return
+        with pytest.raises(InvalidKeyError, match="'a' is a key"):
+            io.save_files(namespace, ["fine", "a/b"], [b"1", b"below"])
+        assert io.list_keys(namespace) == ["a"]  # nothing of the batch was written
+        io.save_files(namespace, "c/d", b"below")
+        with pytest.raises(InvalidKeyError, match="directory of other keys"):
+            io.save_files(namespace, "c", b"value")  # met when it is written (no check per flat key)
+        with pytest.raises(InvalidKeyError):
+            io.save_files(namespace, ["x", "x/y"], [b"1", b"2"])
+        assert io.load_files(namespace, "c/d") == b"below"
 
     # -------------------------------------------------------------- remove
     def test_remove_single_list_and_missing(self, io: IO, namespace: str) -> None:

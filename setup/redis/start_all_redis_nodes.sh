@@ -21,6 +21,31 @@
 # --cluster   build a Redis Cluster; --replicas R replicas per master
 # --timeout   seconds to wait for every node (default 60)
 # --dry-run   print the commands instead of running them
+#
+# MuMMI's job scripts source this file (`source start_all_redis_nodes.sh N`):
+# then the work runs in a child bash (its shell options and its exit stay
+# there), the caller gets its status from `return`, and on success the
+# variables clients read are exported (see load_redis_env.sh), with
+# MUMMI_REDIS_NNODES=N as MuMMI exports it.
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+  _mummi_io_dir=""
+  _mummi_io_previous=""
+  for _mummi_io_arg in "$@"; do
+    [ "$_mummi_io_previous" = "--dir" ] && _mummi_io_dir="$_mummi_io_arg"
+    _mummi_io_previous="$_mummi_io_arg"
+  done
+  if bash "${BASH_SOURCE[0]}" "$@"; then
+    # shellcheck source=setup/redis/load_redis_env.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/load_redis_env.sh" ${_mummi_io_dir:+"$_mummi_io_dir"}
+    export MUMMI_REDIS_NNODES="${1:-}"
+    unset _mummi_io_dir _mummi_io_previous _mummi_io_arg
+    return 0
+  else
+    _mummi_io_status=$?
+    unset _mummi_io_dir _mummi_io_previous _mummi_io_arg
+    return "$_mummi_io_status"
+  fi
+fi
 set -euo pipefail
 # shellcheck source=setup/redis/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from redis.backoff import EqualJitterBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from ...abc import Backend, Buffer
@@ -22,7 +23,7 @@ from . import scripts
 from .coordination import RedisCoordinator
 from .layout import PREFIX, Layout, owner
 from .nodes import Deployment, Node, resolve_deployment, resolve_password
-from .transport import ClusterTransport, Command, IndependentNodes, with_retries
+from .transport import ClusterTransport, Command, HoldsTransport, IndependentNodes, with_retries
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class _Piece:
         self.value_keys += [prefix + encoded[p] for p in positions]
 
 
-class RedisBackend(Backend):
+class RedisBackend(HoldsTransport, Backend):
     """Redis nodes (client-side placement) or a Redis Cluster.
 
     Parameters
@@ -166,11 +167,6 @@ class RedisBackend(Backend):
                 self._transport = IndependentNodes(self.deployment.nodes, budget, self._client_options, *replicas)
         return self._transport
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_transport"] = None
-        return state
-
     def describe(self) -> str:
         mode = "cluster" if self.deployment.cluster else f"{len(self.deployment.nodes)} node(s)"
         return f"redis ({mode} from {self.deployment.source})"
@@ -178,12 +174,6 @@ class RedisBackend(Backend):
     def coordinator(self) -> RedisCoordinator:
         # docstring inherited
         return RedisCoordinator(self)
-
-    def close(self) -> None:
-        # docstring inherited
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
 
     def check_environment(self) -> bool:
         # docstring inherited
@@ -410,6 +400,23 @@ class RedisBackend(Backend):
         # docstring inherited
         for start in range(0, len(pairs), _MOVE_ROUND):
             super().move_many(source, pairs[start:start + _MOVE_ROUND], destination)
+
+    def keys_by_node(self, namespace: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        """The node (``host:port``) holding each key, as ``{node: [keys]}`` (MuMMI's per-server views).
+
+        Independent nodes: the shard's rendezvous owner; a cluster: the
+        master serving the shard's slot now.
+        """
+        transport = self.transport
+        grouped: dict[str, list[str]] = {}
+        for key in keys:
+            tag = self.layout.tag(namespace, self.layout.shard_of(key))
+            if isinstance(transport, ClusterTransport):
+                name = transport.client.nodes_manager.get_node_from_slot(key_slot(tag)).name
+            else:
+                name = transport.nodes[transport.owner_of(tag)].name
+            grouped.setdefault(name, []).append(key)
+        return grouped
 
     # ------------------------------------------------------- maintenance
     def rebalance(self) -> int:

@@ -33,7 +33,7 @@ import redis
 
 from ...coordination.base import Claim, Coordinator, Notice
 from ...errors import InvalidArgumentError
-from ...keys import as_key_list, validate_key
+from ...keys import as_name_list, validate_name
 from .transport import _TRANSIENT, with_retries
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ class RedisCoordinator(Coordinator):
         letter = {"queue": b"q", "counter": b"c", "barrier": b"b"}.get(kind)
         if letter is None or not name:
             raise InvalidArgumentError(f"unknown coordination topic {topic!r}")
-        return tag, base + b"\0" + letter + b"\0" + validate_key(name).encode("utf-8")
+        return tag, base + b"\0" + letter + b"\0" + validate_name(name).encode("utf-8")
 
     def _queue_keys(self, place: str, queue: str) -> tuple[bytes, bytes, list[bytes]]:
         tag, channel = self._key(place, "queue:" + queue)
@@ -221,18 +221,18 @@ class RedisCoordinator(Coordinator):
 
     # ------------------------------------------------------------- signals
     def send(self, place: str, keys: Sequence[str]) -> None:
-        keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
+        keys, _ = as_name_list(keys, "signal")  # the facade checked already; direct callers are checked here
         tag, key = self._key(place, "signals")
         self._run(tag, "EVAL", SEND, 1, key, key, *keys)
         LOGGER.info("sent %d signal(s) at %s on %s", len(keys), place, self.where)
 
     def present(self, place: str, keys: Sequence[str]) -> list[bool]:
-        keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
+        keys, _ = as_name_list(keys, "signal")  # the facade checked already; direct callers are checked here
         tag, key = self._key(place, "signals")
         return [value is not None for value in self._read(tag, "HMGET", key, *keys)]
 
     def clear(self, place: str, keys: Sequence[str]) -> None:
-        keys, _ = as_key_list(keys)  # the facade checked already; direct callers are checked here
+        keys, _ = as_name_list(keys, "signal")  # the facade checked already; direct callers are checked here
         tag, key = self._key(place, "signals")
         self._run(tag, "HDEL", key, *keys)
 

@@ -4,11 +4,17 @@ Resolution order (first that gives nodes wins):
 
 1. ``nodes=[...]`` passed to ``get_io("redis", ...)`` (``"host:port"`` strings
    or ``(host, port)`` pairs), with ``cluster=True`` for a Redis Cluster;
-2. ``MUMMI_REDIS_NODES="host:port,host:port"`` (and ``MUMMI_REDIS_CLUSTER=1``);
+2. ``MUMMI_REDIS_NODES="host:port,host:port"`` (and ``MUMMI_REDIS_CLUSTER=1``).
+   A plain number keeps MuMMI's meaning: how many nodes there are; the nodes
+   then come from the registry below, and a different count is reported;
 3. the server registry file: ``registry=`` option, else ``MUMMI_REDIS_REGISTRY``,
    else ``$MUMMI_REDIS_DIR/registry`` (``MUMMI_REDIS_DIR`` defaults to
-   ``~/.mummi_io/redis``) if it exists;
+   ``~/.mummi_io/redis``) if it exists, else MuMMI's server list
+   ``$MUMMI_ROOT/redis/all_servers.txt`` if it exists (the same format);
 4. ``localhost:6379``.
+
+``MUMMI_REDIS_NNODES`` (what MuMMI's launch script exports) is compared with
+the nodes found, and a difference is reported too.
 
 Registry file format (written by ``setup/redis/start_redis_node.sh``, read
 here): one node per line as ``host port``; blank lines and ``#`` comments are
@@ -33,6 +39,8 @@ from ...errors import InvalidArgumentError, StorageError
 LOGGER = logging.getLogger(__name__)
 
 NODES_ENV = "MUMMI_REDIS_NODES"
+NNODES_ENV = "MUMMI_REDIS_NNODES"
+MUMMI_ROOT_ENV = "MUMMI_ROOT"
 CLUSTER_ENV = "MUMMI_REDIS_CLUSTER"
 REGISTRY_ENV = "MUMMI_REDIS_REGISTRY"
 DIR_ENV = "MUMMI_REDIS_DIR"
@@ -154,6 +162,12 @@ def update_registry(
     return nodes
 
 
+def mummi_server_list() -> str | None:
+    """MuMMI's server list, ``$MUMMI_ROOT/redis/all_servers.txt``, if ``MUMMI_ROOT`` is set."""
+    root = os.environ.get(MUMMI_ROOT_ENV)
+    return os.path.join(os.path.expandvars(root), "redis", "all_servers.txt") if root else None
+
+
 def resolve_deployment(
     nodes: Iterable[object] | str | None = None, cluster: bool | None = None, registry: str | None = None
 ) -> Deployment:
@@ -162,17 +176,34 @@ def resolve_deployment(
         specs = nodes.split(",") if isinstance(nodes, str) else list(nodes)
         return Deployment(tuple(Node.parse(s) for s in specs), bool(cluster), "the nodes option")
     env_nodes = os.environ.get(NODES_ENV, "").strip()
-    if env_nodes:
+    expected = None
+    if env_nodes.isdigit():
+        expected = int(env_nodes)  # MuMMI's meaning: a count of nodes, found in the registry
+    elif env_nodes:
         env_cluster = os.environ.get(CLUSTER_ENV, "").lower() in ("1", "yes", "true")
         parsed = tuple(Node.parse(s.strip()) for s in env_nodes.split(",") if s.strip())
         return Deployment(parsed, env_cluster if cluster is None else cluster, f"${NODES_ENV}")
+    if expected is None and os.environ.get(NNODES_ENV, "").strip().isdigit():
+        expected = int(os.environ[NNODES_ENV])
     path = registry or os.environ.get(REGISTRY_ENV) or default_registry_path()
+    mummi_list = mummi_server_list()
+    if not (registry or os.environ.get(REGISTRY_ENV) or os.path.exists(path)) and mummi_list and os.path.exists(mummi_list):
+        path = mummi_list
     if registry or os.environ.get(REGISTRY_ENV) or os.path.exists(path):
         found, registry_cluster = read_registry(path)
         if not found:
             raise InvalidArgumentError(f"the Redis registry {path!r} lists no nodes; start them first")
+        if expected is not None and expected != len(found):
+            LOGGER.warning("%d Redis node(s) expected ($%s/$%s), but the registry %s lists %d: %s", expected,
+                           NODES_ENV, NNODES_ENV, path, len(found), ", ".join(node.name for node in found))
         return Deployment(
             tuple(found), registry_cluster if cluster is None else cluster, f"the registry {path}", path
+        )
+    if expected is not None:
+        raise InvalidArgumentError(
+            f"${NODES_ENV} or ${NNODES_ENV} says {expected} Redis node(s) (a count, as in MuMMI), but no registry "
+            f"lists them: looked for {path}" + (f" and {mummi_list}" if mummi_list else "")
+            + "; start the nodes with setup/redis/start_all_redis_nodes.sh, or set MUMMI_REDIS_REGISTRY"
         )
     return Deployment((Node(*DEFAULT_NODE),), bool(cluster), "the default localhost:6379")
 

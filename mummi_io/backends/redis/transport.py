@@ -119,6 +119,22 @@ def with_retries(
             delay = min(delay * 2, 1.0)
 
 
+class HoldsTransport:
+    """For a backend holding a transport: not pickled (a worker process connects again), closed on close."""
+
+    _transport: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_transport"] = None
+        return state
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
 def run_on_connection(
     client: redis.Redis, commands: Sequence[tuple[Any, ...]], atomic: bool, replicas: int, timeout_ms: int,
 ) -> tuple[list[Any], int | None]:

@@ -541,6 +541,13 @@ class TarIndexBackend(Backend):
             self._commit(state, [(new, value) for (_, new), value in zip(pairs, values)], [old for old, _ in pairs])
         return None
 
+    def index_entries(self, namespace: str) -> list[tuple[str, int, int]]:
+        """``(key, data offset, size)`` of every live key, sorted by key (MuMMI's ``load_index``)."""
+        namespace = self.normalize_namespace(namespace)
+        with self._reading(namespace) as state:
+            rows = state.table.live_entries()
+        return sorted((key.decode("utf-8"), offset, size) for key, offset, size, _ in rows)
+
     # ------------------------------------------------------- maintenance
     def _existing(self, namespace: str, action: str) -> NamespaceState:
         """The state of a namespace that must exist (a typo must not create files)."""
