@@ -14,6 +14,7 @@ up to ``keep`` backups in all.
 from __future__ import annotations
 
 import datetime
+import enum
 import hashlib
 import logging
 import os
@@ -49,6 +50,16 @@ _CheckpointDumper.add_representer(
 _CheckpointDumper.add_representer(
     tuple, lambda dumper, value: dumper.represent_list(list(value))
 )
+# Subclasses of the plain types (OrderedDict, defaultdict, Counter, IntEnum, a str
+# subclass...) and enums are written as the plain value they hold, which loads
+# back safely; the safe dumper would refuse them, and yaml.dump would write
+# python/object tags that no safe loader reads.
+for _base, _represent in ((dict, "represent_dict"), (list, "represent_list"), (str, "represent_str"),
+                          (int, "represent_int"), (float, "represent_float")):
+    _CheckpointDumper.add_multi_representer(
+        _base, lambda dumper, value, base=_base, method=_represent: getattr(dumper, method)(base(value))
+    )
+_CheckpointDumper.add_multi_representer(enum.Enum, lambda dumper, value: dumper.represent_data(value.value))
 
 
 class _NumpyAwareSafeLoader(yaml.SafeLoader):
@@ -148,7 +159,14 @@ def _parse(content: bytes, loader: Any = None) -> dict[str, Any]:
         if hashlib.sha256(body).hexdigest() != header.group(1).decode("ascii"):
             raise ValueError("checksum mismatch (truncated or corrupted)")
     try:
-        data = yaml.load(content, Loader=loader or _NumpyAwareSafeLoader)
+        try:
+            data = yaml.load(content, Loader=loader or _NumpyAwareSafeLoader)
+        except yaml.constructor.ConstructorError:
+            if loader is None or loader is _NumpyAwareSafeLoader:
+                raise
+            # The caller's loader (say yaml.SafeLoader) cannot build numpy's tags, which are no damage:
+            # read them with ours, which understands those and still runs no code.
+            data = yaml.load(content, Loader=_NumpyAwareSafeLoader)
     except (yaml.YAMLError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise ValueError(f"not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not data:

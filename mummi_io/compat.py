@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, signals
-from .errors import MummiIOError
+from .errors import InvalidKeyError, MummiIOError
 from .facade import IO
+from .keys import validate_key
 from .npz import write_npz
 from .npz import read_npz as _strict_read_npz
 from .registry import get_io as _strict_get_io
@@ -63,10 +64,21 @@ def _relative(namespace: str, key: str) -> str:
     """A key given as an absolute path inside the namespace, made relative (MuMMI's RDF writer does this)."""
     if not os.path.isabs(key):
         return key
-    for root in {os.path.abspath(namespace), os.path.abspath(os.path.splitext(namespace)[0])}:
-        if key.startswith(root.rstrip("/") + "/"):
-            return key[len(root.rstrip("/")) + 1:]
-    raise ValueError(f"key {key!r} is an absolute path outside namespace {namespace!r}")
+    root = os.path.abspath(namespace).rstrip("/") + "/"
+    if key.startswith(root):
+        return key[len(root):]
+    raise InvalidKeyError(f"key {key!r} is an absolute path outside namespace {namespace!r}")
+
+
+def _usable_keys(namespace: str, keys: Sequence[str], action: str) -> dict[int, str]:
+    """``{position: key}`` for the keys that can be keys of ``namespace``; the others are logged (MuMMI's way)."""
+    usable = {}
+    for position, key in enumerate(keys):
+        try:
+            usable[position] = validate_key(_relative(namespace, key))
+        except InvalidKeyError as exc:
+            LOGGER.error("Failed to %s %r in %s: %s", action, key, namespace, exc)
+    return usable
 
 
 def _glob_match(pattern: str, candidate: str) -> bool:
@@ -120,11 +132,17 @@ class MummiIO:
         return self.files_exist(namespace, [key])[0]
 
     def files_exist(self, namespace: str, keys: Sequence[str]) -> list[bool]:
+        """Whether each key holds a value; a key that cannot be one is logged and ``False``."""
+        answers = [False] * len(keys)
+        valid = _usable_keys(namespace, keys, "check")
         try:
-            return list(self.io.file_exists(namespace, [_relative(namespace, k) for k in keys]))
-        except (MummiIOError, ValueError) as exc:
+            found = self.io.file_exists(namespace, list(valid.values())) if valid else []
+        except MummiIOError as exc:
             LOGGER.error("Failed to check whether files exist in %s: %s", namespace, exc)
-            return [False] * len(keys)
+            return answers
+        for position, exists in zip(valid, found):
+            answers[position] = bool(exists)
+        return answers
 
     def namespace_exists(self, namespace: str) -> bool:
         try:
@@ -163,7 +181,13 @@ class MummiIO:
         raise ValueError(f"Incorrect arguments (keys={type(filenames)}). Need a filename or a list of filenames")
 
     def _load(self, namespace: str, keys: list[str]) -> list[bytes | None]:
-        return list(self.io.load_files(namespace, [_relative(namespace, k) for k in keys], missing=None))
+        """Values of ``keys``; a key that cannot be one (outside the namespace, ``..``) is logged and ``None``."""
+        values: list[bytes | None] = [None] * len(keys)
+        valid = _usable_keys(namespace, keys, "load")
+        found = self.io.load_files(namespace, list(valid.values()), missing=None) if valid else []
+        for position, value in zip(valid, found):
+            values[position] = value
+        return values
 
     def save_files(self, namespace: str, keys: str | list[str], data: Any) -> bool:
         """Store values; ``True``, or ``False`` with the error logged (MuMMI's convention)."""
@@ -346,16 +370,20 @@ def install() -> bool:
         interfaces = importlib.import_module("mummi_core.interfaces")
     except ImportError:
         return False
-    for module in (core, interfaces):
-        module.get_io = get_io  # type: ignore[attr-defined]
-        module.get_interfaces = get_interfaces  # type: ignore[attr-defined]
+    # Import every backend module first, then patch: a module that fails to import (pytaridx missing,
+    # or anything its import runs) is left out whole, and never leaves MuMMI half patched.
+    backends = []
     for name, attribute, kind in (("simple", "IO_Simple", "simple"), ("tar", "IO_Tar", "taridx"),
                                   ("redis", "IO_Redis", "redis")):
         try:
-            module = importlib.import_module(f"mummi_core.interfaces.{name}")
-        except ImportError as exc:  # e.g. pytaridx missing: that module cannot be imported anyway
-            LOGGER.debug("not patching mummi_core.interfaces.%s: %s", name, exc)
-            continue
+            backends.append((importlib.import_module(f"mummi_core.interfaces.{name}"), attribute, kind))
+        except Exception as exc:  # noqa: BLE001 - MuMMI's module, not ours: whatever its import raises
+            LOGGER.warning("mummi_core.interfaces.%s cannot be imported (%s: %s); it is left unpatched, and "
+                           "get_io(%r) gives mummi_io's interface", name, type(exc).__name__, exc, kind)
+    for module in (core, interfaces):
+        module.get_io = get_io  # type: ignore[attr-defined]
+        module.get_interfaces = get_interfaces  # type: ignore[attr-defined]
+    for module, attribute, kind in backends:
         setattr(module, attribute, get_io(kind))
     LOGGER.info("mummi_core now uses mummi_io (compat)")
     return True

@@ -20,7 +20,8 @@ from .coordination.base import Coordinator
 from .coordination.files import FileCoordinator
 from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, UnreadableValueError
 from .keys import (
-    RESERVED_PREFIX, as_key_list, as_name_list, pair_keys_values, validate_key, validate_namespace, validate_pattern,
+    RESERVED_PREFIX, as_key_list, as_name_list, could_match_a_key, pair_keys_values, validate_key, validate_namespace,
+    validate_pattern,
 )
 from .npz import read_npz, write_npz
 from .objects.group import Group
@@ -127,10 +128,12 @@ class IO:
         Raises
         ------
         InvalidKeyError
-            If the pattern contains ``/`` or NUL.
+            If the pattern is empty or contains NUL.
         """
         ns = self._namespace(namespace)
         pattern = validate_pattern(keypattern)
+        if not could_match_a_key(pattern):
+            return []  # its literal part names no valid key ("../x*", "/etc/*"): nothing to look at
         keys = sorted(self.backend.list(ns, pattern))
         if pattern[0] in "*?[.":  # a pattern that could match mummi_io's own (reserved) keys
             keys = [key for key in keys if not key.startswith(RESERVED_PREFIX)]

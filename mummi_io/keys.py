@@ -217,6 +217,22 @@ def pair_keys_values(keys: object, data: object) -> list[tuple[str, bytes | byte
     return [(k, to_bytes(k, v)) for k, v in zip(key_list, data)]
 
 
+def could_match_a_key(pattern: str) -> bool:
+    """Whether ``pattern`` could match a valid key: its literal directory part must be a valid key path.
+
+    A pattern such as ``../x*`` or ``/etc/pass*`` matches no key; a backend
+    that walks directories must never be asked to look there.
+    """
+    head = literal_prefix(pattern) if has_glob(pattern) else pattern
+    if not head.strip("/"):
+        return not pattern.startswith("/")
+    try:
+        validate_key(head.rstrip("/") if has_glob(pattern) else head)
+    except InvalidKeyError:
+        return False
+    return True
+
+
 def literal_prefix(pattern: str) -> str:
     """The directory part of ``pattern`` before its first wildcard (``"a/b/"`` for ``"a/b/c*"``; ``""`` if none)."""
     cut = min((pattern.find(c) for c in "*?[" if c in pattern), default=len(pattern))

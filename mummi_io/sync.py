@@ -26,13 +26,19 @@ MODES = ("copy", "mirror", "move")
 
 @dataclass
 class SyncReport:
-    """What a sync did: keys ``copied``, ``skipped`` (already identical), ``deleted``, ``removed_from_source``."""
+    """What a sync did (or, with ``dry_run``, would do).
+
+    Keys ``copied``, ``skipped`` (already identical), ``deleted`` (mirror),
+    ``removed_from_source`` (move), and ``conflicts``: keys the destination
+    holds with other bytes, left on both sides when ``overwrite=False``.
+    """
 
     copied: int = 0
     skipped: int = 0
     deleted: int = 0
     removed_from_source: int = 0
     bytes: int = 0
+    conflicts: list[str] = field(default_factory=list)
 
 
 def _batches(keys: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -53,6 +59,9 @@ def sync(
     keys: Sequence[str] | None = None,
     batch: int = BATCH,
     progress: Callable[[int], object] | None = None,
+    *,
+    overwrite: bool = True,
+    dry_run: bool = False,
 ) -> SyncReport:
     """Make the destination hold the source's keys (``mode``: copy, mirror or move).
 
@@ -60,6 +69,10 @@ def sync(
     - ``mirror``: the same, and delete destination keys (matching ``pattern``)
       that the source does not have;
     - ``move``: copy, then remove each verified key from the source.
+
+    ``overwrite=False`` leaves a destination key that holds other bytes (and
+    its source key) alone and lists it in ``report.conflicts``; ``dry_run``
+    compares and reports without writing or removing anything.
 
     Raises
     ------
@@ -76,11 +89,16 @@ def sync(
         values = source.load_files(source_namespace, chunk, missing=None)
         present = [(key, value) for key, value in zip(chunk, values) if value is not None]
         there = destination.stat_keys(destination_namespace, [key for key, _ in present]) if present else []
-        todo = [
-            (key, value) for (key, value), stat in zip(present, there)
-            if stat is None or (stat["size"], stat["crc32"]) != _fingerprint(value)
-        ]
-        if todo:
+        todo = []
+        for (key, value), stat in zip(present, there):
+            if stat is not None and (stat["size"], stat["crc32"]) == _fingerprint(value):
+                continue
+            if stat is not None and not overwrite:
+                report.conflicts.append(key)
+                continue
+            todo.append((key, value))
+        conflicted = set(report.conflicts)
+        if todo and not dry_run:
             destination.save_files(destination_namespace, [k for k, _ in todo], [v for _, v in todo])
             check = destination.stat_keys(destination_namespace, [k for k, _ in todo])
             bad = [k for (k, v), stat in zip(todo, check) if stat is None or (stat["size"], stat["crc32"]) != _fingerprint(v)]
@@ -91,16 +109,19 @@ def sync(
                 )
         report.copied += len(todo)
         report.bytes += sum(len(v) for _, v in todo)
-        report.skipped += len(present) - len(todo)
+        report.skipped += len(present) - len(todo) - sum(1 for k, _ in present if k in conflicted)
         if mode == "move" and present:
-            source.remove_files(source_namespace, [k for k, _ in present])
-            report.removed_from_source += len(present)
+            settled = [k for k, _ in present if k not in conflicted]
+            if not dry_run:
+                source.remove_files(source_namespace, settled)
+            report.removed_from_source += len(settled)
         if progress is not None:
             progress(len(chunk))
     if mode == "mirror":
         keep = set(wanted)
         extra = [k for k in destination.list_keys(destination_namespace, pattern) if k not in keep]
-        destination.remove_files(destination_namespace, extra)
+        if not dry_run:
+            destination.remove_files(destination_namespace, extra)
         report.deleted = len(extra)
     LOGGER.info("sync %s -> %s (%s): %s", source_namespace, destination_namespace, mode, report)
     return report

@@ -189,3 +189,46 @@ def test_a_zero_dimensional_array_and_a_chosen_loader(io, tmp_path: Path) -> Non
     io.save_checkpoint(str(path), {"n": np.array(3), "v": np.arange(2)})
     assert io.load_checkpoint(str(path)) == {"n": 3, "v": [0, 1], "ts": io.load_checkpoint(str(path))["ts"]}
     assert io.load_checkpoint(str(path), loader=yaml.FullLoader)["n"] == 3
+
+
+def test_subclasses_of_plain_types_and_enums_are_saved_as_their_plain_values(io, tmp_path: Path) -> None:
+    """What MuMMI's managers keep in a checkpoint (OrderedDict, defaultdict, IntEnum states...) saves, and
+    loads back as the plain value it holds, readable by any safe YAML reader."""
+    import collections
+    import enum
+
+    class State(enum.Enum):
+        RUNNING = "running"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {
+        "state": State.RUNNING, "level": Level.HIGH, "name": Name("patch"), "ratio": np.float32(0.5),
+        "order": collections.OrderedDict(b=1, a=2), "seen": collections.defaultdict(list, sim=[1, 2]),
+        "counts": collections.Counter("aab"),
+    })
+    loaded = io.load_checkpoint(str(path))
+    loaded.pop("ts")
+    assert loaded == {"state": "running", "level": 3, "name": "patch", "ratio": 0.5, "order": {"a": 2, "b": 1},
+                      "seen": {"sim": [1, 2]}, "counts": {"a": 2, "b": 1}}
+    assert type(loaded["level"]) is int and type(loaded["name"]) is str and type(loaded["order"]) is dict
+    assert "python/" not in path.read_text()  # no tag a safe reader would refuse
+    assert yaml.safe_load(path.read_text())["level"] == 3
+
+
+def test_a_safe_loader_of_the_callers_still_reads_mummis_numpy_tags(io, tmp_path: Path) -> None:
+    """MuMMI's checkpoints (yaml.dump of numpy values) loaded with loader=yaml.SafeLoader are not 'damaged'."""
+    path = tmp_path / "mummi.chk"
+    path.write_text(yaml.dump({"step": np.int64(7), "rates": np.arange(3.0)}))
+    backup = Path(backup_name(str(path)))
+    backup.write_text(yaml.dump({"step": 1}))  # an older, plain backup that must not be preferred
+    loaded = io.load_checkpoint(str(path), loader=yaml.SafeLoader)
+    assert loaded["step"] == 7 and loaded["rates"].tolist() == [0.0, 1.0, 2.0]
+    path.write_text("!!python/object/apply:os.system ['touch pwned']\n")
+    assert io.load_checkpoint(str(path), loader=yaml.SafeLoader) == {"step": 1}  # code is still never run
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()

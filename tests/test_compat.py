@@ -264,15 +264,20 @@ def test_signals_and_backups_of_the_job_tracker(tmp_path) -> None:
 # --------------------------------------------------------------------------
 # install(): mummi_core hands out these interfaces
 # --------------------------------------------------------------------------
-def test_install_makes_mummi_core_hand_out_compat_interfaces(tmp_path) -> None:
+def _fake_mummi_core(tmp_path: Path, **interfaces: str) -> None:
+    """The shape of mummi_core that install() needs: get_io at both levels, and interface modules."""
     package = tmp_path / "site" / "mummi_core"
     (package / "interfaces").mkdir(parents=True)
-    # The shape of mummi_core this needs: get_io at both levels and the interface classes.
     (package / "__init__.py").write_text("from .interfaces import get_io, get_interfaces\n")
     (package / "interfaces" / "__init__.py").write_text(
         "def get_io(kind):\n    raise RuntimeError('the original was called')\n"
         "def get_interfaces():\n    return []\n")
-    (package / "interfaces" / "simple.py").write_text("class IO_Simple:\n    pass\n")
+    for module, source in interfaces.items():
+        (package / "interfaces" / f"{module}.py").write_text(source)
+
+
+def test_install_makes_mummi_core_hand_out_compat_interfaces(tmp_path) -> None:
+    _fake_mummi_core(tmp_path, simple="class IO_Simple:\n    pass\n")
     program = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path / 'site')!r})
@@ -289,6 +294,43 @@ def test_install_makes_mummi_core_hand_out_compat_interfaces(tmp_path) -> None:
     """)
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "installed" in result.stdout, result.stderr
+
+
+def test_install_patches_all_it_can_when_one_mummi_module_fails_to_import(tmp_path) -> None:
+    _fake_mummi_core(tmp_path, simple="class IO_Simple:\n    pass\n", redis="class IO_Redis:\n    pass\n",
+                     tar="raise OSError('pytaridx found no libc')\n")  # not an ImportError
+    program = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path / 'site')!r})
+        from mummi_io import compat
+        assert compat.install() is True
+        import mummi_core
+        from mummi_core.interfaces.simple import IO_Simple
+        from mummi_core.interfaces.redis import IO_Redis
+        assert IO_Simple is mummi_core.get_io("simple") and IO_Redis is mummi_core.get_io("redis")
+        assert mummi_core.get_io("taridx").get_type() == "taridx"
+        print("installed")
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "installed" in result.stdout, result.stderr
+    assert "mummi_core.interfaces.tar cannot be imported (OSError" in result.stderr
+
+
+def test_absolute_keys_only_inside_the_namespace_itself(mummi, tmp_path, caplog) -> None:
+    """``/abs/run/x`` belongs to namespace ``run``, never to a sibling such as ``run.old``."""
+    namespace = str(tmp_path / "run.old")
+    inside = str(tmp_path / "run.old" / "rdf" / "x.npz")
+    sibling = str(tmp_path / "run" / "x.npz")
+    assert mummi.save_files(namespace, inside, b"in") is True
+    assert mummi.load_files(namespace, "rdf/x.npz") == b"in" and mummi.load_files(namespace, inside) == b"in"
+    with caplog.at_level("ERROR"):
+        assert mummi.save_files(namespace, sibling, b"out") is False
+        assert mummi.load_files(namespace, sibling) is None
+        assert mummi.load_files(namespace, "../run/x.npz") is None
+        assert mummi.files_exist(namespace, [inside, "../x", sibling]) == [True, False, False]
+        assert mummi.file_exists(namespace, "/etc/passwd") is False
+    assert "outside namespace" in caplog.text
+    assert not (tmp_path / "run").exists()
 
 
 def test_install_without_mummi_core_says_so() -> None:
@@ -324,6 +366,24 @@ def test_mummi_redis_nodes_as_a_count_uses_mummis_server_list(tmp_path, monkeypa
     assert "expected" not in caplog.text
 
 
+def test_servers_list_finds_the_nodes_get_io_would_use(tmp_path) -> None:
+    """Without --registry, `mummi-io servers list` resolves as get_io does, MuMMI's all_servers.txt included."""
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "all_servers.txt").write_text("node1 6334\nnode2 6335\n")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MUMMI_REDIS")}
+    environment.update(MUMMI_ROOT=str(tmp_path), MUMMI_REDIS_DIR=str(tmp_path / "none"), MUMMI_REDIS_NODES="2")
+    listed = subprocess.run([sys.executable, "-m", "mummi_io.cli", "--json", "servers", "list"], env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    report = __import__("json").loads(listed.stdout)
+    assert [node["port"] for node in report["nodes"]] == [6334, 6335]
+    assert "all_servers.txt" in report["source"]
+    environment["MUMMI_REDIS_NODES"] = "\u00b2"  # a superscript two is a digit to Python, not a count
+    odd = subprocess.run([sys.executable, "-m", "mummi_io.cli", "servers", "list"], env=environment,
+                         capture_output=True, text=True, timeout=60)
+    assert odd.returncode != 0 and "Traceback" not in odd.stderr
+
+
 # --------------------------------------------------------------------------
 # A MuMMI deployment's keys taken over: the mummi-redis layout and its import
 # --------------------------------------------------------------------------
@@ -341,9 +401,10 @@ def test_import_a_mummi_redis_deployment_verified_and_resumable(redis_single, tm
     command = [sys.executable, "-m", "mummi_io.cli", "--json", "import-mummi-redis", "--servers", server.name,
                "--password", server.password, "--namespaces", f"{prefix}/*", "--to-backend", "taridx"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr  # a key was left behind: a script must notice
     report = __import__("json").loads(first.stdout)
-    assert report["namespaces"] == 2 and report["copied"] == 31 and report["invalid_keys"] == [f"{prefix}/other::../escape"]
+    assert report["namespaces"] == 2 and report["copied"] == 31
+    assert [entry.split(" (")[0] for entry in report["left"]] == [f"{prefix}/other::../escape"]
     again = __import__("json").loads(subprocess.run(command, capture_output=True, text=True, timeout=120,
                                                     cwd=tmp_path).stdout)
     assert again["copied"] == 0 and again["skipped"] == 31  # resumable: nothing copied twice
@@ -358,3 +419,102 @@ def test_import_a_mummi_redis_deployment_verified_and_resumable(redis_single, tm
         assert client.get(f"{prefix}/exported::a/b") == b"nested"
         assert legacy.list_keys(f"{prefix}/exported") == ["a/b"]
         assert destination.exists() is False
+
+
+def _import(server, *extra: str, cwd) -> tuple[int, dict]:
+    command = [sys.executable, "-m", "mummi_io.cli", "--json", "import-mummi-redis", "--servers", server.name,
+               "--password", server.password, *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert done.stdout, done.stderr
+    return done.returncode, __import__("json").loads(done.stdout)
+
+
+def test_import_dry_run_conflicts_move_and_root(redis_single, tmp_path) -> None:
+    """A dry run writes nothing; a differing destination key is never overwritten silently; --move drains."""
+    import redis
+
+    server = redis_single[0]
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    campaign = f"/p/gpfs1/{tmp_path.name}/feedback"  # MuMMI's namespaces are absolute paths
+    for i in range(5):
+        client.set(f"{campaign}::f{i}", f"v{i}".encode())
+    root = tmp_path / "root"
+    options = ["--namespaces", campaign, "--to-backend", "simple", "--root", str(root)]
+    landed = root / campaign.lstrip("/")
+
+    code, report = _import(server, *options, "--dry-run", cwd=tmp_path)
+    assert code == 0 and report["copied"] == 5 and not root.exists()
+
+    landed.mkdir(parents=True)
+    (landed / "f0").write_bytes(b"the destination's own, different value")
+    code, report = _import(server, *options, "--move", cwd=tmp_path)
+    assert code == 1 and report["copied"] == 4 and report["removed_from_source"] == 4
+    assert report["conflicts"] == [f"{campaign}::f0 -> {landed}"]
+    assert (landed / "f0").read_bytes() == b"the destination's own, different value"  # not overwritten
+    assert client.get(f"{campaign}::f0") == b"v0"  # and not removed from MuMMI's servers
+    assert client.get(f"{campaign}::f3") is None and (landed / "f3").read_bytes() == b"v3"
+
+    (landed / "f3").unlink()  # the user deletes a moved key; a rerun must not bring it back
+    code, report = _import(server, *options, "--move", cwd=tmp_path)
+    assert code == 1 and report["copied"] == 0 and not (landed / "f3").exists()
+
+    code, report = _import(server, *options, "--move", "--overwrite", cwd=tmp_path)
+    assert code == 0 and report["copied"] == 1 and (landed / "f0").read_bytes() == b"v0"
+    assert client.get(f"{campaign}::f0") is None
+
+
+def test_import_root_refuses_a_namespace_that_climbs_out() -> None:
+    from mummi_io.cli.migrate import _destination_namespace
+    from mummi_io.errors import InvalidArgumentError
+
+    assert _destination_namespace("/p/run/ns", "/r") == "/r/p/run/ns"
+    assert _destination_namespace("./run//ns/", "/r") == "/r/run/ns"
+    assert _destination_namespace("/p/run/ns", None) == "/p/run/ns"
+    for climbing in ("/p/../../etc", "..", "/", "a/../b"):
+        with pytest.raises(InvalidArgumentError, match="--root"):
+            _destination_namespace(climbing, "/r")
+
+
+def test_mummi_redis_leaves_names_it_cannot_hold(redis_single, tmp_path) -> None:
+    import redis
+
+    server = redis_single[0]
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    ns = f"odd-{tmp_path.name}"
+    client.set(f"{ns}::fine", b"1")
+    client.set(f"{ns}::a::b".encode(), b"ambiguous")
+    client.set(ns.encode() + b"::\xff\xfe", b"not utf-8")
+    client.set(ns.encode() + b"::nul\0key", b"nul")
+    client.set(b"\xffns-" + tmp_path.name.encode() + b"::k", b"namespace not utf-8")
+    with get_io("redis", nodes=server.name, password=server.password) as ours:
+        ours.save_files(ns, "ours", b"mummi_io's own layout on the same server")
+    with get_io("mummi-redis", servers=server.name, password=server.password) as legacy:
+        assert legacy.list_keys(ns) == ["fine"]
+        names = legacy.backend.namespaces()
+        assert ns in names and not any(name.startswith("mio:") for name in names)
+        left = " ".join(legacy.backend.unusable)
+        assert "ambiguous" in left and "not UTF-8" in left and "NUL" in left
+        assert len(legacy.backend.unusable) == 4
+
+
+def test_mummi_redis_write_keeps_the_old_value_when_its_home_server_is_down(tmp_path) -> None:
+    """The new value is SET on its home server before other copies are deleted: a failure loses nothing."""
+    import redis
+
+    from mummi_io.errors import MummiIOError
+    from mummi_io.testing.servers import start_servers, stop_servers
+
+    pytest.importorskip("redis")
+    servers = start_servers(2, str(tmp_path), "pw-" + tmp_path.name)
+    try:
+        spec = ",".join(s.name for s in servers)
+        with get_io("mummi-redis", servers=spec, password=servers[0].password, retry_timeout=0.5) as legacy:
+            key = next(f"k{i}" for i in range(100) if legacy.backend._home(legacy.backend._name("ns", f"k{i}")) == 1)
+            keeper = redis.Redis(host="127.0.0.1", port=servers[0].port, password=servers[0].password)
+            keeper.set(f"ns::{key}", b"old")  # as a MuMMI writer bound to server 0 left it
+            servers[1].stop()
+            with pytest.raises(MummiIOError):
+                legacy.save_files("ns", key, b"new")
+            assert keeper.get(f"ns::{key}") == b"old"
+    finally:
+        stop_servers(servers)

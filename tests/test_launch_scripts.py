@@ -240,3 +240,25 @@ def test_sourced_as_mummi_does_it_returns_and_exports(deployment) -> None:
     assert lines[1] == "start returned 0", result.stderr
     assert lines[2] == f"NNODES=1 REGISTRY={deployment}/registry OUTPUTS={deployment}"
     assert lines[3].startswith("SERVER=/") and lines[3].endswith("redis-server")
+
+
+def test_sourced_without_dir_uses_mummi_redis_dir_and_drops_a_stale_environment(deployment) -> None:
+    """Sourced with only N, the deployment is $MUMMI_REDIS_DIR's (not a directory named "1"), and what an
+    earlier deployment exported (its password, its node list) neither breaks the start nor reaches clients."""
+    base = free_base_port(1)
+    program = f"""
+        export MUMMI_REDIS_DIR={deployment}
+        export MUMMI_REDIS_PASSWORD=stale-password MUMMI_REDIS_NODES=127.0.0.1:1
+        source {SCRIPTS / 'start_all_redis_nodes.sh'} 1 --port {base} > /dev/null 2>&1
+        echo "start returned $?"
+        echo "REGISTRY=$MUMMI_REDIS_REGISTRY PASSWORD=${{MUMMI_REDIS_PASSWORD:-unset}} NODES=${{MUMMI_REDIS_NODES:-unset}}"
+        {sys.executable} -c 'import mummi_io; io = mummi_io.get_io("redis"); io.save_files("ns", "k", b"v"); print(io.load_files("ns", "k"))'
+    """
+    environment = {**os.environ, "MUMMI_IO_PYTHON": sys.executable}
+    result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=120, env=environment,
+                            cwd=deployment.parent)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "start returned 0", result.stderr
+    assert lines[1] == f"REGISTRY={deployment}/registry PASSWORD=unset NODES=unset"
+    assert lines[2] == "b'v'", result.stderr
+    assert not (deployment.parent / "1").exists()

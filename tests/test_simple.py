@@ -96,3 +96,93 @@ def test_emptied_directories_are_removed_and_temporary_files_never_listed(tmp_pa
     io.move_keys(str(ns), ["a/d"], ["z"])
     assert (ns / "a").is_dir()  # still holds the leftover: only empty directories go
     assert io.list_keys(str(ns)) == ["z"]
+
+
+# --------------------------------------------------------------------------
+# Symbolic links and patterns: nothing leads outside the namespace
+# --------------------------------------------------------------------------
+@pytest.fixture
+def linked_namespace(tmp_path: Path) -> tuple[Path, Path]:
+    """A namespace holding links to an outside directory (as a directory of keys) and an outside file (as a key)."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "secret").write_bytes(b"not the namespace's")
+    (outside / "sub" / "deep").write_bytes(b"not the namespace's either")
+    ns = tmp_path / "ns"
+    ns.mkdir()
+    (ns / "real").write_bytes(b"mine")
+    (ns / "dir").symlink_to(outside)
+    (ns / "file").symlink_to(outside / "secret")
+    return ns, outside
+
+
+def test_links_inside_a_namespace_are_not_keys_and_are_never_followed(linked_namespace) -> None:
+    ns, outside = linked_namespace
+    io = get_io("simple")
+    assert io.list_keys(str(ns)) == ["real"]
+    assert io.list_keys(str(ns), "dir/*") == [] and io.list_keys(str(ns), "dir/sub/*") == []
+    assert io.load_files(str(ns), ["dir/secret", "file", "dir/sub/deep"], missing=None) == [None, None, None]
+    assert io.file_exists(str(ns), ["dir/secret", "file", "real"]) == [False, False, True]
+    assert io.stat_keys(str(ns), ["dir/secret"]) == [None]
+    io.remove_files(str(ns), ["dir/secret", "dir/sub/deep", "file"])
+    with pytest.raises(KeyError):
+        io.move_keys(str(ns), ["dir/sub/deep"], ["stolen"])
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        io.save_files(str(ns), "dir/planted", b"x")
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        io.move_keys(str(ns), ["real"], ["dir/sub/real"])
+    # the outside directory is exactly as it was; the links themselves stay too
+    assert (outside / "secret").read_bytes() == b"not the namespace's"
+    assert (outside / "sub" / "deep").read_bytes() == b"not the namespace's either"
+    assert sorted(p.name for p in outside.rglob("*")) == ["deep", "secret", "sub"]
+    assert (ns / "dir").is_symlink() and (ns / "file").is_symlink() and (ns / "real").read_bytes() == b"mine"
+
+
+def test_a_fifo_in_a_namespace_is_not_a_key_and_does_not_hang_a_reader(tmp_path: Path) -> None:
+    ns = tmp_path / "ns"
+    (ns / "d").mkdir(parents=True)
+    os.mkfifo(ns / "d" / "pipe")
+    io = get_io("simple")
+    assert io.load_files(str(ns), "d/pipe", missing=None) is None
+    assert io.file_exists(str(ns), "d/pipe") is False and io.list_keys(str(ns)) == []
+
+
+@pytest.mark.parametrize("pattern", ["../*", "../outside/*", "/etc/pass*", "a/../../*", "./*/../../*"])
+def test_patterns_that_climb_out_of_the_namespace_match_nothing(linked_namespace, pattern: str) -> None:
+    ns, _ = linked_namespace
+    assert get_io("simple").list_keys(str(ns), pattern) == []
+
+
+def test_namespace_spellings_of_one_directory_are_one_namespace(tmp_path: Path) -> None:
+    io = get_io("simple")
+    io.save_files(f"{tmp_path}/ns/", "k", b"v")
+    assert io.load_files(f"{tmp_path}/other/../ns", "k") == b"v"
+    assert io.list_keys(f"{tmp_path}/./ns") == ["k"]
+
+
+def _churn(namespace: str, worker: int, rounds: int) -> None:
+    """Save, move and remove nested keys that share directories with the other workers' keys."""
+    io = get_io("simple")
+    for i in range(rounds):
+        key = f"shared/sub/w{worker}-{i}"
+        io.save_files(namespace, key, f"{worker}:{i}".encode())
+        io.move_keys(namespace, [key], [f"shared/moved/w{worker}-{i}"])
+        assert io.load_files(namespace, f"shared/moved/w{worker}-{i}") == f"{worker}:{i}".encode()
+        io.remove_files(namespace, f"shared/moved/w{worker}-{i}")
+        io.save_files(namespace, f"shared/kept/w{worker}-{i}", b"k")
+
+
+def test_processes_saving_and_pruning_the_same_directories_lose_nothing(tmp_path: Path) -> None:
+    """A remove prunes the directory it emptied; a save into it at that moment remakes it instead of failing."""
+    import multiprocessing
+
+    ns = str(tmp_path / "ns")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_churn, args=(ns, worker, 150)) for worker in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(300)
+    assert [process.exitcode for process in workers] == [0, 0, 0, 0]
+    assert len(get_io("simple").list_keys(ns, "shared/kept/*")) == 4 * 150
+    assert get_io("simple").list_keys(ns, "shared/moved/*") == []

@@ -277,6 +277,26 @@ def test_links_sparse_files_and_directories_of_foreign_tars(tmp_path: Path) -> N
         assert any("not values" in note for note in notes)
 
 
+def test_foreign_member_names_spelt_with_dots_and_double_slashes_are_their_keys(tmp_path: Path) -> None:
+    """`tar -cf x.tar ./run` writes ./run/a; hand-made tars hold a/./b or a//b: each is the key a/b once
+    extracted. `..` and absolute names stay non-keys: nothing ever climbs out of the namespace."""
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(_tar_of({"./run/a": b"1", "run/./b": b"2", "run//c": b"3", "./run/../up": b"no",
+                                 "/etc/abs": b"no", "../out": b"no"}))
+    with get_io("taridx") as io:
+        assert io.list_keys(str(archive)) == ["run/a", "run/b", "run/c"]
+        assert io.load_files(str(archive), ["run/a", "run/b", "run/c"]) == [b"1", b"2", b"3"]
+    source = tmp_path / "src" / "run"
+    source.mkdir(parents=True)
+    (source / "data").write_bytes(b"payload")
+    os.link(source / "data", source / "hard")
+    gnu = tmp_path / "gnu.tar"
+    subprocess.run(["tar", "-cf", str(gnu), "-C", str(tmp_path / "src"), "./run"], check=True)
+    with get_io("taridx") as io:
+        assert io.list_keys(str(gnu)) == ["run/data", "run/hard"]
+        assert io.load_files(str(gnu), "run/hard") == b"payload"  # the hard link names ./run/data
+
+
 def test_verify_of_a_healthy_foreign_tar_exits_0_and_says_what_it_could_check(tmp_path: Path) -> None:
     archive = tmp_path / "plain.tar"
     archive.write_bytes(_tar_of({"a": b"A", "b": b"B"}))

@@ -20,7 +20,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +34,32 @@ LOGGER = logging.getLogger(__name__)
 # A key that is not a regular file in the namespace directory: absent, a
 # subdirectory, or a namespace path that is itself a file.
 _NOT_A_KEY = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+_DIRECTORY_RACE_ATTEMPTS = 10  # how often a save remakes a directory that a concurrent remove pruned
+
+
+def _first_directory_where(namespace: str, key: str, test: Callable[[int], bool]) -> str:
+    """The first directory of ``key`` whose ``lstat`` mode passes ``test`` ("" if none; the walk stops at a gap)."""
+    parts = key.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        try:
+            if test(os.lstat(os.path.join(namespace, prefix)).st_mode):
+                return prefix
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
+        except OSError as exc:
+            raise os_error(f"look at {prefix!r} in namespace {namespace!r}", exc) from exc
+    return ""
+
+
+def _linked_directory(namespace: str, key: str) -> str:
+    """The first directory of ``key`` inside the namespace that is a symbolic link ("" if none)."""
+    return _first_directory_where(namespace, key, stat.S_ISLNK)
+
+
+def _file_among_directories(namespace: str, key: str) -> str:
+    """The first directory of ``key`` that is something other than a directory ("" if none is)."""
+    return _first_directory_where(namespace, key, lambda mode: not stat.S_ISDIR(mode))
 
 
 def _prefix_conflict(namespace: str, key: str, why: str) -> InvalidKeyError:
@@ -61,6 +87,10 @@ class SimpleBackend(Backend):
     def __init__(self, *, fsync: bool = False) -> None:
         self.fsync = fsync
 
+    def normalize_namespace(self, namespace: str) -> str:
+        # docstring inherited: "ns/", "./ns" and "ns/sub/.." are one directory, so one namespace
+        return os.path.normpath(namespace)
+
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
         # docstring inherited
         self._make_directory(namespace)
@@ -69,18 +99,7 @@ class SimpleBackend(Backend):
         for key, value in items:
             path = os.path.join(namespace, key)
             with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
-                for attempt in range(3):
-                    if "/" in key:
-                        os.makedirs(os.path.dirname(path), exist_ok=True)
-                    try:
-                        atomic_write(path, value, fsync=self.fsync)
-                        break
-                    except IsADirectoryError:
-                        raise _prefix_conflict(namespace, key, "it is the directory of other keys") from None
-                    except FileNotFoundError:
-                        # Another process removed the directory it had just emptied: make it again.
-                        if attempt == 2 or "/" not in key:
-                            raise
+                self._in_own_directory(namespace, key, lambda: atomic_write(path, value, fsync=self.fsync))
             directories.add(os.path.dirname(path))
         if self.fsync and items:
             with storage_errors(f"flush namespace directory {namespace!r}"):
@@ -112,9 +131,48 @@ class SimpleBackend(Backend):
                 if prefix in checked:
                     continue
                 checked.add(prefix)
-                found = stat_or_none(os.path.join(namespace, prefix), f"look for key {prefix!r}")
+                try:
+                    found: os.stat_result | None = os.lstat(os.path.join(namespace, prefix))
+                except (FileNotFoundError, NotADirectoryError):
+                    found = None
+                except OSError as exc:
+                    raise os_error(f"look for key {prefix!r} in namespace {namespace!r}", exc) from exc
+                if found is not None and stat.S_ISLNK(found.st_mode):
+                    raise InvalidKeyError(
+                        f"key {key!r} cannot be saved in {namespace!r}: {prefix!r} is a symbolic link, and keys never "
+                        "lead outside their namespace; replace the link with a directory"
+                    )
                 if found is not None and not stat.S_ISDIR(found.st_mode):
                     raise _prefix_conflict(namespace, key, f"{prefix!r} is a key")
+
+    @staticmethod
+    def _in_own_directory(namespace: str, key: str, place: Callable[[], None]) -> None:
+        """Make the directories of ``key`` and run ``place`` (which puts the file there), despite pruners.
+
+        Another process that empties a directory removes it; if that happens
+        between our ``makedirs`` and ``place``, the directory is made again
+        (a few times; a namespace under that much churn then raises).
+        """
+        path = os.path.join(namespace, key)
+        for attempt in range(_DIRECTORY_RACE_ATTEMPTS):
+            try:
+                if "/" in key:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                place()
+                return
+            except IsADirectoryError:
+                raise _prefix_conflict(namespace, key, "a directory is in its place (keys below it, or left empty)") from None
+            except (FileExistsError, NotADirectoryError):
+                if "/" not in key:
+                    raise
+                blocking = _file_among_directories(namespace, key)
+                if blocking:
+                    raise _prefix_conflict(namespace, key, f"{blocking!r} is a key (saved by another process)") from None
+                if attempt == _DIRECTORY_RACE_ATTEMPTS - 1:
+                    raise  # not a key in the way: a directory made and pruned again and again meanwhile
+            except FileNotFoundError:
+                if attempt == _DIRECTORY_RACE_ATTEMPTS - 1 or "/" not in key:
+                    raise
 
     @staticmethod
     def _prune(namespace: str, key: str) -> None:
@@ -145,48 +203,67 @@ class SimpleBackend(Backend):
         return [self._read(namespace, key) for key in keys]
 
     @staticmethod
-    def _read(namespace: str, key: str) -> bytes | None:
+    def _open(namespace: str, key: str) -> int | None:
+        """A descriptor of the key's file, never through a symbolic link; ``None`` if it is not a key.
+
+        A symbolic link inside the namespace (as the key, or as one of its
+        directories) is not followed: a key never leads outside its namespace.
+        """
+        if "/" in key and _linked_directory(namespace, key):
+            return None
         try:
-            with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
-                return handle.read()
+            # O_NONBLOCK: a FIFO planted in the namespace must not hang the reader (no effect on files)
+            fd = os.open(os.path.join(namespace, key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except _NOT_A_KEY:
             return None
         except OSError as exc:
-            with storage_errors(f"read key {key!r} in namespace {namespace!r}"):
-                raise exc
+            if exc.errno == errno.ELOOP:
+                return None  # the key itself is a symbolic link
+            raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None  # a directory, FIFO or device is not a key
+        return fd
+
+    @classmethod
+    def _read(cls, namespace: str, key: str) -> bytes | None:
+        fd = cls._open(namespace, key)
+        if fd is None:
+            return None
+        with open(fd, "rb", buffering=0, closefd=True) as handle:
+            return handle.read()
 
     def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
         # docstring inherited: read straight into numpy-allocated memory (far fewer page faults)
         buffers: list[Buffer | None] = []
         for key in keys:
-            try:
-                with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    buffer = np.empty(size, dtype=np.uint8)
-                    got = handle.readinto(buffer)
-                    buffers.append(memoryview(buffer)[:got] if got is not None else None)
-            except _NOT_A_KEY:
+            fd = self._open(namespace, key)
+            if fd is None:
                 buffers.append(None)
-            except OSError as exc:
-                raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
+                continue
+            with open(fd, "rb", buffering=0, closefd=True) as handle:
+                buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
+                got = handle.readinto(buffer)
+                buffers.append(memoryview(buffer)[:got] if got is not None else None)
         return buffers
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited
         heads: list[bytes | None] = []
         for key in keys:
-            try:
-                with open(os.path.join(namespace, key), "rb", buffering=0) as handle:
-                    heads.append(handle.read(size))
-            except _NOT_A_KEY:
+            fd = self._open(namespace, key)
+            if fd is None:
                 heads.append(None)
-            except OSError as exc:
-                raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
+                continue
+            with open(fd, "rb", buffering=0, closefd=True) as handle:
+                heads.append(handle.read(size))
         return heads
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
         for key in keys:
+            if not self._is_file(namespace, key):
+                continue  # not a key: absent, a directory, a link (or below one), which keys never go through
             try:
                 os.unlink(os.path.join(namespace, key))
             except _NOT_A_KEY:
@@ -199,9 +276,17 @@ class SimpleBackend(Backend):
 
     @staticmethod
     def _is_file(namespace: str, key: str) -> bool:
-        """Whether ``key`` is a file of the namespace; a path we may not look at raises, not ``False``."""
-        found = stat_or_none(os.path.join(namespace, key), f"look for key {key!r} in namespace {namespace!r}")
-        return found is not None and stat.S_ISREG(found.st_mode)
+        """Whether ``key`` is a file of the namespace (not a symbolic link); a path we may not look at raises."""
+        if "/" in key and _linked_directory(namespace, key):
+            return False
+        path = os.path.join(namespace, key)
+        try:
+            found = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise os_error(f"look for key {key!r} in namespace {namespace!r}", exc) from exc
+        return stat.S_ISREG(found.st_mode)
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
@@ -216,6 +301,8 @@ class SimpleBackend(Backend):
             return iter([pattern] if self._is_file(namespace, pattern) else [])
         matches = key_matcher(pattern)
         start = literal_prefix(pattern)
+        if start and _linked_directory(namespace, start + "x"):
+            return iter([])  # the pattern's directory is (inside) a symbolic link: not the namespace's
         found: list[str] = []
         pending = [start]
         while pending:
@@ -229,7 +316,7 @@ class SimpleBackend(Backend):
                         key = relative + name
                         if entry.is_dir(follow_symlinks=False):
                             pending.append(key + "/")
-                        elif matches(key) and entry.is_file():
+                        elif matches(key) and entry.is_file(follow_symlinks=False):
                             found.append(key)
             except _NOT_A_KEY:
                 continue
@@ -249,13 +336,15 @@ class SimpleBackend(Backend):
         missing = []
         cross_device = []
         for old, new in pairs:
+            origin = os.path.join(source, old)
             target = os.path.join(destination, new)
+            if not self._is_file(source, old):
+                missing.append(old)  # absent, or not a key (a directory, a symbolic link)
+                continue
             try:
-                if "/" in new:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(os.path.join(source, old), target)
+                self._in_own_directory(destination, new, lambda: os.replace(origin, target))
             except FileNotFoundError:
-                missing.append(old)
+                missing.append(old)  # removed by another process meanwhile
                 continue
             except OSError as exc:
                 if exc.errno != errno.EXDEV:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from ..errors import InvalidKeyError
+from ..errors import InvalidArgumentError, InvalidKeyError
 from ..keys import key_matcher, validate_key
 from ..progress import progress_bar
 from ..registry import get_io
@@ -13,50 +14,77 @@ from ..sync import sync
 from .common import emit, parse_options
 
 
+def _destination_namespace(namespace: str, root: str | None) -> str:
+    """Where a MuMMI namespace lands: as named, or below ``root`` (``/p/run/ns`` -> ``ROOT/p/run/ns``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        For a namespace with a ``..`` component under ``--root``: it could land outside the root.
+    """
+    if root is None:
+        return namespace
+    parts = [part for part in namespace.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise InvalidArgumentError(f"namespace {namespace!r} cannot be placed under --root {root!r}: it names "
+                                   "'..' or nothing; copy it without --root, or rename it first")
+    return os.path.join(root, *parts)
+
+
 def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
-    """Copy every namespace of MuMMI's Redis layout into a mummi_io backend, verified and resumable."""
+    """Copy (or move) every namespace of MuMMI's Redis layout into a mummi_io backend, verified and resumable."""
     source_options: dict[str, Any] = {"servers": args.servers} if args.servers else {}
     if args.password:
         source_options["password"] = args.password
     source = get_io("mummi-redis", **source_options)
     destination = get_io(args.to_backend, **parse_options(args.to_option))
     wanted = key_matcher(args.namespaces)
-    totals = {"namespaces": 0, "copied": 0, "skipped": 0, "bytes": 0, "invalid_keys": []}
+    mode = "move" if args.move else "copy"
+    totals: dict[str, Any] = {"namespaces": 0, "copied": 0, "skipped": 0, "removed_from_source": 0, "bytes": 0,
+                              "left": [], "conflicts": []}
     with source, destination:
-        namespaces = [ns for ns in source.backend.namespaces() if wanted(ns)]  # type: ignore[attr-defined]
+        bridge = source.backend
+        namespaces = [ns for ns in bridge.namespaces() if wanted(ns)]  # type: ignore[attr-defined]
         for namespace in namespaces:
-            keys, invalid = [], []
+            target = _destination_namespace(namespace, args.root)
+            keys = []
             for key in source.list_keys(namespace):
                 try:
                     keys.append(validate_key(key))
-                except InvalidKeyError:
-                    invalid.append(f"{namespace}::{key}")
-            totals["invalid_keys"] += invalid
-            if args.dry_run:
-                totals["copied"] += len(keys)
-                totals["namespaces"] += 1
-                continue
+                except InvalidKeyError as exc:
+                    totals["left"].append(f"{namespace}::{key} ({exc})")
             bar = progress_bar(len(keys), namespace)
-            report = sync(source, namespace, destination, namespace, keys=keys, progress=bar.update)
+            report = sync(source, namespace, destination, target, mode=mode, keys=keys, progress=bar.update,
+                          overwrite=args.overwrite, dry_run=args.dry_run)
             bar.close()
             totals["namespaces"] += 1
-            totals["copied"] += report.copied
-            totals["skipped"] += report.skipped
-            totals["bytes"] += report.bytes
-    verb = "would copy" if args.dry_run else "copied"
-    text = (f"{totals['namespaces']} namespace(s): {verb} {totals['copied']} key(s) ({totals['bytes']} bytes, "
-            f"verified), {totals['skipped']} already identical")
-    if totals["invalid_keys"]:
-        text += (f"; {len(totals['invalid_keys'])} key(s) are not valid mummi_io keys and were left: "
-                 + ", ".join(totals["invalid_keys"][:10]))
+            for name in ("copied", "skipped", "removed_from_source", "bytes"):
+                totals[name] += getattr(report, name)
+            totals["conflicts"] += [f"{namespace}::{key} -> {target}" for key in report.conflicts]
+        totals["left"] += bridge.unusable  # type: ignore[attr-defined]
+    would = "would " if args.dry_run else ""
+    text = (f"{totals['namespaces']} namespace(s): {would}copy {totals['copied']} key(s) ({totals['bytes']} bytes"
+            f"{'' if args.dry_run else ', verified'}), {totals['skipped']} already identical")
+    if args.move:
+        text += f", {would}remove {totals['removed_from_source']} from MuMMI's servers"
+    if args.dry_run:
+        text += "; dry run: nothing was written or removed"
+    if totals["conflicts"]:
+        text += (f"; {len(totals['conflicts'])} key(s) differ from what the destination already holds and were "
+                 "left on both sides (compare them, then rerun with --overwrite to take MuMMI's): "
+                 + ", ".join(totals["conflicts"][:10]))
+    if totals["left"]:
+        text += (f"; {len(totals['left'])} key(s) cannot be mummi_io keys and were left on MuMMI's servers: "
+                 + ", ".join(totals["left"][:10]))
     emit(args, text, totals)
-    return 0
+    return 1 if totals["conflicts"] or totals["left"] else 0
 
 
 def add_commands(commands: Any) -> None:
     """Register the migration commands on the ``mummi-io`` sub-parser set."""
-    text = ("copy every key of a MuMMI Redis deployment (MuMMI's 'namespace::key' layout) into a mummi_io "
-            "backend, verified and resumable (run it again to finish an interrupted copy)")
+    text = ("copy (or --move) every key of a MuMMI Redis deployment (MuMMI's 'namespace::key' layout) into a "
+            "mummi_io backend, verified and resumable (run it again to finish an interrupted copy); exits 1 when "
+            "keys were left behind")
     parser = commands.add_parser("import-mummi-redis", help=text, description=text + ". The reverse: "
                                  "mummi-io cp -b redis NS NS --to-backend mummi-redis --to-option servers=FILE")
     parser.add_argument("--servers", help="MuMMI's server list (default $MUMMI_ROOT/redis/all_servers.txt), "
@@ -65,5 +93,12 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--namespaces", default="*", help="only the namespaces matching this glob (default *)")
     parser.add_argument("--to-backend", default="redis", help="destination backend (default redis)")
     parser.add_argument("--to-option", action="append", metavar="NAME=VALUE", help="destination backend option")
-    parser.add_argument("--dry-run", action="store_true", help="count what would be copied; copy nothing")
+    parser.add_argument("--root", metavar="DIR", help="for a file backend: place each namespace below DIR "
+                        "(MuMMI's namespaces are absolute paths; default: write them where they name)")
+    parser.add_argument("--move", action="store_true", help="remove each key from MuMMI's servers once its copy "
+                        "is verified (stop MuMMI's writers first)")
+    parser.add_argument("--overwrite", action="store_true", help="replace destination keys that hold other bytes "
+                        "(default: leave them, report them and exit 1)")
+    parser.add_argument("--dry-run", action="store_true", help="compare and report what would be copied "
+                        "(and removed); write nothing")
     parser.set_defaults(handler=cmd_import_mummi_redis)

@@ -11,7 +11,7 @@ from .common import emit
 
 def cmd_servers(args: argparse.Namespace) -> int:
     from .. import redis_servers
-    from ..backends.redis.nodes import default_registry_path, resolve_password
+    from ..backends.redis.nodes import default_registry_path, resolve_deployment, resolve_password
 
     registry = args.registry or os.environ.get("MUMMI_REDIS_REGISTRY") or default_registry_path()
     if args.action in ("register", "unregister"):
@@ -26,10 +26,17 @@ def cmd_servers(args: argparse.Namespace) -> int:
         results = redis_servers.wait_until_ready(registry, args.count, args.timeout)
         emit(args, f"{len(results)} Redis node(s) ready", {"ready": [r.node.name for r in results]})
         return 0
-    nodes, cluster = redis_servers.registered(registry)
+    if args.registry:
+        nodes, cluster = redis_servers.registered(registry)
+        source = f"the registry {registry}"
+    else:  # the nodes get_io("redis") would use: $MUMMI_REDIS_NODES, the registry, MuMMI's all_servers.txt
+        deployment = resolve_deployment()
+        nodes, cluster, source = list(deployment.nodes), deployment.cluster, deployment.source
+        registry = deployment.registry or registry
     if args.action == "list":
         emit(args, "\n".join(f"{n.host} {n.port}" for n in nodes),
-             {"registry": registry, "cluster": cluster, "nodes": [{"host": n.host, "port": n.port} for n in nodes]})
+             {"registry": registry, "source": source, "cluster": cluster,
+              "nodes": [{"host": n.host, "port": n.port} for n in nodes]})
         return 0
     results = redis_servers.ping(nodes, resolve_password(None, None, registry))
     lines = [

@@ -4,6 +4,10 @@
 REDIS_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MUMMI_REPO_DIR="$(cd "$REDIS_SCRIPTS_DIR/../.." && pwd)"
 MUMMI_IO_PYTHON="${MUMMI_IO_PYTHON:-python3}"
+# A deployment is named by --dir alone: what a client environment (or an earlier
+# `source load_redis_env.sh`) exported for another deployment must not leak into
+# the helpers these scripts run (a stale password would fail every PING).
+unset MUMMI_REDIS_PASSWORD MUMMI_REDIS_PASSWORD_FILE MUMMI_REDIS_REGISTRY MUMMI_REDIS_NODES MUMMI_REDIS_NNODES
 # shellcheck disable=SC2034  # used by the scripts that source this file
 INSTALL_HINT="redis-server not found: install it (Debian/Ubuntu: apt-get install redis-server; Spack: spack install redis) or put it on PATH"
 

@@ -36,7 +36,8 @@ if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
   done
   if bash "${BASH_SOURCE[0]}" "$@"; then
     # shellcheck source=setup/redis/load_redis_env.sh
-    source "$(dirname "${BASH_SOURCE[0]}")/load_redis_env.sh" ${_mummi_io_dir:+"$_mummi_io_dir"}
+    # Always with an argument: sourced without one, it would see this script's "$@" (N) as its DIR.
+    source "$(dirname "${BASH_SOURCE[0]}")/load_redis_env.sh" "${_mummi_io_dir:-${MUMMI_REDIS_DIR:-$HOME/.mummi_io/redis}}"
     export MUMMI_REDIS_NNODES="${1:-}"
     unset _mummi_io_dir _mummi_io_previous _mummi_io_arg
     return 0

@@ -17,6 +17,7 @@ has the key) finds the new value.
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from collections.abc import Iterator, Sequence
@@ -27,10 +28,14 @@ import redis
 from ...abc import Backend, Buffer
 from ...errors import InvalidArgumentError
 from ...keys import key_matcher
+from .layout import PREFIX as LAYOUT_PREFIX
 from .nodes import Node, mummi_server_list, read_registry
 from .transport import HoldsTransport, IndependentNodes
 
+LOGGER = logging.getLogger(__name__)
+
 _SEPARATOR = b"::"
+
 _SCAN_COUNT = 1000
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
 
@@ -62,6 +67,8 @@ class MummiRedisBackend(HoldsTransport, Backend):
         self._options = {"password": password, "socket_timeout": socket_timeout}
         self.retry_timeout = retry_timeout
         self._transport: IndependentNodes | None = None
+        self.unusable: list[str] = []  # MuMMI names met while listing that no key or namespace can hold
+        self._reported: set[bytes] = set()
 
     @staticmethod
     def _resolve(servers: str | Sequence[str] | None) -> list[Node]:
@@ -113,16 +120,20 @@ class MummiRedisBackend(HoldsTransport, Backend):
 
     # ---------------------------------------------------------- primitives
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
-        # docstring inherited
+        # docstring inherited: the new value is SET on its home server before any other copy is deleted,
+        # so a failure in between leaves the old value readable, never no value
         latest = {self._name(namespace, key): bytes(value) for key, value in items}
-        per_node: dict[int, list[tuple[Any, ...]]] = {index: [] for index in range(len(self.nodes))}
+        homes: dict[int, list[tuple[Any, ...]]] = {}
+        others: dict[int, list[tuple[Any, ...]]] = {}
         for name, value in latest.items():
             home = self._home(name)
-            for index, commands in per_node.items():
-                commands.append(("SET", name, value) if index == home else ("DEL", name))
-        for index, commands in per_node.items():
-            client = self.transport.clients[index]
-            self._pipeline(client, commands)
+            homes.setdefault(home, []).append(("SET", name, value))
+            for index in range(len(self.nodes)):
+                if index != home:
+                    others.setdefault(index, []).append(("DEL", name))
+        for step in (homes, others):
+            for index, commands in step.items():
+                self._pipeline(self.transport.clients[index], commands)
 
     def _pipeline(self, client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         from .transport import run_on_connection, with_retries
@@ -151,26 +162,69 @@ class MummiRedisBackend(HoldsTransport, Backend):
         # docstring inherited
         return [value is not None for value in self.read_many(namespace, keys)]
 
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
-        # docstring inherited: SCAN of every server, never KEYS
+    def _keys_of(self, namespace: str) -> Iterator[str]:
+        """The keys of ``namespace`` on every server, once each; names no reader could use are logged and left.
+
+        Left: names that are not UTF-8, hold NUL, or hold ``::`` again after the
+        namespace (``a::b::c`` could be key ``b::c`` of ``a`` or ``c`` of ``a::b``).
+        """
         prefix = namespace.encode("utf-8") + _SEPARATOR
-        matches = key_matcher(pattern)
         seen = set()
         for name in self._scan(_escape(prefix) + b"*"):
-            key = name[len(prefix):].decode("utf-8", "surrogateescape")
-            if key not in seen and matches(key):
-                seen.add(key)
-                yield key
+            rest = name[len(prefix):]
+            if rest in seen:
+                continue
+            seen.add(rest)
+            why = _unusable(rest)
+            if why:
+                self._leave(name, f"the key {why}")
+                continue
+            yield rest.decode("utf-8")
+
+    def _leave(self, name: bytes, why: str) -> None:
+        """Note (once) a MuMMI name that mummi_io cannot hold, for the caller's report."""
+        if name not in self._reported:
+            self._reported.add(name)
+            self.unusable.append(f"{name!r}: {why}")
+            LOGGER.warning("MuMMI key %r is left alone: %s", name, why)
+
+    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+        # docstring inherited: SCAN of every server, never KEYS
+        matches = key_matcher(pattern)
+        return (key for key in self._keys_of(namespace) if matches(key))
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
         return next(self._scan(_escape(namespace.encode("utf-8") + _SEPARATOR) + b"*"), None) is not None
 
     def namespaces(self) -> list[str]:
-        """Every namespace holding keys on the servers (a SCAN of each), sorted."""
+        """Every namespace holding keys on the servers (a SCAN of each), sorted.
+
+        mummi_io's own keys (``mio:{...}``) and names that are not UTF-8 or hold
+        NUL are not MuMMI's; they are left out (the latter logged and listed in
+        ``unusable``).
+        """
         found = set()
         for name in self._scan(b"*::*"):
-            namespace, separator, _ = name.partition(_SEPARATOR)
-            if separator:
-                found.add(namespace.decode("utf-8", "surrogateescape"))
+            if name.startswith(LAYOUT_PREFIX):  # mummi_io's own layout on a shared server
+                continue
+            namespace, _, _ = name.partition(_SEPARATOR)
+            why = _unusable(namespace)
+            if why:
+                self._leave(name, f"the namespace {why}")
+                continue
+            found.add(namespace.decode("utf-8"))
         return sorted(found)
+
+
+def _unusable(part: bytes) -> str:
+    """Why a part of a MuMMI name cannot be used as a namespace or key ("" if it can)."""
+    if b"\0" in part:
+        return "holds a NUL byte"
+    if _SEPARATOR in part:
+        return "holds '::' again, so where the namespace ends is ambiguous"
+    try:
+        part.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8"
+    return ""

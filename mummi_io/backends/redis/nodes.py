@@ -168,6 +168,11 @@ def mummi_server_list() -> str | None:
     return os.path.join(os.path.expandvars(root), "redis", "all_servers.txt") if root else None
 
 
+def _is_count(text: str) -> bool:
+    """Whether ``text`` is a node count as MuMMI writes one (ASCII digits: ``"²"`` is no count)."""
+    return text.isascii() and text.isdigit()
+
+
 def resolve_deployment(
     nodes: Iterable[object] | str | None = None, cluster: bool | None = None, registry: str | None = None
 ) -> Deployment:
@@ -177,13 +182,13 @@ def resolve_deployment(
         return Deployment(tuple(Node.parse(s) for s in specs), bool(cluster), "the nodes option")
     env_nodes = os.environ.get(NODES_ENV, "").strip()
     expected = None
-    if env_nodes.isdigit():
+    if _is_count(env_nodes):
         expected = int(env_nodes)  # MuMMI's meaning: a count of nodes, found in the registry
     elif env_nodes:
         env_cluster = os.environ.get(CLUSTER_ENV, "").lower() in ("1", "yes", "true")
         parsed = tuple(Node.parse(s.strip()) for s in env_nodes.split(",") if s.strip())
         return Deployment(parsed, env_cluster if cluster is None else cluster, f"${NODES_ENV}")
-    if expected is None and os.environ.get(NNODES_ENV, "").strip().isdigit():
+    if expected is None and _is_count(os.environ.get(NNODES_ENV, "").strip()):
         expected = int(os.environ[NNODES_ENV])
     path = registry or os.environ.get(REGISTRY_ENV) or default_registry_path()
     mummi_list = mummi_server_list()

@@ -157,7 +157,8 @@ class TarIndexBackend(Backend):
         self._guard = threading.Lock()
 
     def normalize_namespace(self, namespace: str) -> str:
-        # docstring inherited
+        # docstring inherited: a path, so "ns/" and "./ns" name one archive
+        namespace = os.path.normpath(namespace)
         if not self.suffix or namespace.endswith(self.suffix) or namespace.endswith(COMPRESSED_SUFFIXES):
             return namespace
         return namespace + self.suffix

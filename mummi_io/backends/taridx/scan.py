@@ -100,6 +100,20 @@ class MappedTar:
         self.close()
 
 
+def tidy_member_name(name: str) -> str:
+    """The key a foreign tar member names: ``./a``, ``a/./b`` and ``a//b`` as ``a`` and ``a/b``.
+
+    Archivers write these spellings (``tar -cf x.tar ./run``); extracted, they
+    are the same file. ``..`` and an absolute name stay as they are, so
+    remain invalid keys: a key never climbs out of its namespace.
+    """
+    if "/." not in name and "//" not in name and not name.startswith("./"):
+        return name  # mummi_io's own names, and most others: nothing to tidy
+    if name.startswith("/"):
+        return name
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
 @dataclass
 class Member:
     """One member as found in the tar."""
@@ -325,10 +339,11 @@ class _Scan:
         return ScannedBatch(puts, deletes, members[0].start, members[-1].end)
 
     def put_of(self, member: Member, crc: int | None) -> tuple[str, int, int, int | None] | None:
-        if member.kind == "hardlink" and member.linkname in self.names and self.is_key(member.name):
-            return (member.name, *self.names[member.linkname])
-        if member.kind == "file" and self.is_key(member.name):
-            return member.name, member.data_offset, member.size, crc
+        name = tidy_member_name(member.name)
+        if member.kind == "hardlink" and tidy_member_name(member.linkname) in self.names and self.is_key(name):
+            return (name, *self.names[tidy_member_name(member.linkname)])
+        if member.kind == "file" and self.is_key(name):
+            return name, member.data_offset, member.size, crc
         self.result.not_values += 1
         return None
 
