@@ -10,6 +10,7 @@ it). Workloads:
 - small values: 1 KiB x N, save and load in one call each;
 - npz arrays of ~100 KB: ``save_npz`` / ``load_npz``;
 - objects: ``save_object`` / ``load_object`` of a 100 MB array vs ``np.save`` / ``np.load``;
+- nested objects: ``save_object`` / ``load_object`` of nested plain data vs ``pickle`` + a plain file;
 - the feedback loop: list by pattern, load, move to an archive namespace;
 - namespace size 1k -> 1M keys: cost per save, exists, list and load;
 - concurrent writers: 1, 2 and 4 processes;
@@ -30,6 +31,7 @@ import glob
 import json
 import multiprocessing
 import os
+import pickle
 import secrets
 import shutil
 import subprocess
@@ -207,6 +209,54 @@ def big_arrays(backends: Backends, megabytes: int, repeat: int) -> list[dict[str
         rows += [row(ours_save, baseline_save), row(ours_load, baseline_load), row(unverified, baseline_load),
                  row(fast_save, baseline_save), row(fast_load, baseline_load),
                  {**row(fast_save, baseline_new), "workload": f"{kind} save_object, digest=xxh3_128 (vs new file)"}]
+        io.close()
+    return rows
+
+
+def nested_object(size: int) -> dict[str, object]:
+    """Plain nested data as simulations keep it: a few thousand numbers and strings in dicts and lists."""
+    return {
+        "params": {f"p{i}": i * 0.5 for i in range(size // 10)},
+        "frames": [{"step": step, "energy": -1.5 * step, "label": f"frame-{step}", "ok": step % 3 == 0}
+                   for step in range(size // 5)],
+        "ids": list(range(size)),
+        "names": [f"lipid-{i}" for i in range(size // 5)],
+    }
+
+
+def nested_objects(backends: Backends, count: int, repeat: int) -> list[dict[str, object]]:
+    """save_object / load_object of nested plain objects against pickle.dumps + write / read + pickle.loads."""
+    obj = nested_object(3_000)
+    directory = os.path.join(backends.scratch, "pickled")
+    os.makedirs(directory, exist_ok=True)
+
+    def pickle_save() -> None:
+        for i in range(count):
+            with open(os.path.join(directory, f"o{i}"), "wb") as handle:
+                handle.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def pickle_load() -> None:
+        for i in range(count):
+            with open(os.path.join(directory, f"o{i}"), "rb") as handle:
+                pickle.loads(handle.read())
+
+    baseline_save = measure("pickle.dumps + write", count, pickle_save, repeat)
+    baseline_load = measure("read + pickle.loads", count, pickle_load, repeat)
+    rows = []
+    for kind in backends.options:
+        io = backends.io(kind)
+        ns = backends.namespace(kind)
+        def save(io: mummi_io.IO = io, ns: str = ns) -> None:
+            for i in range(count):
+                io.save_object(ns, f"o{i}", obj)
+
+        def load(io: mummi_io.IO = io, ns: str = ns) -> None:
+            for i in range(count):  # each loaded object dropped, as the baseline does (no list kept alive)
+                io.load_object(ns, f"o{i}")
+
+        ours_save = measure(f"{kind} save_object (nested, ~3,000 items)", count, save, repeat)
+        ours_load = measure(f"{kind} load_object (nested)", count, load, repeat)
+        rows += [row(ours_save, baseline_save), row(ours_load, baseline_load)]
         io.close()
     return rows
 
@@ -416,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         sections["small values"] = small_values(backends, 1_000 if args.quick else 10_000, repeat)
         sections["npz arrays"] = npz_arrays(backends, 10 if args.quick else 200, repeat)
         sections["objects"] = big_arrays(backends, 10 if args.quick else 100, repeat)
+        sections["nested objects"] = nested_objects(backends, 20 if args.quick else 200, repeat)
         sections["feedback loop"] = feedback_loop(backends, 2_000 if args.quick else 100_000, repeat)
         sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
         sections["namespace size"] = scaling(backends, sizes, repeat)

@@ -40,13 +40,44 @@ class _CheckpointDumper(yaml.SafeDumper):
     """A safe YAML dumper that also writes numpy scalars and arrays as plain YAML."""
 
 
-_CheckpointDumper.add_multi_representer(
-    np.generic, lambda dumper, value: dumper.represent_data(value.item())
-)
-_CheckpointDumper.add_representer(
-    np.ndarray,
-    lambda dumper, value: dumper.represent_data(value.item() if value.ndim == 0 else value.tolist()),
-)
+def _plain_numpy(value: np.generic | np.ndarray) -> Any:
+    """A numpy value as the plain Python value YAML writes; refused where that would change it."""
+    if value.dtype.kind in "mMOV":
+        raise InvalidArgumentError(
+            f"a numpy {value.dtype} value cannot be stored in a YAML checkpoint exactly (it would come back as "
+            "an int or a date); convert it (str(value), value.astype('int64')) or keep it with save_object"
+        )
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+_SCALAR_KEYS = (bool, str, int, float, type(None))  # bool before int: True stays True
+
+
+def _represent_mapping(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.Node:
+    """A dict (or subclass) as a plain mapping with scalar keys; keys that would not load back are refused."""
+    converted: dict[Any, Any] = {}
+    originals: dict[Any, Any] = {}
+    for key, item in value.items():
+        plain = key.value if isinstance(key, enum.Enum) else key
+        if isinstance(plain, np.generic):
+            plain = _plain_numpy(plain)
+        if not isinstance(plain, _SCALAR_KEYS):
+            raise InvalidArgumentError(
+                f"checkpoint key {key!r} is a {type(key).__name__}; YAML keys that load back are str, int, float, "
+                "bool or None (a tuple key would come back as a list, which cannot be a key)"
+            )
+        plain = next(base for base in _SCALAR_KEYS if isinstance(plain, base))(plain) if plain is not None else None
+        if plain in converted:
+            raise InvalidArgumentError(
+                f"checkpoint keys {originals[plain]!r} and {key!r} both become {plain!r} in YAML; one would be lost"
+            )
+        converted[plain] = item
+        originals[plain] = key
+    return dumper.represent_dict(converted)
+
+
+_CheckpointDumper.add_multi_representer(np.generic, lambda dumper, value: dumper.represent_data(_plain_numpy(value)))
+_CheckpointDumper.add_representer(np.ndarray, lambda dumper, value: dumper.represent_data(_plain_numpy(value)))
 _CheckpointDumper.add_representer(
     tuple, lambda dumper, value: dumper.represent_list(list(value))
 )
@@ -54,7 +85,9 @@ _CheckpointDumper.add_representer(
 # subclass...) and enums are written as the plain value they hold, which loads
 # back safely; the safe dumper would refuse them, and yaml.dump would write
 # python/object tags that no safe loader reads.
-for _base, _represent in ((dict, "represent_dict"), (list, "represent_list"), (str, "represent_str"),
+_CheckpointDumper.add_representer(dict, _represent_mapping)
+_CheckpointDumper.add_multi_representer(dict, _represent_mapping)
+for _base, _represent in ((list, "represent_list"), (str, "represent_str"),
                           (int, "represent_int"), (float, "represent_float")):
     _CheckpointDumper.add_multi_representer(
         _base, lambda dumper, value, base=_base, method=_represent: getattr(dumper, method)(base(value))
@@ -220,6 +253,10 @@ def save_checkpoint(
             f"checkpoint data holds a value YAML cannot store safely ({exc.args[-1]!r}); use "
             "dicts, lists, str, int, float, bool, None and numpy values"
         ) from exc
+    try:
+        _parse(content)  # never write a checkpoint that would load as "damaged" and roll the campaign back
+    except ValueError as exc:
+        raise InvalidArgumentError(f"checkpoint data would not load back ({exc}); nothing was written") from exc
     with storage_errors(f"save checkpoint {filename!r}"):
         directory = os.path.dirname(filename)
         if directory:

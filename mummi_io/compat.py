@@ -62,6 +62,7 @@ def get_interfaces() -> list[str]:
 
 def _relative(namespace: str, key: str) -> str:
     """A key given as an absolute path inside the namespace, made relative (MuMMI's RDF writer does this)."""
+    key = os.fspath(key)  # MuMMI's os.path.join took pathlib paths too
     if not os.path.isabs(key):
         return key
     root = os.path.abspath(namespace).rstrip("/") + "/"
@@ -171,7 +172,7 @@ class MummiIO:
     # ------------------------------------------------------------ save/load
     def load_files(self, namespace: str, filenames: str | list[str]) -> Any:
         """Bytes of each key; ``None`` for what is missing (see the module docstring)."""
-        if isinstance(filenames, str):
+        if isinstance(filenames, (str, os.PathLike)):
             return self._load(namespace, [filenames])[0]
         if isinstance(filenames, list):
             values = self._load(namespace, filenames)
@@ -195,20 +196,25 @@ class MummiIO:
             if isinstance(keys, list) != isinstance(data, list) or (isinstance(keys, list) and len(keys) != len(data)):
                 raise ValueError("keys and data must both be one value, or lists of the same length")
             if isinstance(keys, list):
-                self.io.save_files(namespace, [_relative(namespace, k) for k in keys], data)
+                self.io.save_files(namespace, [validate_key(_relative(namespace, k)) for k in keys], data)
             else:
-                self.io.save_files(namespace, _relative(namespace, keys), data)
+                self.io.save_files(namespace, validate_key(_relative(namespace, keys)), data)
             return True
         except (MummiIOError, ValueError, TypeError) as exc:
             LOGGER.error("Failed to save files: %s", exc)
             return False
 
     def remove_files(self, namespace: str, keys: str | list[str]) -> None:
-        names = [keys] if isinstance(keys, str) else list(keys)
-        self.io.remove_files(namespace, [_relative(namespace, k) for k in names])
+        """Remove keys; one that cannot be a key of the namespace is logged and left (MuMMI's way)."""
+        names = [keys] if isinstance(keys, (str, os.PathLike)) else list(keys)
+        usable = _usable_keys(namespace, names, "remove")
+        if usable:
+            self.io.remove_files(namespace, list(usable.values()))
 
     def move_key(self, namespace: str, key: str, prefix: str = "done", suffix: str = ".npz") -> None:
-        self.io.move_key(namespace, _relative(namespace, key), prefix, suffix)
+        usable = _usable_keys(namespace, [key], "move")
+        if usable:
+            self.io.move_key(namespace, usable[0], prefix, suffix)
 
     # ------------------------------------------------------------------ npz
     def load_npz(self, namespace: str, keys: str | list[str], reader_func: Callable[[Any], Any] = read_npz) -> Any:

@@ -67,6 +67,18 @@ class PickleRefusedError(MummiIOError, ValueError):
     """Stored data needs pickle to load, and the caller did not opt in (pickle runs code)."""
 
 
+class UnsupportedObjectError(PickleRefusedError, TypeError):
+    """An object cannot be saved so that it loads back equal and of the same type without pickle.
+
+    Raised by ``save_object`` before a byte is written; ``type_name`` names the
+    offending type (which may be nested deep inside the object).
+    """
+
+    def __init__(self, message: str, type_name: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
 class BackendUnavailableError(MummiIOError, ConnectionError):
     """A server or file the backend needs cannot be reached or opened."""
 

@@ -29,8 +29,9 @@ class SyncReport:
     """What a sync did (or, with ``dry_run``, would do).
 
     Keys ``copied``, ``skipped`` (already identical), ``deleted`` (mirror),
-    ``removed_from_source`` (move), and ``conflicts``: keys the destination
-    holds with other bytes, left on both sides when ``overwrite=False``.
+    ``removed_from_source`` (move), ``conflicts``: keys the destination
+    holds with other bytes, left on both sides when ``overwrite=False``, and
+    ``vanished``: keys that held no value when read.
     """
 
     copied: int = 0
@@ -39,6 +40,8 @@ class SyncReport:
     removed_from_source: int = 0
     bytes: int = 0
     conflicts: list[str] = field(default_factory=list)
+    #: Keys given or listed that held no value when read (removed meanwhile, or not a value at all).
+    vanished: list[str] = field(default_factory=list)
 
 
 def _batches(keys: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -88,6 +91,7 @@ def sync(
         chunk = wanted[start:start + batch]
         values = source.load_files(source_namespace, chunk, missing=None)
         present = [(key, value) for key, value in zip(chunk, values) if value is not None]
+        report.vanished += [key for key, value in zip(chunk, values) if value is None]
         there = destination.stat_keys(destination_namespace, [key for key, _ in present]) if present else []
         todo = []
         for (key, value), stat in zip(present, there):

@@ -71,3 +71,16 @@ def redis_cluster(tmp_path_factory, redis_password) -> Iterator[list[RedisServer
         yield servers
     finally:
         stop_servers(servers)
+
+
+@pytest.fixture(params=["simple", "taridx", "redis"])
+def io_each_backend(request):
+    """An open ``IO`` on each backend in turn (redis: one real server of the session)."""
+    from mummi_io import get_io
+
+    options: dict[str, object] = {}
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_single")[0]
+        options = {"nodes": [server.name], "password": server.password}
+    with get_io(request.param, **options) as opened:
+        yield opened

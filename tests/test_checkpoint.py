@@ -232,3 +232,24 @@ def test_a_safe_loader_of_the_callers_still_reads_mummis_numpy_tags(io, tmp_path
     path.write_text("!!python/object/apply:os.system ['touch pwned']\n")
     assert io.load_checkpoint(str(path), loader=yaml.SafeLoader) == {"step": 1}  # code is still never run
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("data, why", [
+    ({"pairs": {(0, 1): 3.5}}, "tuple"),
+    ({"d": {"ref": 0, **{__import__("enum").Enum("E", {"A": "ref"}).A: 1}}}, "both become 'ref'"),
+    ({"t": np.datetime64("2020-01-01T00:00:00.000000001")}, "datetime64"),
+    ({"t": np.arange(3).astype("m8[s]")}, "timedelta64"),
+])
+def test_what_would_not_load_back_exactly_is_refused_before_writing(io, tmp_path: Path, data, why) -> None:
+    """A tuple key loads as a list (unhashable): the checkpoint would be 'damaged' and the campaign roll back."""
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"step": 1})
+    with pytest.raises(InvalidArgumentError, match=why):
+        io.save_checkpoint(str(path), {"step": 2, **data})
+    assert io.load_checkpoint(str(path))["step"] == 1 and not Path(backup_name(str(path))).exists()
+
+
+def test_scalar_keys_of_every_kind_load_back(io, tmp_path: Path) -> None:
+    path = tmp_path / "c.chk"
+    io.save_checkpoint(str(path), {"m": {1: "int", 2.5: "float", True: "bool", None: "none", np.int64(7): "np"}})
+    assert io.load_checkpoint(str(path))["m"] == {1: "int", 2.5: "float", True: "bool", None: "none", 7: "np"}

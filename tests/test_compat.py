@@ -329,8 +329,12 @@ def test_absolute_keys_only_inside_the_namespace_itself(mummi, tmp_path, caplog)
         assert mummi.load_files(namespace, "../run/x.npz") is None
         assert mummi.files_exist(namespace, [inside, "../x", sibling]) == [True, False, False]
         assert mummi.file_exists(namespace, "/etc/passwd") is False
+        mummi.remove_files(namespace, ["../run/x.npz", sibling])  # logged, nothing removed, no exception
+        mummi.move_key(namespace, "/etc/passwd")
     assert "outside namespace" in caplog.text
     assert not (tmp_path / "run").exists()
+    assert mummi.save_files(namespace, Path(inside), b"path") is True  # pathlib keys, as os.path.join took
+    assert mummi.load_files(namespace, Path(inside)) == b"path"
 
 
 def test_install_without_mummi_core_says_so() -> None:
@@ -518,3 +522,35 @@ def test_mummi_redis_write_keeps_the_old_value_when_its_home_server_is_down(tmp_
             assert keeper.get(f"ns::{key}") == b"old"
     finally:
         stop_servers(servers)
+
+
+def test_import_leaves_what_it_cannot_place_and_goes_on_with_the_rest(redis_single, tmp_path) -> None:
+    """Non-string values, an empty namespace, keys that collide on simple, ':::' names: each is left and
+    reported (exit 1); every other namespace still comes over."""
+    import redis
+
+    server = redis_single[0]
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    base = f"/p/{tmp_path.name}"
+    client.set(f"{base}/a::early", b"1")  # sorted before the broken namespaces, and after them:
+    client.set(f"{base}/z::late", b"2")
+    client.rpush(f"{base}/a::queue", b"q")  # a list: MGET cannot read it
+    client.hset(f"{base}/a::table", "f", "v")
+    client.set(f"{base}/b::conf", b"x")  # on simple, 'conf' cannot be a file and a directory
+    client.set(f"{base}/b::conf/sub", b"y")
+    client.set(f"{base}/c:::odd", b"ambiguous")
+    code, report = _import(server, "--namespaces", f"{base}/*", "--to-backend", "simple", "--root",
+                           str(tmp_path / "root"), "--move", cwd=tmp_path)
+    assert code == 1
+    landed = tmp_path / "root" / base.lstrip("/")
+    assert (landed / "a" / "early").read_bytes() == b"1" and (landed / "z" / "late").read_bytes() == b"2"
+    left = " ".join(report["left"])
+    assert "queue" in left and "table" in left and f"{base}/b" in left and "ambiguous" in left
+    assert client.type(f"{base}/a::queue") == b"list" and client.get(f"{base}/b::conf") == b"x"  # nothing lost
+    assert client.get(f"{base}/a::early") is None  # moved
+    client.set("::stray", b"no namespace")
+    try:
+        code, report = _import(server, "--namespaces", "", "--dry-run", cwd=tmp_path)
+        assert code == 1 and "empty namespace" in " ".join(report["left"])
+    finally:
+        client.delete("::stray")

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ..errors import InvalidArgumentError, InvalidKeyError
+from ..errors import InvalidArgumentError, InvalidKeyError, MummiIOError
 from ..keys import key_matcher, validate_key
 from ..progress import progress_bar
 from ..registry import get_io
@@ -31,6 +31,26 @@ def _destination_namespace(namespace: str, root: str | None) -> str:
     return os.path.join(root, *parts)
 
 
+def _import_namespace(source: Any, destination: Any, namespace: str, mode: str, args: argparse.Namespace,
+                      left: list[str]) -> Any:
+    """Copy (or move) one MuMMI namespace; keys that cannot be mummi_io keys are added to ``left``."""
+    if not namespace:
+        raise InvalidArgumentError("an empty namespace ('::key') has no place in mummi_io")
+    target = _destination_namespace(namespace, args.root)
+    keys = []
+    for key in source.list_keys(namespace):
+        try:
+            keys.append(validate_key(key))
+        except InvalidKeyError as exc:
+            left.append(f"{namespace}::{key} ({exc})")
+    bar = progress_bar(len(keys), namespace)
+    try:
+        return sync(source, namespace, destination, target, mode=mode, keys=keys, progress=bar.update,
+                    overwrite=args.overwrite, dry_run=args.dry_run)
+    finally:
+        bar.close()
+
+
 def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
     """Copy (or move) every namespace of MuMMI's Redis layout into a mummi_io backend, verified and resumable."""
     source_options: dict[str, Any] = {"servers": args.servers} if args.servers else {}
@@ -46,21 +66,18 @@ def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
         bridge = source.backend
         namespaces = [ns for ns in bridge.namespaces() if wanted(ns)]  # type: ignore[attr-defined]
         for namespace in namespaces:
-            target = _destination_namespace(namespace, args.root)
-            keys = []
-            for key in source.list_keys(namespace):
-                try:
-                    keys.append(validate_key(key))
-                except InvalidKeyError as exc:
-                    totals["left"].append(f"{namespace}::{key} ({exc})")
-            bar = progress_bar(len(keys), namespace)
-            report = sync(source, namespace, destination, target, mode=mode, keys=keys, progress=bar.update,
-                          overwrite=args.overwrite, dry_run=args.dry_run)
-            bar.close()
+            try:
+                report = _import_namespace(source, destination, namespace, mode, args, totals["left"])
+            except MummiIOError as exc:  # this namespace cannot be placed: leave it, say why, go on with the rest
+                totals["left"].append(f"namespace {namespace!r}, all its keys ({exc})")
+                continue
             totals["namespaces"] += 1
             for name in ("copied", "skipped", "removed_from_source", "bytes"):
                 totals[name] += getattr(report, name)
+            target = _destination_namespace(namespace, args.root)
             totals["conflicts"] += [f"{namespace}::{key} -> {target}" for key in report.conflicts]
+            totals["left"] += [f"{namespace}::{key} (not a string value, e.g. a list or hash, or removed meanwhile)"
+                               for key in report.vanished]
         totals["left"] += bridge.unusable  # type: ignore[attr-defined]
     would = "would " if args.dry_run else ""
     text = (f"{totals['namespaces']} namespace(s): {would}copy {totals['copied']} key(s) ({totals['bytes']} bytes"

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..abc import Parts
-from ..errors import InvalidArgumentError, PickleRefusedError
+from ..errors import InvalidArgumentError, UnsupportedObjectError
+from . import values
 
 
 class Serializer:
@@ -30,6 +31,8 @@ class Serializer:
     packages: tuple[str, ...] = ()
     #: Loading runs code from the data (pickle): refused unless the caller opts in.
     unsafe: bool = False
+    #: Chosen by type when no serializer is named; the others only when named (or to load what they wrote).
+    auto: bool = True
 
     def accepts(self, obj: Any) -> bool:
         raise NotImplementedError
@@ -46,7 +49,7 @@ class BytesSerializer(Serializer):
     name = "bytes"
 
     def accepts(self, obj: Any) -> bool:
-        return isinstance(obj, (bytes, bytearray))
+        return type(obj) is bytes  # a bytearray is stored by "values", so it loads as a bytearray
 
     def dump(self, obj: Any) -> bytes | bytearray:
         return obj
@@ -59,7 +62,7 @@ class StrSerializer(Serializer):
     name = "str"
 
     def accepts(self, obj: Any) -> bool:
-        return isinstance(obj, str)
+        return type(obj) is str  # exactly: numpy's str_ or a subclass must load as what it was
 
     def dump(self, obj: Any) -> bytes:
         return obj.encode("utf-8")
@@ -75,13 +78,15 @@ class NpySerializer(Serializer):
     packages = ("numpy",)
 
     def accepts(self, obj: Any) -> bool:
-        return isinstance(obj, np.ndarray) and obj.dtype != object
+        return type(obj) is np.ndarray and not obj.dtype.hasobject  # subclasses would load as ndarray
 
     def dump(self, obj: Any) -> Parts:
-        array = np.ascontiguousarray(obj)  # copies only an array that is not C-contiguous
+        # Copies only an array that is not C-contiguous (np.ascontiguousarray would make a 0-d array 1-d).
+        array = obj if obj.flags.c_contiguous else obj.copy(order="C")
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
-        return Parts((header.getvalue(), memoryview(array.reshape(-1)).cast("B")))  # the array's own memory
+        # The array's own memory, as bytes (the buffer protocol refuses datetime64 dtypes).
+        return Parts((header.getvalue(), memoryview(array.reshape(-1).view(np.uint8))))
 
     def load(self, payload: memoryview) -> np.ndarray:
         stream = io.BytesIO(payload[:4096])
@@ -101,8 +106,8 @@ class NpzSerializer(Serializer):
 
     def accepts(self, obj: Any) -> bool:
         return (
-            isinstance(obj, dict) and bool(obj)
-            and all(isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype != object for k, v in obj.items())
+            type(obj) is dict and bool(obj) and "file" not in obj  # np.savez's own parameter
+            and all(type(k) is str and type(v) is np.ndarray and not v.dtype.hasobject for k, v in obj.items())
         )
 
     def dump(self, obj: Any) -> bytes:
@@ -129,14 +134,18 @@ def _path_of(cls: type) -> str:
 
 
 def _encode(value: Any) -> Any:
-    """JSON-able form of ``value``: dataclasses and tuples tagged so they come back as they were."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """JSON-able form of ``value``: dataclasses and tuples tagged so they come back as they were.
+
+    Types are matched exactly: a subclass (numpy's float64, an IntEnum, an
+    OrderedDict) would come back as its base type, so it is not JSON data.
+    """
+    if value is None or type(value) in (bool, int, float, str):
         return value
-    if isinstance(value, list):
+    if type(value) is list:
         return [_encode(v) for v in value]
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         return {"__tuple__": [_encode(v) for v in value]}
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+    if type(value) is dict and all(type(k) is str for k in value):
         if any(k.startswith("__") and k.endswith("__") for k in value):
             raise TypeError("dict keys like '__name__' are reserved")
         return {k: _encode(v) for k, v in value.items()}
@@ -167,9 +176,10 @@ def _decode(value: Any) -> Any:
 
 
 class JsonSerializer(Serializer):
-    """Plain data (None, bool, numbers, str, lists, tuples, dicts with str keys) as JSON."""
+    """Plain data (None, bool, numbers, str, lists, tuples, dicts with str keys) as readable JSON, when named."""
 
     name = "json"
+    auto = False  # "values" stores the same data faster; JSON is for payloads people read
 
     def accepts(self, obj: Any) -> bool:
         try:
@@ -189,6 +199,7 @@ class DataclassSerializer(JsonSerializer):
     """Dataclasses as readable JSON plus their import path, recursively (never pickle)."""
 
     name = "dataclass"
+    auto = False
 
     def accepts(self, obj: Any) -> bool:
         if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
@@ -201,22 +212,17 @@ class DataclassSerializer(JsonSerializer):
 
 
 class StateSerializer(Serializer):
-    """Objects whose ``__getstate__`` gives JSON data, rebuilt as pickle does (``__new__`` + state).
+    """Objects stored by earlier versions as their ``__getstate__`` in JSON; loads only.
 
-    The class is imported by its path; only classes are ever called, so data
-    cannot name an arbitrary function to run.
+    It rebuilt numpy scalars, ``__slots__`` classes and classes with their own
+    reduction wrongly, so new objects go to ``values``; what it wrote still loads.
     """
 
     name = "state"
+    auto = False
 
     def accepts(self, obj: Any) -> bool:
-        if isinstance(obj, type) or type(obj).__module__ == "builtins":
-            return False
-        try:
-            self._state(obj)
-        except (TypeError, AttributeError):
-            return False
-        return True
+        return False
 
     @staticmethod
     def _state(obj: Any) -> Any:
@@ -276,15 +282,41 @@ class PickleSerializer(Serializer):
 
     name = "pickle"
     unsafe = True
+    auto = False
 
     def accepts(self, obj: Any) -> bool:
-        return False  # never chosen automatically
+        return True  # whatever pickle takes (it raises for the rest)
 
     def dump(self, obj: Any) -> bytes:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise UnsupportedObjectError(
+                f"pickle cannot store this {type(obj).__qualname__} ({exc}); serializer='cloudpickle' stores "
+                "lambdas and classes defined in a function (pip install cloudpickle)", type_name=type(obj).__qualname__,
+            ) from None
 
     def load(self, payload: memoryview) -> Any:
         return pickle.loads(payload)
+
+
+class ValuesSerializer(Serializer):
+    """Python values, loaded back equal and of the same type, never running code from the data.
+
+    See :mod:`mummi_io.objects.values` for what it stores and how loading stays safe.
+    """
+
+    name = "values"
+    packages = ("numpy",)
+
+    def accepts(self, obj: Any) -> bool:
+        return True  # the last resort: dump raises UnsupportedObjectError for what it cannot store exactly
+
+    def dump(self, obj: Any) -> bytes:
+        return values.dumps(obj)
+
+    def load(self, payload: memoryview) -> Any:
+        return values.loads(payload)
 
 
 class CloudpickleSerializer(PickleSerializer):
@@ -299,10 +331,10 @@ class CloudpickleSerializer(PickleSerializer):
         return cloudpickle.dumps(obj)
 
 
-#: Tried in order; the first that accepts the object is used.
+#: Tried in order; the first automatic one that accepts the object is used.
 _REGISTRY: list[Serializer] = [
-    NpySerializer(), NpzSerializer(), BytesSerializer(), StrSerializer(), DataclassSerializer(),
-    JsonSerializer(), JoblibSerializer(), StateSerializer(), PickleSerializer(), CloudpickleSerializer(),
+    NpySerializer(), NpzSerializer(), BytesSerializer(), StrSerializer(), JoblibSerializer(), ValuesSerializer(),
+    DataclassSerializer(), JsonSerializer(), StateSerializer(), PickleSerializer(), CloudpickleSerializer(),
 ]
 
 
@@ -325,17 +357,23 @@ def serializer_named(name: str) -> Serializer:
 
 
 def choose(obj: Any, name: str | None = None, allow_pickle: bool = False) -> Serializer:
-    """The serializer for ``obj``: the one named, else the first that accepts it."""
-    if name is not None:
-        return serializer_named(name)
-    for serializer in _REGISTRY:
-        if serializer.accepts(obj):
-            return serializer
-    if allow_pickle:
-        return serializer_named("pickle")
-    raise PickleRefusedError(
-        f"no safe serializer stores a {type(obj).__module__}.{type(obj).__qualname__}; give it a "
-        "__getstate__ returning plain data, register a serializer, or pass allow_pickle=True "
-        "(pickle; loading it will then also need allow_pickle=True)"
-    )
+    """The serializer for ``obj``: the one named (if it stores ``obj`` exactly), else the first that accepts it.
 
+    Raises
+    ------
+    UnsupportedObjectError
+        If the named serializer would not give ``obj`` back equal and of the same type.
+    """
+    if name is not None:
+        serializer = serializer_named(name)
+        if not serializer.accepts(obj):
+            raise UnsupportedObjectError(
+                f"the {name!r} serializer cannot store a {type(obj).__module__}.{type(obj).__qualname__} so that "
+                "it loads back equal and of the same type; leave serializer= out to let mummi_io choose",
+                type_name=f"{type(obj).__module__}.{type(obj).__qualname__}",
+            )
+        return serializer
+    for serializer in _REGISTRY:
+        if serializer.auto and serializer.accepts(obj):
+            return serializer
+    return serializer_named("pickle" if allow_pickle else "values")

@@ -28,7 +28,7 @@ import warnings
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from ..errors import IntegrityError, InvalidArgumentError, MummiIOError, PickleRefusedError
+from ..errors import IntegrityError, InvalidArgumentError, MummiIOError, PickleRefusedError, UnsupportedObjectError
 from ..abc import Parts
 from .serializers import Serializer, choose, serializer_named
 
@@ -144,7 +144,13 @@ def encode_object(
             f"the {chosen.name!r} serializer pickles, so loading it later runs code; pass allow_pickle=True "
             "to store it anyway"
         )
-    dumped = chosen.dump(obj)
+    try:
+        dumped = chosen.dump(obj)
+    except UnsupportedObjectError:
+        if not (allow_pickle and serializer is None):
+            raise  # nothing was written: it names the type and the opt-in
+        chosen = serializer_named("pickle")  # the caller opted in: what "values" cannot store exactly, pickle does
+        dumped = chosen.dump(obj)
     payload = dumped if isinstance(dumped, Parts) else Parts((dumped,))
     hasher = _hasher(digest)
     for part in payload:

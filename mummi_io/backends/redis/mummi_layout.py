@@ -221,8 +221,8 @@ def _unusable(part: bytes) -> str:
     """Why a part of a MuMMI name cannot be used as a namespace or key ("" if it can)."""
     if b"\0" in part:
         return "holds a NUL byte"
-    if _SEPARATOR in part:
-        return "holds '::' again, so where the namespace ends is ambiguous"
+    if _SEPARATOR in part or part.startswith(b":"):
+        return "holds '::' again (or ':::'), so where the namespace ends is ambiguous"
     try:
         part.decode("utf-8")
     except UnicodeDecodeError:
