@@ -84,7 +84,8 @@ def write_all(fd: int, data: bytes | bytearray | memoryview | tuple) -> None:
         view = view[written:]
 
 
-def atomic_write(path: str, data: bytes | bytearray | memoryview, *, fsync: bool = False) -> None:
+def atomic_write(path: str, data: bytes | bytearray | memoryview, *, fsync: bool = False,
+                 dir_fd: int | None = None) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
 
     The bytes go to a uniquely named temporary file in the same directory,
@@ -93,12 +94,14 @@ def atomic_write(path: str, data: bytes | bytearray | memoryview, *, fsync: bool
     ``fsync`` the data is flushed before the rename (durable across a power
     loss once the directory is flushed too, see :func:`fsync_directory`).
 
+    With ``dir_fd``, ``path`` is a name inside that open directory, and every
+    call is made relative to it (nothing on the way is looked up again).
+
     Raises ``OSError`` from the system calls; callers wrap it with
     :func:`storage_errors`.
     """
-    directory = os.path.dirname(path)
-    temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    temp = os.path.join(os.path.dirname(path), TEMP_PREFIX + secrets.token_hex(8))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd)
     try:
         try:
             write_all(fd, data)
@@ -106,8 +109,8 @@ def atomic_write(path: str, data: bytes | bytearray | memoryview, *, fsync: bool
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        os.replace(temp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):  # the original error is the one to report
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=dir_fd)
         raise

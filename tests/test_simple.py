@@ -186,3 +186,64 @@ def test_processes_saving_and_pruning_the_same_directories_lose_nothing(tmp_path
     assert [process.exitcode for process in workers] == [0, 0, 0, 0]
     assert len(get_io("simple").list_keys(ns, "shared/kept/*")) == 4 * 150
     assert get_io("simple").list_keys(ns, "shared/moved/*") == []
+
+
+def _swap_directory_for_a_link(namespace: str, outside: str, stop) -> None:
+    """Turn ns/d into a link to ``outside`` and back, as fast as possible (an attacker racing the checks)."""
+    while not stop.is_set():
+        try:
+            os.symlink(outside, os.path.join(namespace, "link"))
+            os.rename(os.path.join(namespace, "d"), os.path.join(namespace, "d-real"))
+            os.rename(os.path.join(namespace, "link"), os.path.join(namespace, "d"))
+            os.rename(os.path.join(namespace, "d"), os.path.join(namespace, "gone"))
+            os.unlink(os.path.join(namespace, "gone"))
+            os.rename(os.path.join(namespace, "d-real"), os.path.join(namespace, "d"))
+        except OSError:
+            pass
+
+
+def _use_keys_below_d(namespace: str, operation: str, rounds: int, leaked) -> None:
+    """One kind of call on keys below ns/d, over and over, while d is swapped for a link to outside."""
+    io = get_io("simple")
+    for i in range(rounds):
+        try:
+            if operation == "load":
+                if io.load_files(namespace, f"d/victim{i % 5}", missing=None) == b"OUTSIDE":
+                    leaked.set()
+            elif operation == "remove":
+                io.remove_files(namespace, f"d/victim{i % 5}")
+            elif operation == "save":
+                io.save_files(namespace, [f"d/keep{i % 5}", f"d/victim{i % 5}"], [b"mine", b"mine"])
+            else:
+                io.move_keys(namespace, [f"d/keep{i % 5}"], [f"d/victim{i % 5}"])
+        except (StorageError, InvalidKeyError, KeyError):
+            pass  # the directory was a link at that moment: refused, which is right
+
+
+def test_a_directory_swapped_for_a_link_during_calls_never_leads_outside(tmp_path: Path) -> None:
+    """Each component is opened relative to its parent without following links, so no check-then-use race
+    (before, a load read outside files and saves and removes wrote and deleted them within seconds)."""
+    import multiprocessing
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(5):
+        (outside / f"victim{i}").write_bytes(b"OUTSIDE")
+    before = {path.name: path.read_bytes() for path in outside.iterdir()}
+    ns = tmp_path / "ns"
+    (ns / "d").mkdir(parents=True)
+    context = multiprocessing.get_context("fork")
+    stop, leaked = context.Event(), context.Event()
+    swapper = context.Process(target=_swap_directory_for_a_link, args=(str(ns), str(outside), stop))
+    swapper.start()
+    try:
+        for operation in ("load", "remove", "save", "move"):
+            user = context.Process(target=_use_keys_below_d, args=(str(ns), operation, 5000, leaked))
+            user.start()
+            user.join(300)
+            assert user.exitcode == 0, operation
+    finally:
+        stop.set()
+        swapper.join(30)
+    assert not leaked.is_set(), "a load returned a file outside the namespace"
+    assert {path.name: path.read_bytes() for path in outside.iterdir()} == before

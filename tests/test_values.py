@@ -31,15 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mummi_io import PickleRefusedError, UnsupportedObjectError, get_io
+from mummi_io import PickleRefusedError, UnsupportedObjectError
 from mummi_io.objects.store import encode_object
 from objects_helpers import (
     Color, Frozen, Level, Name, Params, Permission, Point, Sequence, Slotted, Tagged, WithDel, WithNewArgs,
 )
 from taridx_helpers import scale
-
-BACKENDS = ["simple", "taridx", "redis"]
-
 
 @pytest.fixture
 def io(io_each_backend):

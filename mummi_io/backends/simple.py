@@ -12,10 +12,17 @@ A file cannot also be a directory: a key may not be a value and the prefix of
 other keys at once (``a`` and ``a/b``). Such a save raises
 ``InvalidKeyError`` before anything is written (``keys_can_be_prefixes`` is
 false).
+
+Nothing leads outside the namespace: each directory of a key is opened
+relative to its parent without following a symbolic link, and each file
+operation names one component relative to an open directory (``openat``,
+``renameat``, ``unlinkat``). A link inside the namespace is not a key, and a
+directory swapped for a link while a call runs is not followed either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -24,42 +31,19 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .._fs import atomic_write, fsync_directory, os_error, stat_or_none, storage_errors
+from .._fs import atomic_write, os_error, stat_or_none, storage_errors
 from ..abc import Backend, Buffer
 from ..errors import InvalidKeyError, KeyNotFoundError, storage_error
 from ..keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
 
-# A key that is not a regular file in the namespace directory: absent, a
-# subdirectory, or a namespace path that is itself a file.
-_NOT_A_KEY = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIRECTORY_NOT_A_LINK = _DIRECTORY | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted in the namespace must not hang a reader (no effect on files).
+_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_NOT_THERE = (FileNotFoundError, NotADirectoryError)
 _DIRECTORY_RACE_ATTEMPTS = 10  # how often a save remakes a directory that a concurrent remove pruned
-
-
-def _first_directory_where(namespace: str, key: str, test: Callable[[int], bool]) -> str:
-    """The first directory of ``key`` whose ``lstat`` mode passes ``test`` ("" if none; the walk stops at a gap)."""
-    parts = key.split("/")[:-1]
-    for depth in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:depth])
-        try:
-            if test(os.lstat(os.path.join(namespace, prefix)).st_mode):
-                return prefix
-        except (FileNotFoundError, NotADirectoryError):
-            return ""
-        except OSError as exc:
-            raise os_error(f"look at {prefix!r} in namespace {namespace!r}", exc) from exc
-    return ""
-
-
-def _linked_directory(namespace: str, key: str) -> str:
-    """The first directory of ``key`` inside the namespace that is a symbolic link ("" if none)."""
-    return _first_directory_where(namespace, key, stat.S_ISLNK)
-
-
-def _file_among_directories(namespace: str, key: str) -> str:
-    """The first directory of ``key`` that is something other than a directory ("" if none is)."""
-    return _first_directory_where(namespace, key, lambda mode: not stat.S_ISDIR(mode))
 
 
 def _prefix_conflict(namespace: str, key: str, why: str) -> InvalidKeyError:
@@ -67,6 +51,132 @@ def _prefix_conflict(namespace: str, key: str, why: str) -> InvalidKeyError:
         f"key {key!r} cannot be saved in {namespace!r}: {why}. On the simple backend a key cannot be both a "
         "value and the directory of other keys (a file is not a directory); rename one of them"
     )
+
+
+class _SourceGone(Exception):
+    """A key to move was removed by another process meanwhile."""
+
+
+class _Tree:
+    """The directories of one namespace, opened for one batch, each without following a symbolic link.
+
+    ``parent(key)`` gives an open descriptor of the directory holding the key
+    and the key's last component; with ``create`` missing directories are
+    made, and a link or a file in the way raises ``InvalidKeyError``; without,
+    such a key is simply not there (``None``).
+    """
+
+    def __init__(self, namespace: str, *, create: bool) -> None:
+        self.namespace = namespace
+        self.create = create
+        self._open: dict[str, int] = {}  # "" for the namespace, "a/" and "a/b/" for its directories
+
+    def __enter__(self) -> _Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+
+    def root(self) -> int | None:
+        """The namespace directory (which may itself be reached through a link, as the user named it)."""
+        if "" not in self._open:
+            try:
+                self._open[""] = os.open(self.namespace, _DIRECTORY)
+            except _NOT_THERE:
+                return None
+            except OSError as exc:
+                raise os_error(f"open namespace {self.namespace!r}", exc) from exc
+        return self._open[""]
+
+    def parent(self, key: str, *, probe: bool = False) -> tuple[int, str] | None:
+        """``(directory descriptor, last component)`` of ``key``; ``None`` if it cannot be there.
+
+        ``probe``: make nothing, but raise as a save would for a link or a
+        file in the way (a missing directory is ``None``: a save makes it).
+        """
+        fd = self.root()
+        if fd is None:
+            return None
+        parts = key.split("/")
+        prefix = ""
+        for part in parts[:-1]:
+            prefix += part + "/"
+            child = self._open.get(prefix)
+            if child is None:
+                child = self._child(fd, part, key, prefix, probe)
+                if child is None:
+                    return None
+                self._open[prefix] = child
+            fd = child
+        return fd, parts[-1]
+
+    def _child(self, fd: int, part: str, key: str, prefix: str, probe: bool) -> int | None:
+        try:
+            return os.open(part, _DIRECTORY_NOT_A_LINK, dir_fd=fd)
+        except FileNotFoundError:
+            if probe or not self.create:
+                return None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            return self._child(fd, part, key, prefix, probe)  # a link or file made meanwhile is met below
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise os_error(f"open directory {prefix!r} of namespace {self.namespace!r}", exc) from exc
+            if not (self.create or probe):
+                return None  # a link or a file where a directory of the key would be: the key is not there
+            raise self._in_the_way(fd, part, key, prefix) from None
+
+    def _in_the_way(self, fd: int, part: str, key: str, prefix: str) -> InvalidKeyError:
+        try:
+            mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISLNK(mode):
+            return InvalidKeyError(
+                f"key {key!r} cannot be saved in {self.namespace!r}: {prefix.rstrip('/')!r} is a symbolic link, "
+                "and keys never lead outside their namespace; replace the link with a directory"
+            )
+        return _prefix_conflict(self.namespace, key, f"{prefix.rstrip('/')!r} is a key")
+
+    def forget(self, key: str) -> None:
+        """Close the directories of ``key`` (another process may have removed them): reopen on next use."""
+        prefix = ""
+        for part in key.split("/")[:-1]:
+            prefix += part + "/"
+            fd = self._open.pop(prefix, None)
+            if fd is not None:
+                os.close(fd)
+
+    def prune(self, keys: Sequence[str]) -> None:
+        """Remove the directories of ``keys`` that are now empty, deepest first (never the namespace)."""
+        prefixes = {key[:end + 1] for key in keys for end, char in enumerate(key) if char == "/"}
+        for prefix in sorted(prefixes, key=lambda p: (-p.count("/"), p)):
+            head, _, name = prefix.rstrip("/").rpartition("/")
+            parent = self._open.get(head + "/" if head else "")
+            if parent is None:
+                continue
+            try:
+                os.rmdir(name, dir_fd=parent)  # never follows a link; fails on a directory not empty
+            except OSError:
+                continue
+            fd = self._open.pop(prefix, None)
+            if fd is not None:
+                os.close(fd)
+
+    def descriptors(self) -> list[int]:
+        return list(self._open.values())
+
+
+def _regular(fd: int, name: str, key: str, namespace: str) -> bool:
+    """Whether ``name`` in directory ``fd`` is a regular file (a link, directory or FIFO is no key)."""
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+    except _NOT_THERE:
+        return False
+    except OSError as exc:
+        raise os_error(f"look for key {key!r} in namespace {namespace!r}", exc) from exc
 
 
 class SimpleBackend(Backend):
@@ -91,99 +201,70 @@ class SimpleBackend(Backend):
         # docstring inherited: "ns/", "./ns" and "ns/sub/.." are one directory, so one namespace
         return os.path.normpath(namespace)
 
+    # ---------------------------------------------------------------- writes
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
         # docstring inherited
         self._make_directory(namespace)
-        self._check_places(namespace, [key for key, _ in items])
-        directories = set()
-        for key, value in items:
-            path = os.path.join(namespace, key)
-            with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
-                self._in_own_directory(namespace, key, lambda: atomic_write(path, value, fsync=self.fsync))
-            directories.add(os.path.dirname(path))
-        if self.fsync and items:
-            with storage_errors(f"flush namespace directory {namespace!r}"):
-                for directory in directories:
-                    fsync_directory(directory)
+        keys = [key for key, _ in items]
+        with _Tree(namespace, create=True) as tree:
+            self._check_places(tree, keys)
+            used = set()
+            for key, value in items:
+                with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
+                    used.add(self._place(tree, key, lambda fd, name, value=value: atomic_write(
+                        name, value, fsync=self.fsync, dir_fd=fd)))
+            if self.fsync and items:
+                with storage_errors(f"flush namespace directory {namespace!r}"):
+                    for fd in used:
+                        os.fsync(fd)
 
     @staticmethod
-    def _check_places(namespace: str, keys: Sequence[str]) -> None:
-        """Refuse, before writing, nested keys below a key (``a/b`` where ``a`` is a key or in the batch).
+    def _check_places(tree: _Tree, keys: Sequence[str]) -> None:
+        """Refuse, before writing, nested keys below a key or a link (``a/b`` where ``a`` is a key or in the batch).
 
-        One ``stat`` per distinct directory of the batch. A key that is itself
-        a directory of keys is met by its rename instead (no ``stat`` per key).
+        One ``open`` per distinct directory of the batch. A key that is itself
+        a directory of keys is met by its rename instead (no check per key).
 
         Raises
         ------
         InvalidKeyError
-            Naming the key and the key it collides with.
+            Naming the key and the key (or link) it collides with.
         """
         if not any("/" in key for key in keys):
-            return  # flat keys: a directory in the way is met by the rename (see write_many)
+            return  # flat keys: a directory in the way is met by the rename (see _place)
         in_batch = set(keys)
-        checked: set[str] = set()
         for key in keys:
             parts = key.split("/")
             for depth in range(1, len(parts)):
                 prefix = "/".join(parts[:depth])
                 if prefix in in_batch:
-                    raise _prefix_conflict(namespace, key, f"{prefix!r} is also saved in this batch")
-                if prefix in checked:
-                    continue
-                checked.add(prefix)
-                try:
-                    found: os.stat_result | None = os.lstat(os.path.join(namespace, prefix))
-                except (FileNotFoundError, NotADirectoryError):
-                    found = None
-                except OSError as exc:
-                    raise os_error(f"look for key {prefix!r} in namespace {namespace!r}", exc) from exc
-                if found is not None and stat.S_ISLNK(found.st_mode):
-                    raise InvalidKeyError(
-                        f"key {key!r} cannot be saved in {namespace!r}: {prefix!r} is a symbolic link, and keys never "
-                        "lead outside their namespace; replace the link with a directory"
-                    )
-                if found is not None and not stat.S_ISDIR(found.st_mode):
-                    raise _prefix_conflict(namespace, key, f"{prefix!r} is a key")
+                    raise _prefix_conflict(tree.namespace, key, f"{prefix!r} is also saved in this batch")
+            tree.parent(key, probe=True)
 
     @staticmethod
-    def _in_own_directory(namespace: str, key: str, place: Callable[[], None]) -> None:
-        """Make the directories of ``key`` and run ``place`` (which puts the file there), despite pruners.
+    def _place(tree: _Tree, key: str, put: Callable[[int, str], None]) -> int:
+        """Open (making) the directories of ``key`` and run ``put(directory_fd, name)``, despite pruners.
 
         Another process that empties a directory removes it; if that happens
-        between our ``makedirs`` and ``place``, the directory is made again
-        (a few times; a namespace under that much churn then raises).
+        while we hold it open, the directory is opened (made) again, a few
+        times. Returns the directory's descriptor (for fsync).
         """
-        path = os.path.join(namespace, key)
         for attempt in range(_DIRECTORY_RACE_ATTEMPTS):
             try:
-                if "/" in key:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                place()
-                return
+                found = tree.parent(key)
+                assert found is not None  # create=True: made, or raised
+                fd, name = found
+                put(fd, name)
+                return fd
             except IsADirectoryError:
-                raise _prefix_conflict(namespace, key, "a directory is in its place (keys below it, or left empty)") from None
-            except (FileExistsError, NotADirectoryError):
-                if "/" not in key:
-                    raise
-                blocking = _file_among_directories(namespace, key)
-                if blocking:
-                    raise _prefix_conflict(namespace, key, f"{blocking!r} is a key (saved by another process)") from None
-                if attempt == _DIRECTORY_RACE_ATTEMPTS - 1:
-                    raise  # not a key in the way: a directory made and pruned again and again meanwhile
+                raise _prefix_conflict(tree.namespace, key,
+                                       "a directory is in its place (keys below it, or left empty)") from None
             except FileNotFoundError:
+                # Linux refuses new entries in a removed directory: another process pruned it.
                 if attempt == _DIRECTORY_RACE_ATTEMPTS - 1 or "/" not in key:
                     raise
-
-    @staticmethod
-    def _prune(namespace: str, key: str) -> None:
-        """Remove the directories of ``key`` that are now empty, up to (not including) the namespace."""
-        parts = key.split("/")[:-1]
-        while parts:
-            try:
-                os.rmdir(os.path.join(namespace, *parts))
-            except OSError:
-                return  # not empty (or already gone): stop there
-            parts.pop()
+                tree.forget(key)
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _make_directory(namespace: str) -> None:
@@ -198,99 +279,63 @@ class SimpleBackend(Backend):
         with storage_errors(f"create namespace directory {namespace!r}"):
             os.makedirs(namespace, exist_ok=True)
 
-    def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        # docstring inherited
-        return [self._read(namespace, key) for key in keys]
-
+    # ----------------------------------------------------------------- reads
     @staticmethod
-    def _open(namespace: str, key: str) -> int | None:
-        """A descriptor of the key's file, never through a symbolic link; ``None`` if it is not a key.
-
-        A symbolic link inside the namespace (as the key, or as one of its
-        directories) is not followed: a key never leads outside its namespace.
-        """
-        if "/" in key and _linked_directory(namespace, key):
+    def _open_key(tree: _Tree, key: str) -> int | None:
+        """A descriptor of the key's regular file, never through a link; ``None`` if it is not a key."""
+        found = tree.parent(key)
+        if found is None:
             return None
+        directory, name = found
         try:
-            # O_NONBLOCK: a FIFO planted in the namespace must not hang the reader (no effect on files)
-            fd = os.open(os.path.join(namespace, key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except _NOT_A_KEY:
+            fd = os.open(name, _READ, dir_fd=directory)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 return None  # the key itself is a symbolic link
-            raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
+            raise os_error(f"read key {key!r} in namespace {tree.namespace!r}", exc) from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return None  # a directory, FIFO or device is not a key
         return fd
 
-    @classmethod
-    def _read(cls, namespace: str, key: str) -> bytes | None:
-        fd = cls._open(namespace, key)
-        if fd is None:
-            return None
-        with open(fd, "rb", buffering=0, closefd=True) as handle:
-            return handle.read()
+    def _read_each(self, namespace: str, keys: Sequence[str], read: Callable[[int], Buffer]) -> list[Buffer | None]:
+        values: list[Buffer | None] = []
+        with _Tree(namespace, create=False) as tree:
+            for key in keys:
+                fd = self._open_key(tree, key)
+                if fd is None:
+                    values.append(None)
+                    continue
+                try:
+                    values.append(read(fd))
+                except OSError as exc:
+                    raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
+                finally:
+                    os.close(fd)
+        return values
+
+    def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        # docstring inherited
+        return self._read_each(namespace, keys, _read_all)  # type: ignore[return-value]
 
     def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
         # docstring inherited: read straight into numpy-allocated memory (far fewer page faults)
-        buffers: list[Buffer | None] = []
-        for key in keys:
-            fd = self._open(namespace, key)
-            if fd is None:
-                buffers.append(None)
-                continue
-            with open(fd, "rb", buffering=0, closefd=True) as handle:
-                buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
-                got = handle.readinto(buffer)
-                buffers.append(memoryview(buffer)[:got] if got is not None else None)
-        return buffers
+        return self._read_each(namespace, keys, _read_into_numpy)
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited
-        heads: list[bytes | None] = []
-        for key in keys:
-            fd = self._open(namespace, key)
-            if fd is None:
-                heads.append(None)
-                continue
-            with open(fd, "rb", buffering=0, closefd=True) as handle:
-                heads.append(handle.read(size))
-        return heads
-
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        # docstring inherited
-        for key in keys:
-            if not self._is_file(namespace, key):
-                continue  # not a key: absent, a directory, a link (or below one), which keys never go through
-            try:
-                os.unlink(os.path.join(namespace, key))
-            except _NOT_A_KEY:
-                continue
-            except OSError as exc:
-                with storage_errors(f"remove key {key!r} in namespace {namespace!r}"):
-                    raise exc
-            if "/" in key:
-                self._prune(namespace, key)
-
-    @staticmethod
-    def _is_file(namespace: str, key: str) -> bool:
-        """Whether ``key`` is a file of the namespace (not a symbolic link); a path we may not look at raises."""
-        if "/" in key and _linked_directory(namespace, key):
-            return False
-        path = os.path.join(namespace, key)
-        try:
-            found = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise os_error(f"look for key {key!r} in namespace {namespace!r}", exc) from exc
-        return stat.S_ISREG(found.st_mode)
+        return self._read_each(namespace, keys, lambda fd: os.read(fd, size))  # type: ignore[return-value]
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
-        return [self._is_file(namespace, key) for key in keys]
+        answers = []
+        with _Tree(namespace, create=False) as tree:
+            for key in keys:
+                found = tree.parent(key)
+                answers.append(found is not None and _regular(*found, key, namespace))
+        return answers
 
     def list(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited: walks only below the pattern's literal directory ("run/" for "run/*.npz")
@@ -298,69 +343,130 @@ class SimpleBackend(Backend):
             # One stat instead of a directory scan: the common "does it exist" listing.
             if pattern.startswith("/") or "\0" in pattern:
                 return iter([])
-            return iter([pattern] if self._is_file(namespace, pattern) else [])
+            return iter([pattern] if self.exists_many(namespace, [pattern])[0] else [])
         matches = key_matcher(pattern)
         start = literal_prefix(pattern)
-        if start and _linked_directory(namespace, start + "x"):
-            return iter([])  # the pattern's directory is (inside) a symbolic link: not the namespace's
         found: list[str] = []
-        pending = [start]
-        while pending:
-            relative = pending.pop()
-            try:
-                with os.scandir(os.path.join(namespace, relative) if relative else namespace) as entries:
-                    for entry in entries:
-                        name = entry.name
-                        if name.startswith(RESERVED_PREFIX):
-                            continue
-                        key = relative + name
-                        if entry.is_dir(follow_symlinks=False):
-                            pending.append(key + "/")
-                        elif matches(key) and entry.is_file(follow_symlinks=False):
-                            found.append(key)
-            except _NOT_A_KEY:
-                continue
-            except OSError as exc:
-                raise os_error(f"list namespace {namespace!r}", exc) from exc
+        with _Tree(namespace, create=False) as tree:
+            top = tree.parent(start + "x") if start else (tree.root(), "")
+            if top is None or top[0] is None:
+                return iter([])
+            self._walk(top[0], start, matches, found, namespace, owned=False)
         return iter(found)
+
+    def _walk(self, fd: int, relative: str, matches: Callable[[str], bool], found: list[str], namespace: str,
+              owned: bool) -> None:
+        """Add the matching keys below directory ``fd``; subdirectories are opened without following links."""
+        try:
+            with os.scandir(fd) as entries:
+                children = []
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(RESERVED_PREFIX):
+                        continue
+                    key = relative + name
+                    if entry.is_dir(follow_symlinks=False):
+                        children.append(name)
+                    elif entry.is_file(follow_symlinks=False) and matches(key):
+                        found.append(key)
+            for name in children:
+                try:
+                    child = os.open(name, _DIRECTORY_NOT_A_LINK, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # removed (or swapped for a link) meanwhile
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        continue
+                    raise os_error(f"list namespace {namespace!r}", exc) from exc
+                self._walk(child, relative + name + "/", matches, found, namespace, owned=True)
+        except OSError as exc:
+            raise os_error(f"list namespace {namespace!r}", exc) from exc
+        finally:
+            if owned:
+                os.close(fd)
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
         found = stat_or_none(namespace, f"look at namespace {namespace!r}")
         return found is not None and stat.S_ISDIR(found.st_mode)
 
+    # --------------------------------------------------------- removes, moves
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        # docstring inherited
+        with _Tree(namespace, create=False) as tree:
+            removed = []
+            for key in keys:
+                found = tree.parent(key)
+                if found is None or not _regular(*found, key, namespace):
+                    continue  # not a key: absent, a directory, a link (or below one)
+                directory, name = found
+                try:
+                    os.unlink(name, dir_fd=directory)  # a link swapped in meanwhile: the link goes, not its target
+                except _NOT_THERE:
+                    continue
+                except OSError as exc:
+                    with storage_errors(f"remove key {key!r} in namespace {namespace!r}"):
+                        raise exc
+                removed.append(key)
+            tree.prune([key for key in removed if "/" in key])
+
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited
         self._make_directory(destination)
-        self._check_places(destination, [new for _, new in pairs])
-        missing = []
-        cross_device = []
-        for old, new in pairs:
-            origin = os.path.join(source, old)
-            target = os.path.join(destination, new)
-            if not self._is_file(source, old):
-                missing.append(old)  # absent, or not a key (a directory, a symbolic link)
-                continue
-            try:
-                self._in_own_directory(destination, new, lambda: os.replace(origin, target))
-            except FileNotFoundError:
-                missing.append(old)  # removed by another process meanwhile
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    with storage_errors(f"move key {old!r} from {source!r} to {destination!r}"):
-                        raise
-                cross_device.append((old, new))
-                continue
-            if "/" in old:
-                self._prune(source, old)
+        missing: list[str] = []
+        cross_device: list[tuple[str, str]] = []
+        used = set()
+        with _Tree(source, create=False) as origin, _Tree(destination, create=True) as target:
+            self._check_places(target, [new for _, new in pairs])
+            moved = []
+            for old, new in pairs:
+                found = origin.parent(old)
+                if found is None or not _regular(*found, old, source):
+                    missing.append(old)  # absent, or not a key (a directory, a symbolic link)
+                    continue
+                try:
+                    used.add(self._place(target, new, lambda fd, name, found=found: _rename(found, fd, name)))
+                except _SourceGone:
+                    missing.append(old)  # removed by another process meanwhile
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        with storage_errors(f"move key {old!r} from {source!r} to {destination!r}"):
+                            raise
+                    cross_device.append((old, new))
+                    continue
+                moved.append(old)
+            origin.prune([key for key in moved if "/" in key])
+            if self.fsync and moved:
+                with storage_errors(f"flush namespace directories of {destination!r} and {source!r}"):
+                    for fd in used | set(origin.descriptors()):
+                        os.fsync(fd)
         if cross_device:
             # Namespaces on different file systems: fall back to copy and delete.
             super().move_many(source, cross_device, destination)
-        if self.fsync and pairs:
-            with storage_errors(f"flush namespace directory {destination!r}"):
-                fsync_directory(destination)
-                if source != destination:
-                    fsync_directory(source)
         if missing:
             raise KeyNotFoundError(source, missing)
+
+
+def _rename(source: tuple[int, str], directory: int, name: str) -> None:
+    """Rename ``source`` (directory descriptor, name) to ``name`` in ``directory``; the source gone is no retry."""
+    try:
+        os.replace(source[1], name, src_dir_fd=source[0], dst_dir_fd=directory)
+    except FileNotFoundError:
+        try:
+            os.stat(source[1], dir_fd=source[0], follow_symlinks=False)
+        except FileNotFoundError:
+            raise _SourceGone from None
+        raise  # the destination directory was pruned meanwhile: _place makes it again
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb", buffering=0, closefd=False) as handle:
+        return handle.read()
+
+
+def _read_into_numpy(fd: int) -> memoryview | None:
+    buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
+    with open(fd, "rb", buffering=0, closefd=False) as handle:
+        got = handle.readinto(buffer)
+    return memoryview(buffer)[:got] if got is not None else None
