@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .pack import ManifestInfo, Pack, SlotInfo, dump, load
+from .pack import ManifestInfo, Pack, SlotInfo, dump, import_mlio_pack, load
 from .serializers import Serializer, register_serializer
 from .store import EnvironmentMismatchError, EnvironmentMismatchWarning
 
@@ -52,5 +52,5 @@ def delete(filename: str | os.PathLike[str], backend: str | None = None) -> None
 
 __all__ = [
     "EnvironmentMismatchError", "EnvironmentMismatchWarning", "ManifestInfo", "Pack", "Serializer", "SlotInfo",
-    "delete", "dump", "load", "load_path", "register_serializer", "save",
+    "delete", "dump", "import_mlio_pack", "load", "load_path", "register_serializer", "save",
 ]

@@ -151,18 +151,29 @@ def encode_object(
             raise  # nothing was written: it names the type and the opt-in
         chosen = serializer_named("pickle")  # the caller opted in: what "values" cannot store exactly, pickle does
         dumped = chosen.dump(obj)
+    return encode_payload(dumped, chosen.name, environment(chosen, obj), digest)
+
+
+def encode_payload(
+    dumped: bytes | bytearray | memoryview | Parts, serializer: str, env: dict[str, Any], digest: str = "sha256"
+) -> tuple[Parts, dict[str, Any]]:
+    """Wrap an already serialized payload (of serializer ``serializer``) as a stored object, with its metadata.
+
+    :func:`encode_object` uses it after serializing; importers (MLIO packs)
+    use it to carry bytes over without deserializing them.
+    """
     payload = dumped if isinstance(dumped, Parts) else Parts((dumped,))
     hasher = _hasher(digest)
     for part in payload:
         hasher.update(part)
     meta = {
         "format": 1,
-        "serializer": chosen.name,
+        "serializer": serializer,
         "digest": digest,
         digest: hasher.hexdigest(),
         "size": payload.nbytes,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(chosen, obj),
+        "environment": env,
     }
     encoded_meta = json.dumps(meta, sort_keys=True).encode("utf-8")
     # Pad with spaces (still JSON) so the payload starts 64-byte aligned: arrays loaded
@@ -201,7 +212,7 @@ def check_environment(meta: dict[str, Any], policy: str, unsafe: bool, where: st
         for name, version in sorted(recorded.get("packages", {}).items())
         if version != _version(name)
     ]
-    python_then = ".".join(str(recorded.get("python", "")).split(".")[:2])
+    python_then = ".".join(str(recorded.get("python") or "").split(".")[:2])  # None: not recorded (imports)
     python_now = ".".join(platform.python_version().split(".")[:2])
     if python_then and python_then != python_now:
         differences.append(("python", python_then, python_now))
