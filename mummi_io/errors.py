@@ -63,6 +63,18 @@ class KeyNotFoundError(MummiIOError, KeyError):
         )
 
 
+class PayloadNotFoundError(KeyNotFoundError, FileNotFoundError):
+    """A persistable's payload was never generated with these parameters.
+
+    A ``KeyNotFoundError`` (mummi_io) and a ``FileNotFoundError`` (what the
+    persistable seed raised, and what its users catch).
+    """
+
+
+class InvalidPayloadError(MummiIOError, ValueError):
+    """``_validate_payload`` rejected a payload (raise it from your validator)."""
+
+
 class PickleRefusedError(MummiIOError, ValueError):
     """Stored data needs pickle to load, and the caller did not opt in (pickle runs code)."""
 

@@ -14,10 +14,11 @@ directory (the simple backend) and copied to the remote on push.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
-from .errors import InvalidArgumentError, KeyNotFoundError, MummiIOError
+from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, MummiIOError
 from .facade import IO
 from .registry import get_io
 from .sync import sync
@@ -30,13 +31,27 @@ class SyncedOverwriteError(MummiIOError):
     """A synced object cannot be overwritten; remove it with remove_remote=True first."""
 
 
+class RemoteConflictError(MummiIOError):
+    """The remote holds other content under the name being pushed (or another push of it is under way)."""
+
+
 class Filer:
     """Objects in a local directory, a remote namespace, and a registry file tying them together."""
 
     def __init__(
-        self, local_dir: str, remote: IO, remote_namespace: str, registry_file: str | None = None,
-        **load_options: Any,
+        self, local_dir: str, remote: IO | str | os.PathLike[str], remote_namespace: str | None = None,
+        registry_file: str | None = None, remote_type: str | None = None, **load_options: Any,
     ) -> None:
+        if isinstance(remote, (str, os.PathLike)):
+            # The seed's form: Filer(local_dir, remote_address, remote_type=...), a backend kind here
+            if remote_type == "s3":
+                raise InvalidArgumentError(
+                    "mummi_io has no s3 backend; keep the remote on 'simple' (a shared directory), 'taridx' or "
+                    "'redis': Filer(local_dir, remote_address, remote_type='simple')"
+                )
+            remote_namespace, remote = os.fspath(remote), get_io(remote_type or "simple")
+        elif remote_namespace is None:
+            raise InvalidArgumentError("Filer(local_dir, remote=<IO>, remote_namespace=<namespace>) needs the namespace")
         self.local_dir = local_dir
         self.local = get_io("simple")
         self.remote = remote
@@ -101,14 +116,56 @@ class Filer:
         if push:
             self.push(name)
 
-    def push(self, name: str) -> None:
-        """Copy ``name`` to the remote (verified) and mark it synced."""
+    def push(self, name: str, overwrite: bool = False) -> None:
+        """Copy ``name`` to the remote (verified) and mark it synced.
+
+        The remote copy is never replaced by other content unless
+        ``overwrite``: the first push of a name claims it (an atomic counter
+        on the remote), so of two users pushing one name at once, one wins
+        and the other gets :class:`RemoteConflictError`.
+
+        Raises
+        ------
+        RemoteConflictError
+            If the remote holds other content under ``name``, or another push
+            of it is under way.
+        """
         entries = self.entries()
         if name not in entries:
             raise KeyNotFoundError(self.registry_file, [name])
+        digest = entries[name][0]
+        if not overwrite:
+            there = self._remote_digest(name)
+            if there is None and self._claim(name).add(1) != 1:
+                there = self._remote_digest(name)  # someone else claimed it first: theirs counts
+                if there is None:
+                    raise RemoteConflictError(
+                        f"another push of {name!r} to {self.remote_namespace!r} is under way (or was interrupted); "
+                        "retry, or push(name, overwrite=True) if you are sure"
+                    )
+            if there is not None and there != digest:
+                raise RemoteConflictError(
+                    f"the remote already holds other content as {name!r} (sha {there[:12]}, yours {digest[:12]}): "
+                    "someone else pushed that name; dump yours under another name, or push(name, overwrite=True)"
+                )
         sync(self.local, self.local_dir, self.remote, self.remote_namespace, keys=[name])
-        entries[name] = (entries[name][0], "synced")
+        entries = self.entries()
+        entries[name] = (digest, "synced")
         self._write(entries)
+
+    def _claim(self, name: str) -> Any:
+        """The remote counter whose first increment claims ``name`` for one pusher."""
+        # Beside the namespace, not in it: on file backends a coordination place is a directory.
+        return self.remote.counter(self.remote_namespace + ".filer-claims",
+                                   "claim-" + hashlib.sha256(name.encode()).hexdigest()[:32])
+
+    def _remote_digest(self, name: str) -> str | None:
+        """The digest the remote copy of ``name`` records (``None`` if the remote has none)."""
+        try:
+            info = self.remote.object_info(self.remote_namespace, name)
+        except KeyNotFoundError:
+            return None
+        return str(info.get(info.get("digest", "sha256")))
 
     def push_all(self) -> list[str]:
         """Push every local object; return their names."""
@@ -118,19 +175,45 @@ class Filer:
         return names
 
     def pull(self, name: str) -> None:
-        """Fetch ``name`` from the remote into the local directory."""
+        """Fetch ``name`` from the remote into the local directory, checked against the registry's digest.
+
+        Raises
+        ------
+        IntegrityError
+            If what the remote holds is not the object the registry records
+            (the local copy is then removed again; the remote is untouched).
+        """
         if name not in self.entries():
             raise KeyNotFoundError(self.registry_file, [name])
         sync(self.remote, self.remote_namespace, self.local, self.local_dir, keys=[name])
         if not self.local.file_exists(self.local_dir, name):
             raise KeyNotFoundError(self.remote_namespace, [name])
+        try:
+            self._check_local(name)
+        except IntegrityError:
+            self.local.remove_files(self.local_dir, name)
+            raise
+
+    def _check_local(self, name: str) -> None:
+        """The local copy of ``name`` must be the object the registry records (same digest)."""
+        recorded = self.entries()[name][0]
+        info = self.local.object_info(self.local_dir, name)
+        found = str(info.get(info.get("digest", "sha256")))
+        if found != recorded:
+            raise IntegrityError(
+                f"{name!r} in {self.local_dir!r} is not the object the registry {self.registry_file!r} records "
+                f"(digest {found[:12]}, recorded {recorded[:12]}): the remote copy was replaced or the file changed; "
+                "remove it and pull again, or dump it anew"
+            )
 
     def load(self, name: str) -> Any:
-        """Load ``name``, pulling it from the remote first if it is not here."""
+        """Load ``name``, pulling it from the remote first if it is not here; checked against the registry."""
         if name not in self.entries():
             raise KeyNotFoundError(self.registry_file, [name])
         if not self.local.file_exists(self.local_dir, name):
             self.pull(name)
+        else:
+            self._check_local(name)
         return self.local.load_object(self.local_dir, name, **self.load_options)
 
     def remove(self, name: str, remove_remote: bool = False) -> None:
@@ -141,6 +224,7 @@ class Filer:
         self.local.remove_files(self.local_dir, name)
         if remove_remote:
             self.remote.remove_files(self.remote_namespace, name)
+            self._claim(name).delete()  # the name may be pushed anew
         del entries[name]
         self._write(entries)
 

@@ -121,3 +121,51 @@ class WithDel:
 
 class Blob(bytes):
     """A bytes subclass: bytes.__new__(Blob, 10**12) would allocate a terabyte."""
+
+
+class Reduced:
+    """Rebuilt by calling the class with arguments (its own __reduce__), as pyiron's users write."""
+
+    def __init__(self, species: str, size: int) -> None:
+        self.species, self.size = species, size
+        self.cache = {"derived": size * 2}  # rebuilt by __init__, not stored
+
+    def __reduce__(self):
+        return (Reduced, (self.species, self.size))
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Reduced and (self.species, self.size, self.cache) == (other.species, other.size,
+                                                                                    other.cache)
+
+
+class WithNewArgsEx:
+    """Keyword arguments for __new__ (pickle's __getnewargs_ex__)."""
+
+    def __new__(cls, *, unit: str):
+        made = super().__new__(cls)
+        made.unit = unit
+        return made
+
+    def __getnewargs_ex__(self):
+        return (), {"unit": self.unit}
+
+    def __eq__(self, other) -> bool:
+        return type(other) is WithNewArgsEx and other.unit == self.unit
+
+
+class CustomState:
+    """__getstate__/__setstate__ that transform the state."""
+
+    def __init__(self, values: list) -> None:
+        self.values = values
+        self.total = sum(values)
+
+    def __getstate__(self):
+        return {"values": self.values}
+
+    def __setstate__(self, state) -> None:
+        self.values = state["values"]
+        self.total = sum(self.values)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is CustomState and (self.values, self.total) == (other.values, other.total)

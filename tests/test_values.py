@@ -298,6 +298,9 @@ ATTACKS = {
     "bytearray bomb": lambda marker: _Call(bytearray, 10**12),
     "bytes subclass bomb": lambda marker: _rebuild("objects_helpers:Blob", None, (10**12,)),
     "builtins.range": lambda marker: _Call(list, _Call(range, 10**12)),
+    "a class called with arguments it never asked for": lambda marker: _Call(
+        __import__("mummi_io.objects.values", fromlist=["_object"])._object, "objects_helpers:Params",
+        (1, str(marker)), None, None, None, None, True),
 }
 
 
@@ -335,3 +338,19 @@ def test_plain_data_is_the_same_pickle_stream_and_loads_without_a_global() -> No
     encoded = values.dumps(data)
     assert encoded == pickle.dumps(data, protocol=5)
     assert pickle.loads(encoded) == data == values.loads(stdio.BytesIO(encoded).getvalue())
+
+
+def test_shared_and_self_references_come_back_shared(io, tmp_path) -> None:
+    """pickle's memo: an object met twice is one object again, also one that refers to itself."""
+    from objects_helpers import Params, Slotted
+
+    looped = Params(1, "x", [])
+    looped.weights.append(looped)
+    slotted = Slotted(None, None)
+    slotted.a = slotted
+    shared = Params(2)
+    namespace = str(tmp_path / "refs")
+    io.save_object(namespace, "all", {"looped": looped, "slotted": slotted, "both": [shared, shared]})
+    back = io.load_object(namespace, "all")
+    assert back["looped"].weights[0] is back["looped"] and back["slotted"].a is back["slotted"]
+    assert back["both"][0] is back["both"][1] and back["both"][0] == shared

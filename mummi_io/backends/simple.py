@@ -38,7 +38,10 @@ from ..keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
 
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_PATH: a directory is walked through with search permission alone (mode 0300 works, as with paths);
+# reading its entries (list) and fsync reopen it readable.
+_READABLE_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIRECTORY = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 _DIRECTORY_NOT_A_LINK = _DIRECTORY | os.O_NOFOLLOW
 # O_NONBLOCK: a FIFO planted in the namespace must not hang a reader (no effect on files).
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -169,6 +172,15 @@ class _Tree:
         return list(self._open.values())
 
 
+def _fsync_directory(fd: int) -> None:
+    """Flush a directory held as an O_PATH descriptor (which cannot be fsynced itself)."""
+    readable = os.open(".", _READABLE_DIRECTORY, dir_fd=fd)
+    try:
+        os.fsync(readable)
+    finally:
+        os.close(readable)
+
+
 def _regular(fd: int, name: str, key: str, namespace: str) -> bool:
     """Whether ``name`` in directory ``fd`` is a regular file (a link, directory or FIFO is no key)."""
     try:
@@ -216,7 +228,7 @@ class SimpleBackend(Backend):
             if self.fsync and items:
                 with storage_errors(f"flush namespace directory {namespace!r}"):
                     for fd in used:
-                        os.fsync(fd)
+                        _fsync_directory(fd)
 
     @staticmethod
     def _check_places(tree: _Tree, keys: Sequence[str]) -> None:
@@ -351,11 +363,14 @@ class SimpleBackend(Backend):
             top = tree.parent(start + "x") if start else (tree.root(), "")
             if top is None or top[0] is None:
                 return iter([])
-            self._walk(top[0], start, matches, found, namespace, owned=False)
+            try:
+                readable = os.open(".", _READABLE_DIRECTORY, dir_fd=top[0])
+            except OSError as exc:
+                raise os_error(f"list namespace {namespace!r}", exc) from exc
+            self._walk(readable, start, matches, found, namespace)
         return iter(found)
 
-    def _walk(self, fd: int, relative: str, matches: Callable[[str], bool], found: list[str], namespace: str,
-              owned: bool) -> None:
+    def _walk(self, fd: int, relative: str, matches: Callable[[str], bool], found: list[str], namespace: str) -> None:
         """Add the matching keys below directory ``fd``; subdirectories are opened without following links."""
         try:
             with os.scandir(fd) as entries:
@@ -371,19 +386,18 @@ class SimpleBackend(Backend):
                         found.append(key)
             for name in children:
                 try:
-                    child = os.open(name, _DIRECTORY_NOT_A_LINK, dir_fd=fd)
+                    child = os.open(name, _READABLE_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # removed (or swapped for a link) meanwhile
                 except OSError as exc:
                     if exc.errno == errno.ELOOP:
                         continue
                     raise os_error(f"list namespace {namespace!r}", exc) from exc
-                self._walk(child, relative + name + "/", matches, found, namespace, owned=True)
+                self._walk(child, relative + name + "/", matches, found, namespace)
         except OSError as exc:
             raise os_error(f"list namespace {namespace!r}", exc) from exc
         finally:
-            if owned:
-                os.close(fd)
+            os.close(fd)
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
@@ -440,7 +454,7 @@ class SimpleBackend(Backend):
             if self.fsync and moved:
                 with storage_errors(f"flush namespace directories of {destination!r} and {source!r}"):
                     for fd in used | set(origin.descriptors()):
-                        os.fsync(fd)
+                        _fsync_directory(fd)
         if cross_device:
             # Namespaces on different file systems: fall back to copy and delete.
             super().move_many(source, cross_device, destination)

@@ -16,6 +16,8 @@ speed), but what a stored value may refer to is decided here, on both sides:
   rebuild refuses classes of the standard library (outside the value types),
   classes with a C ``__new__`` other than the built-in types', and classes
   with a ``__del__``, the known ways to turn "make an object" into "run code".
+  A class is called with stored arguments only if it defines ``__reduce__``
+  itself (it asked to be rebuilt that way, as pickle would).
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ def _unrebuildable(cls: type) -> str:
     return ""
 
 
+def _reduces_itself(cls: type) -> bool:
+    """Whether ``cls`` (not a built-in base) defines its own ``__reduce__``/``__reduce_ex__``."""
+    return any("__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass)
+               for klass in cls.__mro__ if klass.__module__ != "builtins")
+
+
 def _set_state(obj: Any, state: Any) -> None:
     """Apply a reduction's state as pickle's BUILD does."""
     setstate = getattr(obj, "__setstate__", None)
@@ -138,11 +146,8 @@ def _set_state(obj: Any, state: Any) -> None:
 
 def _object(path: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None, state: Any, listitems: list[Any] | None,
             dictitems: list[tuple[Any, Any]] | None, call: bool = False) -> Any:
-    """An instance of an importable class, rebuilt as pickle does (``cls()`` when its reduction said so)."""
-    cls = _class_at(path)
-    if issubclass(cls, (bytes, bytearray)) and args and not isinstance(args[0], (bytes, bytearray)):
-        raise PickleRefusedError(f"a stored {path!r} would be made from {type(args[0]).__name__}, not bytes")
-    obj = cls() if call else cls.__new__(cls, *args, **(kwargs or {}))
+    """An instance rebuilt in one call (what the first 'values' objects stored; new ones use _new_object)."""
+    obj = _new_object(path, args, kwargs, call)
     if listitems:
         extend = getattr(obj, "extend", None)
         if extend is not None:
@@ -155,6 +160,21 @@ def _object(path: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None, sta
     if state is not None:
         _set_state(obj, state)
     return obj
+
+
+def _new_object(path: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None, call: bool) -> Any:
+    """A bare instance of an importable class (pickle then applies its items and state, BUILD included).
+
+    Returned before its state is read, as pickle does, so an object that
+    refers to itself (directly or through others) comes back intact.
+    """
+    cls = _class_at(path)
+    if issubclass(cls, (bytes, bytearray)) and args and not isinstance(args[0], (bytes, bytearray)):
+        raise PickleRefusedError(f"a stored {path!r} would be made from {type(args[0]).__name__}, not bytes")
+    if call and args and not _reduces_itself(cls):
+        raise PickleRefusedError(f"a stored value would call {path!r} with arguments, but the class does not "
+                                 "define __reduce__ (only a class that asks to be rebuilt that way is)")
+    return cls(*args) if call else cls.__new__(cls, *args, **(kwargs or {}))
 
 
 def _namedtuple(path: str, values: tuple[Any, ...]) -> Any:
@@ -222,7 +242,8 @@ def _defaultdict(factory: str, items: list[tuple[Any, Any]]) -> collections.defa
     return made
 
 
-_REBUILDERS = (_object, _namedtuple, _enum, _dtype, _array, _object_array, _scalar, _zoneinfo, _defaultdict)
+_REBUILDERS = (_new_object, _object, _namedtuple, _enum, _dtype, _array, _object_array, _scalar, _zoneinfo,
+               _defaultdict)
 _ALLOWED: dict[tuple[str, str], Any] = {
     **{_name(cls): cls for cls in _VALUE_TYPES},
     **{_name(function): function for function in _REBUILDERS},
@@ -318,12 +339,13 @@ class _ValuePickler(pickle.Pickler):
         elif function is copyreg.__newobj_ex__:
             _, args, kwargs = arguments
             args = tuple(args)
-        elif function is cls and not arguments:
-            args, call = (), True
+        elif function is cls:
+            args, call = tuple(arguments), True  # the class's own __reduce__: rebuilt by calling it, as pickle does
         else:
-            raise _refuse(obj, f"its __reduce__ returns {function!r} with arguments; only its class is ever rebuilt")
-        return _object, (path, args, kwargs, state, None if listitems is None else list(listitems),
-                         None if dictitems is None else list(dictitems), call)
+            raise _refuse(obj, f"its __reduce__ returns {function!r}; only the object's own class is ever called")
+        # pickle's own 5-tuple: the bare object first (memoized), then its items and state (BUILD), so
+        # references back to the object resolve; its __setstate__, or the __dict__ and slots, as pickle does.
+        return _new_object, (path, args, kwargs, call), state, listitems, dictitems
 
 
 _ALLOWED_TYPES = frozenset(_VALUE_TYPES)
