@@ -183,16 +183,20 @@ class Filer:
             If what the remote holds is not the object the registry records
             (the local copy is then removed again; the remote is untouched).
         """
-        if name not in self.entries():
+        entries = self.entries()
+        if name not in entries:
             raise KeyNotFoundError(self.registry_file, [name])
-        sync(self.remote, self.remote_namespace, self.local, self.local_dir, keys=[name])
-        if not self.local.file_exists(self.local_dir, name):
+        there = self._remote_digest(name)
+        if there is None:
             raise KeyNotFoundError(self.remote_namespace, [name])
-        try:
-            self._check_local(name)
-        except IntegrityError:
-            self.local.remove_files(self.local_dir, name)
-            raise
+        if there != entries[name][0]:  # checked before anything is copied: a good local copy stays
+            raise IntegrityError(
+                f"the remote copy of {name!r} in {self.remote_namespace!r} is not the object the registry "
+                f"{self.registry_file!r} records (digest {there[:12]}, recorded {entries[name][0][:12]}): it was "
+                "replaced; nothing was copied"
+            )
+        sync(self.remote, self.remote_namespace, self.local, self.local_dir, keys=[name])
+        self._check_local(name)  # and the copy that arrived
 
     def _check_local(self, name: str) -> None:
         """The local copy of ``name`` must be the object the registry records (same digest)."""

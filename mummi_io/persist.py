@@ -62,30 +62,60 @@ ParamsT = TypeVar("ParamsT")
 
 
 def _canonical(value: Any) -> Any:
+    """The parameter value as JSON data that tells apart what Python tells apart.
+
+    Types JSON would merge are tagged: a tuple is not the list with the same
+    items, ``Path("a")`` not ``"a"``, an enum member not its name (and its
+    value counts), ``{1: x}`` not ``{"1": x}``. Plain data (numbers, strings,
+    lists, dicts with string keys, dataclasses) is written as itself, so its
+    keys never change.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+        if all(type(k) is str for k in value):
+            return {k: _canonical(v) for k, v in value.items()}
+        return {"__items__": sorted(([_canonical(k), _canonical(v)] for k, v in value.items()),
+                                    key=lambda item: json.dumps(item, sort_keys=True))}
+    if type(value) is tuple:
+        return {"__tuple__": [_canonical(v) for v in value]}
+    if isinstance(value, list):
         return [_canonical(v) for v in value]
     if isinstance(value, enum.Enum):
-        return value.name  # as the persistable seed encodes them
+        cls = type(value)
+        return {"__enum__": f"{cls.__module__}.{cls.__qualname__}", "name": value.name,
+                "value": _canonical(value.value)}
     if isinstance(value, pathlib.PurePath):
-        return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"__path__": str(value)}
+    if value is None or type(value) in (bool, int, float, str):
         return value
     raise InvalidArgumentError(
         f"parameter value {value!r} ({type(value).__name__}) is not plain data; parameters must be "
-        "numbers, strings, booleans, None, paths, enums, lists, dicts or dataclasses of those"
+        "numbers, strings, booleans, None, paths, enums, lists, tuples, dicts or dataclasses of those"
     )
+
+
+def _readable(value: Any) -> Any:
+    """The seed's ``to_dict`` form: paths as strings, enums by name (for people, not for keys)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _readable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _readable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_readable(v) for v in value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    return value
 
 
 class PersistableParams:
     """Base of parameter dataclasses, as in the persistable seed (``@dataclass class P(PersistableParams)``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The parameters as plain data (paths as strings, enums by name)."""
-        return _canonical(self)
+        """The parameters as plain data (paths as strings, enums by name), as the seed gives them."""
+        return _readable(self)
 
     def get_str_repr(self) -> str:
         return str(self.to_dict())
@@ -216,14 +246,24 @@ class Persistable(Generic[PayloadT, ParamsT]):
         """The payload's logger; in the seed's form it also writes ``<data_dir>/<payload_name>.log``."""
         logger = logging.getLogger(f"{__name__}.{self.name}")
         if self.seed_form:
-            if verbose and logger.level in (logging.NOTSET, logging.WARNING):
-                logger.setLevel(logging.INFO)
+            # As the seed: everything to <data_dir>/<payload_name>.log; on the console WARNING, or INFO
+            # with verbose=True (this logger's own console handler: the seed's users asked for it).
+            logger.setLevel(logging.DEBUG)
             log_file = os.path.abspath(os.path.join(self.namespace, f"{self.name}.log"))
+            formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             if not any(getattr(handler, "baseFilename", None) == log_file for handler in logger.handlers):
-                handler = logging.FileHandler(log_file, encoding="utf-8")
+                handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
                 handler.setLevel(logging.DEBUG)
-                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                handler.setFormatter(formatter)
                 logger.addHandler(handler)
+            console = next((h for h in logger.handlers if getattr(h, "_mummi_io_console", False)), None)
+            if verbose and console is None:
+                console = logging.StreamHandler()
+                console._mummi_io_console = True  # type: ignore[attr-defined]
+                console.setFormatter(formatter)
+                logger.addHandler(console)
+            if console is not None:
+                console.setLevel(logging.INFO if verbose else logging.WARNING)
             logger.info("---- NEW PERSISTABLE SESSION ---- (%s); parameters %s", self.namespace, self.params)
         return logger
 

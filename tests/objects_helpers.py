@@ -169,3 +169,15 @@ class CustomState:
 
     def __eq__(self, other) -> bool:
         return type(other) is CustomState and (self.values, self.total) == (other.values, other.total)
+
+
+class Tags(set):
+    """A set subclass: set.__reduce__ calls the class with its items, which only classes asking for it get."""
+
+
+class Real(__import__("numpy").float64):
+    """A numpy scalar subclass."""
+
+
+class Labelled(Point):
+    """A namedtuple subclass whose instances carry attributes of their own."""

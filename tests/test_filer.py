@@ -52,7 +52,10 @@ def test_a_name_pushed_by_another_user_is_never_overwritten_silently(tmp_path) -
     (clone / ".mummi_registry").write_text((tmp_path / "alice" / ".mummi_registry").read_text())
     with pytest.raises(IntegrityError, match="not the object the registry"):
         Filer(str(clone), remote, remote_type="simple").load("model")  # alice's registry, bob's bytes
-    assert not (clone / "model").exists()  # the wrong copy is not kept
+    assert not (clone / "model").exists()  # the wrong copy is not fetched
+    with pytest.raises(IntegrityError, match="nothing was copied"):
+        alice.pull("model")
+    assert alice.load("model") == {"by": "alice"}  # her good local copy is untouched
 
 
 def test_a_local_copy_changed_behind_the_registry_is_refused(tmp_path) -> None:

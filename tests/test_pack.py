@@ -94,7 +94,7 @@ def test_processes_dumping_into_one_pack_lose_no_slot(tmp_path) -> None:
     with tarfile.open(path) as archive:  # blobs no slot uses were dropped
         blobs = {m.name for m in archive if m.name.startswith("blob-")}
     with Pack(path) as pack:
-        assert {f"blob-{info.serialized_sha256_hash}" for info in pack.slots_info.values()} <= blobs
+        assert {f"blob-{info.serializer}-{info.serialized_sha256_hash}" for info in pack.slots_info.values()} <= blobs
 
 
 # ------------------------------------------------------------ file objects
@@ -181,3 +181,56 @@ def test_a_damaged_or_foreign_mlio_pack_imports_nothing(tmp_path) -> None:
         archive.writestr("readme.txt", "hello")
     with pytest.raises(UnsupportedFormatError, match="manifest.json"):
         import_mlio_pack(other_zip, tmp_path / "out.pack", allow_pickle=True)
+
+
+def test_equal_payload_bytes_of_two_serializers_are_two_objects(tmp_path) -> None:
+    """bytes b"[1, 2]", str "[1, 2]" and JSON [1, 2] have one payload; each slot still loads its own type."""
+    with Pack(tmp_path / "p.pack") as pack:
+        pack.dump("a", b"[1, 2]")
+        pack.dump("b", "[1, 2]")
+        pack.dump("c", [1, 2], serializer="json")
+        pack.dump("d", [1, 2], serializer="pickle", allow_pickle=True)
+        pack.dump("e", [1, 2])  # values: pickle's bytes exactly, but no pickle needed to load it
+        assert (pack.load("a"), pack.load("b"), pack.load("c"), pack.load("e")) == (b"[1, 2]", "[1, 2]", [1, 2], [1, 2])
+        pack.remove("d")
+        assert pack.load("e") == [1, 2]
+
+
+def test_two_packs_on_one_bytesio_lose_no_slot() -> None:
+    buffer = stdio.BytesIO()
+    first, second = Pack(buffer), Pack(buffer)
+    first.dump("a", 1)
+    second.dump("b", 2)
+    first.close()
+    second.close()
+    with Pack(stdio.BytesIO(buffer.getvalue())) as pack:
+        assert sorted(pack) == ["a", "b"]
+
+
+def test_a_damaged_manifest_is_an_integrity_error(tmp_path) -> None:
+    from mummi_io import get_io
+    from mummi_io.objects.pack import MANIFEST_KEY
+
+    path = tmp_path / "p.pack"
+    with Pack(path) as pack:
+        pack.dump("a", 1)
+    with get_io("taridx", suffix="") as io:
+        io.backend.write_many(str(path), [(MANIFEST_KEY, b'{"slots": []}')])
+    with pytest.raises(IntegrityError, match="manifest"):
+        Pack(path)
+
+
+@pytest.mark.parametrize("manifest", [
+    {"version": 2, "slots": [["a", "b"]]},
+    {"version": 2, "slots": {"a": "not a map"}},
+    {"version": 2, "slots": {"a": {"serializer": "default", "serialized_sha256_hash": "0" * 64,
+                                   "dependencies": ["x"]}}, "dependencies": ["x"]},
+    {"version": 2, "slots": {"a": {"serializer": "default", "serialized_sha256_hash": "0" * 64}}},
+])
+def test_hostile_mlio_manifests_are_unsupported_formats(tmp_path, manifest) -> None:
+    source = tmp_path / "odd.mlpack"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("manifest.json", json.dumps(manifest))
+    with pytest.raises(UnsupportedFormatError):
+        import_mlio_pack(source, tmp_path / "out.pack", allow_pickle=True)
+    assert not (tmp_path / "out.pack").exists()

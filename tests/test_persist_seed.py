@@ -141,6 +141,8 @@ def test_example_one_and_two_generate_persist_and_reload(tmp_path, monkeypatch) 
         tracked_persistable_dependencies=None))
     assert again.payload._stdev == estimator._stdev
     assert (data_dir / "outlier_estimator_p.log").read_text().count("NEW PERSISTABLE SESSION") == 2
+    quiet_log = (data_dir / "fixed_gaussian_distributed_points_p.log").read_text()  # verbose=False: still logged
+    assert "generating" in quiet_log and "loading" in quiet_log
     assert any(path.name.endswith(".params.json") for path in data_dir.iterdir())
 
 
@@ -180,3 +182,24 @@ def test_the_seeds_errors_payload_io_and_hooks(tmp_path) -> None:
     warned.reset_payload()
     with pytest.raises(InvalidPayloadError):
         warned.validate_payload()
+
+
+def test_parameters_python_tells_apart_give_different_keys(tmp_path) -> None:
+    """{1: x} and {"1": x}, a tuple and a list, a path and a string, an enum and its name: other parameters."""
+    import enum
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+
+    @dataclass
+    class Anything(PersistableParams):
+        value: Any
+
+    def key(value: Any) -> str:
+        return FixedGaussianDistributedPointsP(tmp_path, Anything(value), None).key
+
+    for one, other in [({1: "a"}, {"1": "a"}), ((1, 2), [1, 2]), (Path("a"), "a"), (Mode.FAST, "FAST"),
+                       (1, 1.0), (1, True)]:
+        assert key(one) != key(other), (one, other)
+    assert key([1, {"k": 2.5}]) == key([1, {"k": 2.5}])
+    assert Anything(Mode.FAST).to_dict() == {"value": "FAST"}  # the seed's readable form stays

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 import zipfile
 from collections.abc import Iterator
 from typing import IO as FileObject
@@ -57,6 +58,35 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class _PrivateCopy:
+    """The temporary file that stands for a nameless file object, shared by every Pack on that object."""
+
+    def __init__(self, file: FileObject[bytes]) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mummi_io-pack-")
+        self.path = os.path.join(self.directory, "pack")
+        self.lock = threading.RLock()
+        file.seek(0)
+        with open(self.path, "wb") as copy:
+            shutil.copyfileobj(file, copy)
+        weakref.finalize(self, shutil.rmtree, self.directory, True)
+
+
+_PRIVATE_COPIES: weakref.WeakKeyDictionary[Any, _PrivateCopy] = weakref.WeakKeyDictionary()
+_PRIVATE_COPIES_GUARD = threading.Lock()
+
+
+def _private_copy(file: FileObject[bytes]) -> _PrivateCopy:
+    """One private copy per file object (two Packs on one BytesIO see each other's slots)."""
+    with _PRIVATE_COPIES_GUARD:
+        try:
+            copy = _PRIVATE_COPIES.get(file)
+        except TypeError:  # an object without weak references: a copy of its own
+            return _PrivateCopy(file)
+        if copy is None:
+            copy = _PRIVATE_COPIES[file] = _PrivateCopy(file)
+        return copy
+
+
 def _path_of(file: FileObject[bytes]) -> str | None:
     """The path a file object is open on, if its ``name`` is one and names the very file open."""
     name = getattr(file, "name", None)
@@ -81,27 +111,28 @@ class Pack:
         from ..registry import get_io
 
         self._file_object: FileObject[bytes] | None = None
-        self._scratch: str | None = None
+        self._copy: _PrivateCopy | None = None
         self.read_only = False
         if isinstance(file, (str, os.PathLike)):
             self.namespace = os.fspath(file)
         else:
             self.read_only = not _writable(file)
             path = _path_of(file)
-            if path is None:  # BytesIO and the like: work on a private copy, written back after each change
+            if path is None:  # BytesIO and the like: a private copy (shared by its Packs), written back on change
                 self._file_object = file
-                self._scratch = tempfile.mkdtemp(prefix="mummi_io-pack-")
-                path = os.path.join(self._scratch, "pack")
-                file.seek(0)
-                with open(path, "wb") as copy:
-                    shutil.copyfileobj(file, copy)
+                self._copy = _private_copy(file)
+                path = self._copy.path
             self.namespace = path
         self._own_io = io is None
         self.io = io if io is not None else get_io("taridx", suffix="")  # the file name as given
         self.load_options = load_options
         local = self._own_io or self.io.get_type() in ("simple", "taridx")
-        self._lock: Any = filelock.FileLock(self.namespace + ".pack-lock") if local and not self.read_only \
-            else threading.Lock()
+        if self._copy is not None:
+            self._lock: Any = self._copy.lock
+        elif local and not self.read_only:
+            self._lock = filelock.FileLock(self.namespace + ".pack-lock")
+        else:
+            self._lock = threading.Lock()
         self._manifest = self._read_manifest()
 
     # ------------------------------------------------------------- manifest
@@ -114,9 +145,14 @@ class Pack:
             else None
         if raw:
             try:
-                return json.loads(raw)
+                manifest = json.loads(raw)
             except ValueError as exc:
                 raise IntegrityError(f"the manifest of pack {self.namespace!r} is damaged: {exc}") from exc
+            if not (isinstance(manifest, dict) and isinstance(manifest.get("slots"), dict)
+                    and all(isinstance(entry, dict) and {"blob", "serializer", "sha256", "size"} <= entry.keys()
+                            for entry in manifest["slots"].values())):
+                raise IntegrityError(f"the manifest of pack {self.namespace!r} is damaged (not a map of slots)")
+            return manifest
         now = _now()
         return {"created_at": now, "updated_at": now, "slots": {}}
 
@@ -154,7 +190,8 @@ class Pack:
         return self._put(slot, value, meta)
 
     def _put(self, slot: str, value: Any, meta: dict[str, Any]) -> SlotInfo:
-        blob_key = f"blob-{meta['sha256']}"
+        # The serializer is part of the name: equal payload bytes of two serializers are two objects.
+        blob_key = f"blob-{meta['serializer']}-{meta['sha256']}"
         with self._changing() as manifest:
             if not self.io.file_exists(self.namespace, blob_key):
                 self.io.write_value(self.namespace, blob_key, value)
@@ -170,6 +207,10 @@ class Pack:
         entry = self._current()["slots"].get(slot)
         if entry is None:
             raise KeyNotFoundError(self._ns, [slot])
+        info = self.io.object_info(self.namespace, entry["blob"])
+        if (info.get("serializer"), info.get(info.get("digest", "sha256"))) != (entry["serializer"], entry["sha256"]):
+            raise IntegrityError(f"slot {slot!r} of pack {self.namespace!r} points at an object that is not the "
+                                 "one its manifest records (serializer or sha256 differ)")
         return self.io.load_object(self.namespace, entry["blob"], **self.load_options)
 
     def remove(self, slot: str) -> None:
@@ -203,12 +244,9 @@ class Pack:
         return len(self._current()["slots"])
 
     def close(self) -> None:
-        """Release the backend (when the pack opened it) and the private copy of a file object."""
+        """Release the backend (when the pack opened it); a file object's private copy goes with the object."""
         if self._own_io:
             self.io.close()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
 
     def __enter__(self) -> Pack:
         return self
@@ -272,19 +310,30 @@ def import_mlio_pack(source: str | os.PathLike[str] | FileObject[bytes], destina
         )
     pack = destination if isinstance(destination, Pack) else Pack(destination)
     try:
-        for slot, (serializer, payload, packages) in slots.items():
-            value, meta = encode_payload(payload, serializer, {"python": None, "packages": packages,
-                                                               "module": "mlio", "class": slot,
-                                                               "git_revision": None})
-            pack._put(slot, value, meta)
+        with zipfile.ZipFile(source) as archive:
+            for slot, (serializer, member, packages) in slots.items():
+                payload = archive.read(member)  # one slot in memory at a time; verified again as it is stored
+                if hashlib.sha256(payload).hexdigest() != member.split(".")[0]:
+                    raise IntegrityError(f"MLIO slot {slot!r} changed while it was imported")
+                value, meta = encode_payload(payload, serializer, {"python": None, "packages": packages,
+                                                                   "module": "mlio", "class": slot,
+                                                                   "git_revision": None})
+                pack._put(slot, value, meta)
         return {slot: pack.slots_info[slot] for slot in slots}
     finally:
         if pack is not destination:
             pack.close()
 
 
-def _read_mlio(source: str | os.PathLike[str] | FileObject[bytes]) -> dict[str, tuple[str, bytes, dict[str, Any]]]:
-    """``{slot: (mummi_io serializer, payload, packages)}`` of an MLIO pack, every payload verified."""
+def _read_mlio(source: str | os.PathLike[str] | FileObject[bytes]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """``{slot: (mummi_io serializer, zip member, packages)}`` of an MLIO pack, every member's sha256 checked.
+
+    The members are hashed as they stream (never held whole), so a damaged
+    pack imports nothing and memory stays at one chunk.
+    """
+    def wrong(why: str) -> UnsupportedFormatError:
+        return UnsupportedFormatError(f"{source!r} is not a readable MLIO pack: {why}")
+
     try:
         with zipfile.ZipFile(source) as archive:  # a name appearing twice: the last entry counts, as in MLIO
             try:
@@ -293,29 +342,39 @@ def _read_mlio(source: str | os.PathLike[str] | FileObject[bytes]) -> dict[str, 
                 raise UnsupportedFormatError(f"{source!r} is a zip without manifest.json: not an MLIO pack") from None
             if not isinstance(manifest, dict) or manifest.get("version") != 2:
                 raise UnsupportedFormatError(f"{source!r} is not an MLIO pack of version 2 (the one MLIO writes)")
-            dependencies = manifest.get("dependencies", {})
+            dependencies, entries = manifest.get("dependencies", {}), manifest.get("slots", {})
+            if not isinstance(dependencies, dict) or not isinstance(entries, dict):
+                raise wrong("its manifest's 'slots' and 'dependencies' must be maps")
             found = {}
-            for slot, entry in manifest.get("slots", {}).items():
+            for slot, entry in entries.items():
+                if not isinstance(entry, dict) or not isinstance(entry.get("dependencies", []), list):
+                    raise wrong(f"slot {slot!r} is not described by a map")
                 kind = entry.get("serializer")
                 if kind not in MLIO_SERIALIZERS:
                     raise UnsupportedFormatError(f"MLIO slot {slot!r} uses the {kind!r} serializer, which mummi_io "
                                                  "does not read; load it with MLIO and save it with mummi_io")
                 digest = str(entry.get("serialized_sha256_hash", ""))
-                payload = archive.read(f"{digest}.slot")
-                if hashlib.sha256(payload).hexdigest() != digest:
+                member = f"{digest}.slot"
+                hasher = hashlib.sha256()
+                with archive.open(member) as stream:
+                    for chunk in iter(lambda: stream.read(1 << 20), b""):
+                        hasher.update(chunk)
+                if hasher.hexdigest() != digest:
                     raise IntegrityError(f"MLIO slot {slot!r} fails its sha256: the pack is damaged; nothing was "
                                          "imported")
                 packages = {}
                 for dependency in entry.get("dependencies", []):
                     described = dependencies.get(dependency, {})
+                    if not isinstance(described, dict):
+                        raise wrong(f"dependency {dependency!r} is not described by a map")
                     spec = str(described.get("version_specs", ""))
                     # MLIO wrote "~=<the version installed then>" of a module: mummi_io records that version,
                     # under the distribution that provides the module (sklearn: scikit-learn).
                     module = str(described.get("module_name", dependency))
                     packages[_distributions().get(module, [module])[0]] = spec.removeprefix("~=") or None
-                found[slot] = (MLIO_SERIALIZERS[kind], payload, packages)
+                found[str(slot)] = (MLIO_SERIALIZERS[kind], member, packages)
             return found
-    except (zipfile.BadZipFile, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, UnsupportedFormatError):
             raise
-        raise UnsupportedFormatError(f"{source!r} is not a readable MLIO pack ({exc})") from exc
+        raise wrong(str(exc)) from exc

@@ -78,7 +78,8 @@ class NpySerializer(Serializer):
     packages = ("numpy",)
 
     def accepts(self, obj: Any) -> bool:
-        return type(obj) is np.ndarray and not obj.dtype.hasobject  # subclasses would load as ndarray
+        # Exactly ndarray (subclasses would load as ndarray), with a dtype .npy describes whole.
+        return type(obj) is np.ndarray and values.npy_describes_exactly(obj.dtype)
 
     def dump(self, obj: Any) -> Parts:
         # Copies only an array that is not C-contiguous (np.ascontiguousarray would make a 0-d array 1-d).
@@ -107,7 +108,8 @@ class NpzSerializer(Serializer):
     def accepts(self, obj: Any) -> bool:
         return (
             type(obj) is dict and bool(obj) and "file" not in obj  # np.savez's own parameter
-            and all(type(k) is str and type(v) is np.ndarray and not v.dtype.hasobject for k, v in obj.items())
+            and all(type(k) is str and type(v) is np.ndarray and values.npy_describes_exactly(v.dtype)
+                    for k, v in obj.items())
         )
 
     def dump(self, obj: Any) -> bytes:

@@ -36,6 +36,7 @@ import pickle
 import sys
 import types
 import uuid
+import warnings
 import zoneinfo
 from typing import Any
 
@@ -52,7 +53,7 @@ PROTOCOL = 5
 _VALUE_TYPES: tuple[type, ...] = (
     complex, slice,
     datetime.datetime, datetime.date, datetime.time, datetime.timedelta, datetime.timezone,
-    decimal.Decimal, fractions.Fraction, uuid.UUID,
+    decimal.Decimal, uuid.UUID,
     pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath, pathlib.WindowsPath,
     collections.OrderedDict, collections.Counter, collections.deque,
 )
@@ -92,16 +93,40 @@ def _refuse(obj: Any, why: str) -> UnsupportedObjectError:
 # --------------------------------------------------------------------------
 # Rebuild functions: the only callables besides the value types a stored value may name
 # --------------------------------------------------------------------------
+def _resolve(path: str) -> Any:
+    """The object at ``module:qualname``, importing only what is safe to import for data.
+
+    A ``__main__`` module is never imported (importing one runs a program),
+    and a standard-library module only if this process already imported it
+    (some run code when imported: ``this``, ``antigravity``); anything an
+    import raises, ``SystemExit`` included, is a refusal.
+    """
+    module_name, _, qualname = path.partition(":")
+    parts = module_name.split(".")
+    if not module_name or not qualname or "__main__" in parts or any(not part.isidentifier() for part in parts):
+        raise PickleRefusedError(f"the stored value names {path!r}, which is never imported for data")
+    if module_name not in sys.modules:
+        if parts[0] in _STDLIB:
+            raise PickleRefusedError(
+                f"the stored value needs {module_name!r}, a standard-library module this process has not imported; "
+                f"import {module_name} first if you expect it"
+            )
+        try:
+            __import__(module_name)
+        except BaseException as exc:  # noqa: BLE001 - an import may raise anything, SystemExit included
+            raise PickleRefusedError(f"the stored value needs {module_name!r}, which cannot be imported here "
+                                     f"({type(exc).__name__}: {exc})") from None
+    target: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise PickleRefusedError(f"the stored value needs {path!r}, which does not exist here")
+    return target
+
+
 def _class_at(path: str) -> type:
     """The class stored as ``module:qualname``, imported, and checked to be one we rebuild."""
-    module_name, _, qualname = path.partition(":")
-    try:
-        __import__(module_name)
-        target: Any = sys.modules[module_name]
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError, KeyError) as exc:
-        raise PickleRefusedError(f"the stored value needs the class {path!r}, which cannot be imported here: {exc}")
+    target = _resolve(path)
     if not isinstance(target, type):
         raise PickleRefusedError(f"{path!r} is not a class; a stored value only ever names classes to rebuild")
     problem = _unrebuildable(target)
@@ -116,16 +141,36 @@ def _unrebuildable(cls: type) -> str:
         return "a standard-library class that is not one of the supported value types"
     if any("__del__" in vars(klass) for klass in cls.__mro__[:-1]):
         return "it has a __del__, which would run on data nobody checked"
+    if issubclass(cls, (np.ndarray, np.generic)):
+        return "a numpy array or scalar subclass (memmap, recarray, matrix...): numpy values are stored as such"
     new = cls.__new__
     if isinstance(new, types.BuiltinFunctionType) and new not in _PLAIN_NEW:
         return "its __new__ is compiled code other than a built-in type's"
     return ""
 
 
+def _defines(cls: type, names: tuple[str, ...], builtin_bases: bool) -> bool:
+    """Whether a class of ``cls``'s MRO defines one of ``names`` in Python (or in a built-in type, if allowed)."""
+    for klass in cls.__mro__:
+        for name in names:
+            found = vars(klass).get(name)
+            if found is None:
+                continue
+            if isinstance(found, (types.FunctionType, classmethod, staticmethod)):
+                return True
+            if builtin_bases and klass.__module__ == "builtins":
+                return True
+    return False
+
+
 def _reduces_itself(cls: type) -> bool:
-    """Whether ``cls`` (not a built-in base) defines its own ``__reduce__``/``__reduce_ex__``."""
-    return any("__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass)
-               for klass in cls.__mro__ if klass.__module__ != "builtins")
+    """Whether ``cls`` asks, in Python, to be rebuilt by being called (its own ``__reduce__``)."""
+    return _defines(cls, ("__reduce__", "__reduce_ex__"), builtin_bases=False)
+
+
+def _asks_for_new_args(cls: type) -> bool:
+    """Whether ``cls.__new__`` is meant to get arguments back (``__getnewargs__``, or a built-in value base)."""
+    return _defines(cls, ("__getnewargs__", "__getnewargs_ex__"), builtin_bases=True)
 
 
 def _set_state(obj: Any, state: Any) -> None:
@@ -174,6 +219,9 @@ def _new_object(path: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
     if call and args and not _reduces_itself(cls):
         raise PickleRefusedError(f"a stored value would call {path!r} with arguments, but the class does not "
                                  "define __reduce__ (only a class that asks to be rebuilt that way is)")
+    if not call and (args or kwargs) and not _asks_for_new_args(cls):
+        raise PickleRefusedError(f"a stored value would pass arguments to {path!r}.__new__, but the class does not "
+                                 "define __getnewargs__ (only a class that asks for them gets them)")
     return cls(*args) if call else cls.__new__(cls, *args, **(kwargs or {}))
 
 
@@ -185,14 +233,20 @@ def _namedtuple(path: str, values: tuple[Any, ...]) -> Any:
 
 
 def _enum(path: str, name: str | None, value: Any) -> enum.Enum:
-    module_name, _, qualname = path.partition(":")
-    __import__(module_name)
-    cls: Any = sys.modules[module_name]
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls = _resolve(path)
     if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
         raise PickleRefusedError(f"{path!r} is not an enum")
-    return cls[name] if name is not None else cls(value)  # a lookup: no code of the data's choosing
+    try:
+        return cls[name] if name is not None else cls(value)  # a lookup: no code of the data's choosing
+    except (KeyError, ValueError) as exc:
+        raise PickleRefusedError(f"the stored {path!r} member {name or value!r} does not exist here ({exc})") from None
+
+
+def _fraction(numerator: int, denominator: int) -> fractions.Fraction:
+    """A Fraction from its two integers (never from a string: '1e10000000' would compute for hours)."""
+    if type(numerator) is not int or type(denominator) is not int:
+        raise PickleRefusedError("a stored Fraction is made of two integers")
+    return fractions.Fraction(numerator, denominator)
 
 
 def _dtype(descr: Any) -> np.dtype:
@@ -243,7 +297,7 @@ def _defaultdict(factory: str, items: list[tuple[Any, Any]]) -> collections.defa
 
 
 _REBUILDERS = (_new_object, _object, _namedtuple, _enum, _dtype, _array, _object_array, _scalar, _zoneinfo,
-               _defaultdict)
+               _defaultdict, _fraction)
 _ALLOWED: dict[tuple[str, str], Any] = {
     **{_name(cls): cls for cls in _VALUE_TYPES},
     **{_name(function): function for function in _REBUILDERS},
@@ -265,9 +319,21 @@ def _path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def npy_describes_exactly(dtype: np.dtype) -> bool:
+    """Whether ``.npy``'s description of ``dtype`` gives it back whole (no object fields, alignment, metadata)."""
+    if dtype.hasobject or dtype.metadata or (dtype.fields and any(f[0].metadata for f in dtype.fields.values())):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns when a description drops metadata: refused above
+        rebuilt = np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dtype))
+    return rebuilt == dtype and rebuilt.isalignedstruct == dtype.isalignedstruct
+
+
 def _descr(dtype: np.dtype, obj: Any) -> Any:
-    if dtype.hasobject:
-        raise _refuse(obj, "a structured numpy dtype with object fields")
+    """The dtype as ``.npy`` describes it; refused where that description would lose something."""
+    if not npy_describes_exactly(dtype):
+        raise _refuse(obj, f"its numpy dtype {dtype!r} has object fields, alignment or metadata that .npy's "
+                           "description drops")
     return np.lib.format.dtype_to_descr(dtype)
 
 
@@ -295,7 +361,12 @@ class _ValuePickler(pickle.Pickler):
                             pickle.PickleBuffer(raw) if raw.flags.writeable else raw.tobytes())
         if isinstance(obj, np.generic):
             held = np.asarray(obj)  # an empty str_/bytes_ has a zero-size dtype; its array has room for one
-            return _scalar, (_descr(held.dtype, obj), held.tobytes())
+            descr, raw = _descr(held.dtype, obj), held.tobytes()
+            back = _scalar(descr, raw)
+            if type(back) is not cls or (held.dtype.kind in "SU" and back != obj):
+                raise _refuse(obj, "numpy does not give this scalar back from its bytes (a scalar subclass, a "
+                                   "record, or a string ending in NUL)")
+            return _scalar, (descr, raw)
         if isinstance(obj, np.dtype):
             return _dtype, (_descr(obj, obj),)
         if isinstance(obj, enum.Enum):
@@ -304,7 +375,12 @@ class _ValuePickler(pickle.Pickler):
         if cls is bytearray or cls is pickle.PickleBuffer:
             return NotImplemented  # pickle's own opcodes, no global named
         if cls is zoneinfo.ZoneInfo:
+            if obj.key is None or zoneinfo.ZoneInfo(obj.key) is not obj:
+                raise _refuse(obj, "a ZoneInfo made from a file or outside the cache (ZoneInfo.from_file, "
+                                   "no_cache) is not the zone its key names")
             return _zoneinfo, (obj.key,)
+        if cls is fractions.Fraction:
+            return _fraction, (obj.numerator, obj.denominator)
         if cls is collections.defaultdict:
             factory = _FACTORY_NAMES.get(id(obj.default_factory))
             if factory is None:
@@ -315,8 +391,8 @@ class _ValuePickler(pickle.Pickler):
                 if obj.tzinfo is not None and type(obj.tzinfo) not in (datetime.timezone, zoneinfo.ZoneInfo):
                     raise _refuse(obj.tzinfo, "a tzinfo other than datetime.timezone or zoneinfo.ZoneInfo")
             return NotImplemented  # its own reduction names only the value types
-        if _is_namedtuple(cls):
-            return _namedtuple, (_path(cls), tuple(obj))
+        if _is_namedtuple(cls) and not getattr(obj, "__dict__", None):
+            return _namedtuple, (_path(cls), tuple(obj))  # with attributes of its own: rebuilt as any instance
         return self._reduce_instance(obj, cls)
 
     @staticmethod
@@ -334,12 +410,15 @@ class _ValuePickler(pickle.Pickler):
         function, arguments, state, listitems, dictitems = (tuple(reduced) + (None,) * 5)[:5]
         kwargs = None
         call = False
-        if function is copyreg.__newobj__:
-            args = tuple(arguments[1:])
-        elif function is copyreg.__newobj_ex__:
-            _, args, kwargs = arguments
-            args = tuple(args)
-        elif function is cls:
+        if function is copyreg.__newobj__ or function is copyreg.__newobj_ex__:
+            if function is copyreg.__newobj__:
+                args = tuple(arguments[1:])
+            else:
+                _, args, kwargs = arguments
+                args = tuple(args)
+            if (args or kwargs) and not _asks_for_new_args(cls):
+                raise _refuse(obj, "its reduction passes arguments to __new__ without __getnewargs__")
+        elif function is cls and (not arguments or _reduces_itself(cls)):
             args, call = tuple(arguments), True  # the class's own __reduce__: rebuilt by calling it, as pickle does
         else:
             raise _refuse(obj, f"its __reduce__ returns {function!r}; only the object's own class is ever called")
