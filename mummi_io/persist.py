@@ -246,6 +246,9 @@ class Persistable(Generic[PayloadT, ParamsT]):
         """The payload's logger; in the seed's form it also writes ``<data_dir>/<payload_name>.log``."""
         logger = logging.getLogger(f"{__name__}.{self.name}")
         if self.seed_form:
+            # One logger per payload and data directory: each directory's log file gets its own lines only.
+            place = hashlib.sha256(os.path.abspath(self.namespace).encode()).hexdigest()[:12]
+            logger = logging.getLogger(f"{__name__}.{self.name}.{place}")
             # As the seed: everything to <data_dir>/<payload_name>.log; on the console WARNING, or INFO
             # with verbose=True (this logger's own console handler: the seed's users asked for it).
             logger.setLevel(logging.DEBUG)

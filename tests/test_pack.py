@@ -234,3 +234,17 @@ def test_hostile_mlio_manifests_are_unsupported_formats(tmp_path, manifest) -> N
     with pytest.raises(UnsupportedFormatError):
         import_mlio_pack(source, tmp_path / "out.pack", allow_pickle=True)
     assert not (tmp_path / "out.pack").exists()
+
+
+def test_an_mlio_import_never_replaces_a_slot_silently(tmp_path) -> None:
+    source = tmp_path / "model.mlpack"
+    _mlio_pack(source, {"object-1": ("default", pickle.dumps("theirs"))})
+    with Pack(tmp_path / "mine.pack") as pack:
+        pack.dump("object-1", "mine")
+    with pytest.raises(ValueError, match="already has the slots"):
+        import_mlio_pack(source, tmp_path / "mine.pack", allow_pickle=True)
+    with Pack(tmp_path / "mine.pack") as pack:
+        assert pack.load("object-1") == "mine"
+    import_mlio_pack(source, tmp_path / "mine.pack", allow_pickle=True, overwrite=True)
+    with Pack(tmp_path / "mine.pack", allow_pickle=True) as pack:
+        assert pack.load("object-1") == "theirs"

@@ -203,3 +203,14 @@ def test_parameters_python_tells_apart_give_different_keys(tmp_path) -> None:
         assert key(one) != key(other), (one, other)
     assert key([1, {"k": 2.5}]) == key([1, {"k": 2.5}])
     assert Anything(Mode.FAST).to_dict() == {"value": "FAST"}  # the seed's readable form stays
+
+
+def test_each_data_directory_logs_only_its_own_sessions(tmp_path) -> None:
+    params = GaussianDistributedPointsParams(n=5)
+    FixedGaussianDistributedPointsP(tmp_path / "one", params, None).generate()
+    FixedGaussianDistributedPointsP(tmp_path / "two", params, None).generate()
+    FixedGaussianDistributedPointsP(tmp_path / "one", params, None).load()
+    name = "fixed_gaussian_distributed_points_p.log"
+    one, two = (tmp_path / "one" / name).read_text(), (tmp_path / "two" / name).read_text()
+    assert str(tmp_path / "two") not in one and str(tmp_path / "one") not in two
+    assert one.count("NEW PERSISTABLE SESSION") == 2 and two.count("NEW PERSISTABLE SESSION") == 1

@@ -404,3 +404,55 @@ def test_a_namedtuple_with_attributes_of_its_own_keeps_them(io, tmp_path) -> Non
     io.save_object(str(tmp_path / "nt"), "v", value)
     back = io.load_object(str(tmp_path / "nt"), "v")
     assert type(back) is Labelled and back == (1, 2) and back.note == "kept"
+
+
+SCRIPT = """
+import sys, mummi_io
+from dataclasses import dataclass
+
+@dataclass
+class Params:
+    n: int
+
+class NeedsArguments:
+    def __new__(cls, x):
+        return super().__new__(cls)
+
+    def __init__(self, x):
+        self.x = x
+
+io = mummi_io.get_io("simple")
+if sys.argv[2] == "save":
+    io.save_object(sys.argv[1], "p", Params(3))
+    assert io.load_object(sys.argv[1], "p") == Params(3)  # the script that defines it loads it
+    try:
+        io.save_object(sys.argv[1], "n", NeedsArguments(1))
+    except mummi_io.UnsupportedObjectError as exc:
+        print("refused:", exc)
+else:
+    io.load_object(sys.argv[1], "p")
+"""
+
+
+def test_a_class_defined_in_a_script_round_trips_in_that_script_and_says_why_elsewhere(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    saved = subprocess.run([sys.executable, str(script), str(tmp_path / "ns"), "save"], capture_output=True,
+                           text=True, timeout=120)
+    assert saved.returncode == 0, saved.stderr
+    assert "refused:" in saved.stdout and "__getnewargs__" in saved.stdout
+    other = tmp_path / "other.py"
+    other.write_text(SCRIPT.replace('sys.argv[2] == "save"', "False").replace("class Params", "class Renamed"))
+    elsewhere = subprocess.run([sys.executable, str(other), str(tmp_path / "ns"), "load"], capture_output=True,
+                               text=True, timeout=120)
+    assert elsewhere.returncode != 0 and "PickleRefusedError" in elsewhere.stderr
+    assert "define the class in a module" in elsewhere.stderr
+
+
+def test_installed_packages_record_no_git_revision(io, tmp_path) -> None:
+    """numpy in a virtualenv inside a checkout is not at the checkout's revision."""
+    meta = io.save_object(str(tmp_path / "rev"), "a", {"x": np.float64(1.0)})
+    assert meta["environment"]["git_revision"] is None

@@ -35,7 +35,9 @@ from typing import Any, NamedTuple
 
 import filelock
 
-from ..errors import IntegrityError, KeyNotFoundError, PickleRefusedError, ReadOnlyError, UnsupportedFormatError
+from ..errors import (
+    IntegrityError, InvalidArgumentError, KeyNotFoundError, PickleRefusedError, ReadOnlyError, UnsupportedFormatError,
+)
 from ..keys import RESERVED_PREFIX
 from .store import _distributions, encode_object, encode_payload
 
@@ -282,7 +284,7 @@ MLIO_SERIALIZERS = {"default": "pickle", "generic-ml-models": "joblib"}
 
 
 def import_mlio_pack(source: str | os.PathLike[str] | FileObject[bytes], destination: str | os.PathLike[str] | Pack,
-                     allow_pickle: bool = False) -> dict[str, SlotInfo]:
+                     allow_pickle: bool = False, overwrite: bool = False) -> dict[str, SlotInfo]:
     """Bring every slot of an MLIO pack (a zip with ``manifest.json``) into a mummi_io pack.
 
     The MLIO file is only read. Each slot's bytes are checked against the
@@ -299,6 +301,9 @@ def import_mlio_pack(source: str | os.PathLike[str] | FileObject[bytes], destina
     UnsupportedFormatError
         If ``source`` is not an MLIO pack (version 2), or holds a slot of a
         serializer mummi_io does not read (gensim's).
+    InvalidArgumentError
+        If the destination already has slots of those names (``overwrite=True``
+        replaces them); nothing is written.
     IntegrityError
         If a slot's bytes do not match their recorded sha256; nothing is written.
     """
@@ -310,6 +315,10 @@ def import_mlio_pack(source: str | os.PathLike[str] | FileObject[bytes], destina
         )
     pack = destination if isinstance(destination, Pack) else Pack(destination)
     try:
+        taken = sorted(set(slots) & set(pack)) if not overwrite else []
+        if taken:
+            raise InvalidArgumentError(f"pack {pack.namespace!r} already has the slots {taken}; import into another "
+                                       "pack, or pass overwrite=True to replace them")
         with zipfile.ZipFile(source) as archive:
             for slot, (serializer, member, packages) in slots.items():
                 payload = archive.read(member)  # one slot in memory at a time; verified again as it is stored

@@ -69,6 +69,12 @@ def _distributions() -> dict[str, list[str]]:
     return importlib_metadata.packages_distributions()
 
 
+def _installed(source: str) -> bool:
+    """Whether a module file lies in an installation directory (site-packages), not in a work tree."""
+    parts = os.path.abspath(source).split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts
+
+
 @functools.lru_cache(maxsize=256)
 def _git_revision(directory: str) -> str | None:
     """The commit checked out in the git work tree holding ``directory`` (read from .git, no subprocess)."""
@@ -113,7 +119,9 @@ def environment(serializer: Serializer, obj: Any) -> dict[str, Any]:
         "packages": packages,
         "module": module_name,
         "class": type(obj).__qualname__,
-        "git_revision": _git_revision(os.path.dirname(source)) if source and top != "builtins" else None,
+        # Installed packages (site-packages, even inside a checkout's venv) have no revision of their own.
+        "git_revision": _git_revision(os.path.dirname(source))
+        if source and top != "builtins" and not _installed(source) else None,
     }
 
 

@@ -30,6 +30,7 @@ import decimal
 import enum
 import fractions
 import functools
+import inspect
 import io
 import pathlib
 import pickle
@@ -103,7 +104,10 @@ def _resolve(path: str) -> Any:
     """
     module_name, _, qualname = path.partition(":")
     parts = module_name.split(".")
-    if not module_name or not qualname or "__main__" in parts or any(not part.isidentifier() for part in parts):
+    if not module_name or not qualname or any(not part.isidentifier() for part in parts) \
+            or ("__main__" in parts and module_name != "__main__"):
+        # A package's __main__ is a program: importing it runs it. The running script (__main__ itself)
+        # is already imported; its classes are looked up there, as pickle does.
         raise PickleRefusedError(f"the stored value names {path!r}, which is never imported for data")
     if module_name not in sys.modules:
         if parts[0] in _STDLIB:
@@ -120,7 +124,9 @@ def _resolve(path: str) -> Any:
     for part in qualname.split("."):
         target = getattr(target, part, None)
         if target is None:
-            raise PickleRefusedError(f"the stored value needs {path!r}, which does not exist here")
+            hint = (" (a class defined in the script that saved it: load it from that script, or define the "
+                    "class in a module)") if module_name == "__main__" else ""
+            raise PickleRefusedError(f"the stored value needs {path!r}, which does not exist here{hint}")
     return target
 
 
@@ -222,7 +228,11 @@ def _new_object(path: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
     if not call and (args or kwargs) and not _asks_for_new_args(cls):
         raise PickleRefusedError(f"a stored value would pass arguments to {path!r}.__new__, but the class does not "
                                  "define __getnewargs__ (only a class that asks for them gets them)")
-    return cls(*args) if call else cls.__new__(cls, *args, **(kwargs or {}))
+    try:
+        return cls(*args) if call else cls.__new__(cls, *args, **(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - the class's own code refused the stored data
+        raise PickleRefusedError(f"the stored {path!r} could not be rebuilt here ({type(exc).__name__}: {exc})") \
+            from exc
 
 
 def _namedtuple(path: str, values: tuple[Any, ...]) -> Any:
@@ -337,6 +347,19 @@ def _descr(dtype: np.dtype, obj: Any) -> Any:
     return np.lib.format.dtype_to_descr(dtype)
 
 
+def _new_needs_arguments(cls: type) -> bool:
+    """Whether ``cls.__new__`` (written in Python) has a required parameter besides the class."""
+    new = cls.__new__
+    if not isinstance(new, types.FunctionType):
+        return False
+    try:
+        parameters = list(inspect.signature(new).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               for p in parameters)
+
+
 def _is_namedtuple(cls: type) -> bool:
     return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple) and hasattr(cls, "_make")
 
@@ -418,6 +441,8 @@ class _ValuePickler(pickle.Pickler):
                 args = tuple(args)
             if (args or kwargs) and not _asks_for_new_args(cls):
                 raise _refuse(obj, "its reduction passes arguments to __new__ without __getnewargs__")
+            if not (args or kwargs) and _new_needs_arguments(cls):
+                raise _refuse(obj, "its __new__ needs arguments, and it defines no __getnewargs__ to give them")
         elif function is cls and (not arguments or _reduces_itself(cls)):
             args, call = tuple(arguments), True  # the class's own __reduce__: rebuilt by calling it, as pickle does
         else:

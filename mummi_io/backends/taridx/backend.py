@@ -394,7 +394,9 @@ class TarIndexBackend(Backend):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
         if state.index_repair:
-            LOGGER.warning("rewriting the index of %s because %s", namespace, state.index_repair)
+            # A tar without an index (new, copied, or written by another tool) is normal: INFO; damage: WARNING.
+            LOGGER.log(logging.INFO if state.index_repair == "there is no index" else logging.WARNING,
+                       "rewriting the index of %s because %s", namespace, state.index_repair)
             repair.complete_checksums(state.table, state.tar_fd)  # type: ignore[arg-type]
             repair.write_index(state.index_path, state.table)
             with contextlib.suppress(FileNotFoundError):
