@@ -63,6 +63,10 @@ class KeyNotFoundError(MummiIOError, KeyError):
         )
 
 
+class NamespaceNotFoundError(MummiIOError, LookupError):
+    """A command was pointed at a namespace that does not exist (a typo, usually): nothing was changed."""
+
+
 class PayloadNotFoundError(KeyNotFoundError, FileNotFoundError):
     """A persistable's payload was never generated with these parameters.
 

@@ -85,6 +85,7 @@ def test_put_ls_cat_get_info_mv_rm(tmp_path: Path, files: dict[str, bytes], back
 
 def test_exit_codes_and_messages(tmp_path: Path) -> None:
     ns = str(tmp_path / "ns")
+    assert cli("put", ns, "-", "--key", "here", stdin=b"x").returncode == 0
     missing = cli("cat", ns, "nope")
     assert missing.returncode == 3 and b"nope" in missing.stderr
     assert cli("info", ns, "nope").returncode == 3
@@ -176,7 +177,9 @@ def test_sync_archive_and_registry_commands(tmp_path: Path, files: dict[str, byt
     cli("put", source, *(str(tmp_path / n) for n in files))
     mirror = str(tmp_path / "mirror")
     cli("put", mirror, str(tmp_path / "a.pdb"), "--key", "stale")
-    synced = json.loads(cli("--json", "sync", source, mirror, "--mirror").stdout)
+    refused = cli("sync", source, mirror, "--mirror")  # it would delete 1 of the 1 key(s) there
+    assert refused.returncode == 1 and b"--yes" in refused.stderr
+    synced = json.loads(cli("--json", "sync", source, mirror, "--mirror", "--yes").stdout)
     assert synced["copied"] == 3 and synced["deleted"] == 1
     assert json.loads(cli("--json", "sync", source, mirror).stdout)["skipped"] == 3
     archived = json.loads(cli("--json", "archive", source, str(tmp_path / "a.tar"), "--to-backend", "taridx").stdout)
@@ -240,3 +243,30 @@ def test_signal_commands_on_redis(redis_single, redis_password) -> None:
     assert run("signal", "test", *options, "campaign-cli", "ready").returncode == 0
     assert run("signal", "wait", *options, "campaign-cli", "ready", "--timeout", "5").stdout.split() == ["ready"]
     assert run("signal", "test", "campaign-cli", "ready").returncode == 3  # files hold no such signal
+
+
+def test_destructive_commands_guard_themselves(tmp_path: Path) -> None:
+    """A misspelt source changes nothing and exits 3; --dry-run changes nothing; a mirror that would empty most
+    of the destination needs --yes."""
+    results, backup = str(tmp_path / "results"), str(tmp_path / "backup")
+    for i in range(4):
+        cli("put", results, "-", "--key", f"r{i}", stdin=b"result")
+        cli("put", backup, "-", "--key", f"b{i}", stdin=b"kept")
+    before = sorted(os.listdir(backup))
+    typo = cli("sync", str(tmp_path / "resultz"), backup, "--mirror")
+    assert typo.returncode == 3 and b"does not exist" in typo.stderr and sorted(os.listdir(backup)) == before
+    for command in (["archive", str(tmp_path / "resultz"), backup], ["rm", str(tmp_path / "resultz"), "--pattern", "*"],
+                    ["mv", str(tmp_path / "resultz"), "--pattern", "*", "--to", backup], ["ls", str(tmp_path / "nope")],
+                    ["verify", str(tmp_path / "nope")], ["info", str(tmp_path / "nope")]):
+        assert cli(*command).returncode == 3, command
+    dry = json.loads(cli("--json", "sync", results, backup, "--mirror", "--dry-run").stdout)
+    assert dry["copied"] == 4 and dry["deleted"] == 4 and dry["dry_run"] and sorted(os.listdir(backup)) == before
+    assert cli("sync", results, backup, "--mirror").returncode == 1 and sorted(os.listdir(backup)) == before
+    drain = cli("archive", results, backup, "--dry-run")
+    assert drain.returncode == 0 and b"would be removed" in drain.stdout and len(os.listdir(results)) == 4
+    listed = cli("rm", results, "--pattern", "r*", "--dry-run")
+    assert listed.returncode == 0 and b"r3" in listed.stdout and len(os.listdir(results)) == 4
+    moved = cli("mv", results, "--pattern", "r*", "--to", backup, "--dry-run")
+    assert moved.returncode == 0 and b"would move 4" in moved.stdout and len(os.listdir(results)) == 4
+    assert cli("sync", results, backup, "--mirror", "--yes").returncode == 0
+    assert sorted(os.listdir(backup)) == sorted(os.listdir(results))

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, SignalTimeoutError
+from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
 from . import data, migrate, registry, servers, signals, tools
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 1, 2, 3, 4
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except (KeyNotFoundError, SignalTimeoutError) as exc:
+    except (KeyNotFoundError, NamespaceNotFoundError, SignalTimeoutError) as exc:
         print(f"mummi-io: not found: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except IntegrityError as exc:

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..sync import sync, verify_keys
-from ..errors import InvalidArgumentError, KeyNotFoundError, UnsupportedOperation
+from ..errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundError, UnsupportedOperation
 from ..facade import IO
 from ..progress import progress_bar
 from ..registry import get_interfaces, get_io
@@ -29,6 +29,16 @@ def _backend_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--option", action="append", metavar="NAME=VALUE",
         help="backend option, repeatable (e.g. -o fsync=true, -o nodes=host:6379)",
     )
+
+
+def _existing(io: IO, namespace: str) -> str:
+    """``namespace``, which must exist: a command on a misspelt namespace changes nothing and exits 3."""
+    if not io.namespace_exists(namespace):
+        raise NamespaceNotFoundError(
+            f"namespace {namespace!r} does not exist on the {io.get_type()} backend; nothing was changed. Check "
+            "the name (and -b/--backend, -o options)"
+        )
+    return namespace
 
 
 def _keys(io: IO, args: argparse.Namespace) -> list[str]:
@@ -57,6 +67,7 @@ def _stat_all(io: IO, namespace: str, keys: list[str]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ commands
 def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         keys = io.list_keys(args.namespace, args.pattern)
         if not args.long:
             emit(args, "\n".join(keys), keys)
@@ -69,6 +80,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         for value in io.load_files(args.namespace, list(args.keys)):
             sys.stdout.buffer.write(value)
     sys.stdout.buffer.flush()
@@ -77,6 +89,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         value = io.load_files(args.namespace, args.key)
     target = args.output or args.key
     with open(target, "wb") as handle:
@@ -106,7 +119,13 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         keys = _keys(io, args)
+        if args.dry_run:
+            present = [k for k, there in zip(keys, io.file_exists(args.namespace, keys) if keys else []) if there]
+            emit(args, "\n".join([f"would remove {len(present)} key(s) from {args.namespace} (dry run):"] + present),
+                 {"would_remove": present, "dry_run": True})
+            return 0
         io.remove_files(args.namespace, keys)
     emit(args, f"removed {len(keys)} key(s) from {args.namespace}", {"removed": keys})
     return 0
@@ -122,6 +141,13 @@ def cmd_mv(args: argparse.Namespace) -> int:
             keys, new_keys = list(args.keys), None
         else:
             raise InvalidArgumentError("use: mv NS OLD NEW, or mv NS KEY... --to NS2, or mv NS --pattern P --to NS2")
+        _existing(io, args.namespace)
+        if args.dry_run:
+            targets = new_keys or keys
+            lines = [f"{old} -> {args.to or args.namespace}:{new}" for old, new in zip(keys, targets)]
+            emit(args, "\n".join([f"would move {len(keys)} key(s) (dry run):"] + lines),
+                 {"would_move": keys, "to": args.to or args.namespace, "dry_run": True})
+            return 0
         io.move_keys(args.namespace, keys, new_keys, dest_namespace=args.to)
     emit(args, f"moved {len(keys)} key(s)", {"moved": keys, "to": args.to or args.namespace})
     return 0
@@ -129,6 +155,7 @@ def cmd_mv(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         if args.keys:
             stats = io.stat_keys(args.namespace, list(args.keys))
             missing = [k for k, s in zip(args.keys, stats) if s is None]
@@ -155,14 +182,33 @@ def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
     destination_options = args.to_option if args.to_option or not same_backend else args.option
     destination = get_io(args.to_backend or args.backend, **parse_options(destination_options))
     with source, destination:
+        _existing(source, args.namespace)
+        if mode == "mirror" and not args.dry_run and not getattr(args, "yes", False):
+            _confirm_mirror(source, destination, args)
         bar = progress_bar(len(source.list_keys(args.namespace, args.pattern)), mode)
-        report = sync(source, args.namespace, destination, args.destination, args.pattern, mode, progress=bar.update)
+        report = sync(source, args.namespace, destination, args.destination, args.pattern, mode, progress=bar.update,
+                      dry_run=args.dry_run)
         bar.close()
-    text = (f"{report.copied} key(s) copied ({report.bytes} bytes, verified), {report.skipped} already identical"
-            + (f", {report.deleted} deleted" if mode == "mirror" else "")
-            + (f", {report.removed_from_source} removed from the source" if mode == "move" else ""))
-    emit(args, text, report.__dict__)
+    would = "would be " if args.dry_run else ""
+    text = (f"{report.copied} key(s) {would}copied ({report.bytes} bytes{'' if args.dry_run else ', verified'}), "
+            f"{report.skipped} already identical"
+            + (f", {report.deleted} {would}deleted" if mode == "mirror" else "")
+            + (f", {report.removed_from_source} {would}removed from the source" if mode == "move" else "")
+            + ("; dry run: nothing was changed" if args.dry_run else ""))
+    emit(args, text, {**report.__dict__, "dry_run": args.dry_run})
     return 0
+
+
+def _confirm_mirror(source: IO, destination: IO, args: argparse.Namespace) -> None:
+    """A mirror that would delete more than half of the destination needs ``--yes`` (a typo must not empty it)."""
+    preview = sync(source, args.namespace, destination, args.destination, args.pattern, "mirror", dry_run=True)
+    held = len(destination.list_keys(args.destination, args.pattern)) if destination.namespace_exists(
+        args.destination) else 0
+    if preview.deleted and preview.deleted * 2 > held:
+        raise InvalidArgumentError(
+            f"this mirror would delete {preview.deleted} of the {held} key(s) in {args.destination!r}; check the "
+            "source and destination (--dry-run lists them), then pass --yes to do it"
+        )
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -175,6 +221,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     with _open(args) as io:
+        _existing(io, args.namespace)
         total = len(io.list_keys(args.namespace, args.pattern))
         bar = progress_bar(total, "verify")
         report = verify_keys(io, args.namespace, args.pattern, progress=bar.update)
@@ -246,6 +293,7 @@ def add_commands(commands: Any) -> None:
         parser = command(name, handler, text)
         parser.add_argument("keys", nargs="*")
         parser.add_argument("--pattern", help="act on the keys matching this glob")
+        parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
         if name == "mv":
             parser.add_argument("--to", help="destination namespace (same backend)")
 
@@ -263,7 +311,11 @@ def add_commands(commands: Any) -> None:
         parser.add_argument("--to-backend", help="destination backend (default: the source's)")
         parser.add_argument("--to-option", action="append", metavar="NAME=VALUE",
                             help="destination backend option (default: the source's options, if the same backend)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="compare and print what would be copied, deleted or removed; change nothing")
         if name == "sync":
+            parser.add_argument("--yes", action="store_true",
+                                help="let --mirror delete more than half of the destination's keys")
             how = parser.add_mutually_exclusive_group()
             how.add_argument("--mirror", action="store_true", help="also delete destination keys the source lacks")
             how.add_argument("--move", action="store_true", help="remove each source key once copied and verified")
