@@ -97,8 +97,9 @@ def _refuse(obj: Any, why: str) -> UnsupportedObjectError:
 def _resolve(path: str) -> Any:
     """The object at ``module:qualname``, importing only what is safe to import for data.
 
-    A ``__main__`` module is never imported (importing one runs a program),
-    and a standard-library module only if this process already imported it
+    A package's ``__main__`` is never imported (importing one runs a
+    program); the running script's ``__main__`` is only looked up. A
+    standard-library module is imported only if this process already did
     (some run code when imported: ``this``, ``antigravity``); anything an
     import raises, ``SystemExit`` included, is a refusal.
     """
@@ -117,7 +118,7 @@ def _resolve(path: str) -> Any:
             )
         try:
             __import__(module_name)
-        except BaseException as exc:  # noqa: BLE001 - an import may raise anything, SystemExit included
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - an import may raise anything (Ctrl-C stays Ctrl-C)
             raise PickleRefusedError(f"the stored value needs {module_name!r}, which cannot be imported here "
                                      f"({type(exc).__name__}: {exc})") from None
     target: Any = sys.modules.get(module_name)
