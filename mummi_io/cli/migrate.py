@@ -69,7 +69,8 @@ def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
             try:
                 report = _import_namespace(source, destination, namespace, mode, args, totals["left"])
             except MummiIOError as exc:  # this namespace cannot be placed: leave it, say why, go on with the rest
-                totals["left"].append(f"namespace {namespace!r}, all its keys ({exc})")
+                totals["left"].append(f"namespace {namespace!r} stopped ({exc}): what it had not copied stays on "
+                                      "MuMMI's servers")
                 continue
             totals["namespaces"] += 1
             for name in ("copied", "skipped", "removed_from_source", "bytes"):
