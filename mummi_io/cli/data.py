@@ -201,13 +201,14 @@ def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
 
 def _confirm_mirror(source: IO, destination: IO, args: argparse.Namespace) -> None:
     """A mirror that would delete more than half of the destination needs ``--yes`` (a typo must not empty it)."""
-    preview = sync(source, args.namespace, destination, args.destination, args.pattern, "mirror", dry_run=True)
-    held = len(destination.list_keys(args.destination, args.pattern)) if destination.namespace_exists(
-        args.destination) else 0
-    if preview.deleted and preview.deleted * 2 > held:
+    if not destination.namespace_exists(args.destination):
+        return
+    held = destination.list_keys(args.destination, args.pattern)
+    doomed = len(set(held) - set(source.list_keys(args.namespace, args.pattern)))  # listings only: no value is read
+    if doomed and doomed * 2 > len(held):
         raise InvalidArgumentError(
-            f"this mirror would delete {preview.deleted} of the {held} key(s) in {args.destination!r}; check the "
-            "source and destination (--dry-run lists them), then pass --yes to do it"
+            f"this mirror would delete {doomed} of the {len(held)} key(s) in {args.destination!r}; check the "
+            "source and destination (--dry-run counts what would change), then pass --yes to do it"
         )
 
 
