@@ -270,3 +270,27 @@ def test_destructive_commands_guard_themselves(tmp_path: Path) -> None:
     assert moved.returncode == 0 and b"would move 4" in moved.stdout and len(os.listdir(results)) == 4
     assert cli("sync", results, backup, "--mirror", "--yes").returncode == 0
     assert sorted(os.listdir(backup)) == sorted(os.listdir(results))
+
+
+def test_errors_are_one_line_in_command_line_terms_unless_debug(tmp_path: Path) -> None:
+    ns = str(tmp_path / "ns")
+    absent = cli("put", ns, str(tmp_path / "no-such-file"))
+    assert absent.returncode == 1 and b"Traceback" not in absent.stderr and absent.stderr.count(b"\n") == 1
+    assert b"No such file or directory" in absent.stderr and b"no-such-file" in absent.stderr
+    assert cli("put", ns, "-", "--key", "k", stdin=b"some bytes").returncode == 0
+    full = cli("get", ns, "k", "--output", "/dev/full")
+    assert full.returncode == 1 and b"Traceback" not in full.stderr and b"No space left" in full.stderr
+    missing = cli("cat", ns, "nope")
+    assert missing.returncode == 3 and b"missing=None" not in missing.stderr and b"mummi-io ls" in missing.stderr
+    debug = cli("--debug", "put", ns, str(tmp_path / "no-such-file"))
+    assert debug.returncode != 0 and b"Traceback" in debug.stderr
+
+
+def test_keys_with_control_characters_list_as_one_line_each(tmp_path: Path) -> None:
+    ns = str(tmp_path / "ns")
+    for key in ("plain", "two\nlines", "tab\there", "back\\slash"):
+        assert cli("put", ns, "-", "--key", key, stdin=b"v").returncode == 0
+    listed = cli("ls", ns).stdout.decode().splitlines()
+    assert listed == ["back\\\\slash", "plain", "tab\\there", "two\\nlines"]
+    raw = cli("ls", "-0", ns).stdout
+    assert raw.split(b"\0")[:-1] == [b"back\\slash", b"plain", b"tab\there", b"two\nlines"]

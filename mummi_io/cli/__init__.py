@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
 from . import data, migrate, registry, servers, signals, tools
+from .common import safe_key
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 1, 2, 3, 4
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mummi-io {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
     parser.add_argument("--json", action="store_true", help="print results as JSON (for scripts)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data.add_commands(commands)
     migrate.add_commands(commands)
@@ -48,14 +50,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except (KeyNotFoundError, NamespaceNotFoundError, SignalTimeoutError) as exc:
-        print(f"mummi-io: not found: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except IntegrityError as exc:
-        print(f"mummi-io: corrupt data: {exc}", file=sys.stderr)
-        return EXIT_CORRUPT
-    except MummiIOError as exc:
-        print(f"mummi-io: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except BrokenPipeError:  # `mummi-io cat ... | head`
         return 0
+    except Exception as exc:
+        if args.debug:
+            raise
+        code, message = _in_command_line_terms(exc)
+        print(f"mummi-io: {message}", file=sys.stderr)
+        return code
+
+
+def _in_command_line_terms(exc: Exception) -> tuple[int, str]:
+    """The exit code and one-line message for an error (``--debug`` shows the traceback instead)."""
+    if isinstance(exc, KeyNotFoundError):
+        shown = ", ".join(safe_key(k) for k in exc.keys[:20]) + (" ..." if len(exc.keys) > 20 else "")
+        return EXIT_NOT_FOUND, (f"not found: {len(exc.keys)} key(s) in namespace {exc.namespace!r}: {shown} "
+                                f"(list them with: mummi-io ls {exc.namespace})")
+    if isinstance(exc, (NamespaceNotFoundError, SignalTimeoutError)):
+        return EXIT_NOT_FOUND, f"not found: {exc}"
+    if isinstance(exc, IntegrityError):
+        return EXIT_CORRUPT, f"corrupt data: {exc}"
+    if isinstance(exc, MummiIOError):
+        return EXIT_ERROR, f"error: {exc}"
+    if isinstance(exc, OSError):  # a local file named on the command line (put, get --output)
+        where = f": {exc.filename}" if exc.filename else ""
+        return EXIT_ERROR, f"error: {exc.strerror or exc}{where}"
+    if isinstance(exc, ImportError):
+        return EXIT_ERROR, (f"error: {exc}; install what this backend needs (redis: pip install 'mummi_io[redis]'), "
+                            "or use --debug for the traceback")
+    return EXIT_ERROR, f"error: {type(exc).__name__}: {exc} (a bug: please report it with the --debug output)"

@@ -29,3 +29,10 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         except ValueError:
             options[name] = text
     return options
+
+
+def safe_key(key: str) -> str:
+    """A key as one printable line: control characters and backslashes escaped (``a\\nb`` for a newline)."""
+    if key.isprintable() and "\\" not in key:
+        return key
+    return key.encode("unicode_escape").decode("ascii")

@@ -12,7 +12,7 @@ from ..errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundEr
 from ..facade import IO
 from ..progress import progress_bar
 from ..registry import get_interfaces, get_io
-from .common import emit, parse_options
+from .common import emit, parse_options, safe_key
 
 EXIT_CORRUPT = 4
 
@@ -69,11 +69,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with _open(args) as io:
         _existing(io, args.namespace)
         keys = io.list_keys(args.namespace, args.pattern)
+        if args.null and not args.json:  # NUL-separated, exactly as stored (for xargs -0)
+            sys.stdout.buffer.write(b"".join(key.encode("utf-8", "surrogateescape") + b"\0" for key in keys))
+            return 0
         if not args.long:
-            emit(args, "\n".join(keys), keys)
+            emit(args, "\n".join(safe_key(key) for key in keys), keys)
             return 0
         stats = _stat_all(io, args.namespace, keys)
-        lines = [f"{s['size']:>12}  {s['crc32']}  {s['key']}" for s in stats]
+        lines = [f"{s['size']:>12}  {s['crc32']}  {safe_key(s['key'])}" for s in stats]
         emit(args, "\n".join(lines), stats)
     return 0
 
@@ -279,6 +282,8 @@ def add_commands(commands: Any) -> None:
     ls = command("ls", cmd_ls, "list the keys of a namespace (sorted), optionally with size and CRC-32")
     ls.add_argument("pattern", nargs="?", default="*", help="glob pattern (default *)")
     ls.add_argument("-l", "--long", action="store_true", help="show size and CRC-32 of each value")
+    ls.add_argument("-0", "--null", action="store_true", help="end each key with NUL, unescaped (for xargs -0); "
+                    "otherwise keys with control characters or backslashes are printed escaped")
 
     cat = command("cat", cmd_cat, "write values to standard output")
     cat.add_argument("keys", nargs="+")
