@@ -71,7 +71,7 @@ def test_three_nodes_start_serve_stop_and_reload(deployment, monkeypatch) -> Non
     password_file = deployment / "password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = password_file.read_text().strip()
-    assert len(password) >= 32
+    assert len(password) == 64 and int(password, 16) >= 0  # 32 random bytes in hex, as the README says
 
     # Security: protected mode, loopback bind, and no access without the password.
     client = redis.Redis(host="127.0.0.1", port=base, password=password)
@@ -262,3 +262,9 @@ def test_sourced_without_dir_uses_mummi_redis_dir_and_drops_a_stale_environment(
     assert lines[1] == f"REGISTRY={deployment}/registry PASSWORD=unset NODES=unset"
     assert lines[2] == "b'v'", result.stderr
     assert not (deployment.parent / "1").exists()
+
+
+def test_help_answers_in_any_position() -> None:
+    for arguments in (["--help"], ["3", "--help"], ["-h", "--port", "7000"]):
+        shown = run_script("start_all_redis_nodes.sh", *arguments)
+        assert shown.returncode == 0 and "start_all_redis_nodes.sh N" in shown.stdout, arguments

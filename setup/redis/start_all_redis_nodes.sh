@@ -51,6 +51,11 @@ set -euo pipefail
 # shellcheck source=setup/redis/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# --help answers in any position (before N is checked).
+for argument in "$@"; do
+  case "$argument" in -h|--help) sed -n '2,29p' "$0"; exit 0 ;; esac
+done
+
 count="${1:-}"
 [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: start_all_redis_nodes.sh N [options] (see --help)"
 shift
@@ -78,7 +83,7 @@ while [ $# -gt 0 ]; do
     --replicas) replicas="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --dry-run) dry_run="yes"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -110,7 +115,7 @@ if [ "$dry_run" = "no" ]; then
   chmod 700 "$dir"
   if [ ! -s "$dir/password" ]; then
     # One random password per deployment, readable by its owner only.
-    (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password")
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password")  # 32 bytes, 64 hex digits
   fi
   chmod 600 "$dir/password"
   if [ -s "$registry" ] && mummi_servers list --registry "$registry" | grep -q .; then
