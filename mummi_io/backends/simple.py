@@ -263,8 +263,10 @@ class SimpleBackend(Backend):
         """
         for attempt in range(_DIRECTORY_RACE_ATTEMPTS):
             try:
-                found = tree.parent(key)
-                assert found is not None  # create=True: made, or raised
+                found = tree.parent(key)  # create=True: made, or raised; None only if the namespace is gone
+                if found is None:
+                    raise FileNotFoundError(errno.ENOENT, "the namespace directory was removed meanwhile",
+                                            tree.namespace)
                 fd, name = found
                 put(fd, name)
                 return fd
