@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .backends.redis.nodes import Node, default_registry_path, read_registry, resolve_password, update_registry
 from .errors import BackendUnavailableError, MummiIOError
 
-__all__ = ["PingResult", "ping", "register", "registered", "unregister", "wait_until_ready"]
+__all__ = ["PingResult", "ping", "rebalance", "record_shape", "register", "registered", "unregister", "wait_until_ready"]
 
 
 @dataclass
@@ -98,3 +98,51 @@ def wait_until_ready(registry: str | None, expected: int, timeout: float) -> lis
                 f"{path.rsplit('/', 1)[0]}/nodes/"
             )
         time.sleep(0.1)
+
+
+def record_shape(registry: str | None, deployment_id: str | None = None) -> str | None:
+    """Record the registry's node list as the deployment's shape on every node (independent nodes).
+
+    What the launch script runs once every node answers, so that a client
+    given only some of the nodes is refused from its first command. A node
+    whose record names another node set (data placed over other nodes; a
+    restart with another count or other ports) is left as it is: the return
+    value says so, and clients are refused until ``mummi-io servers
+    rebalance`` moves the data. ``None`` when every node now records the list.
+    """
+    import redis
+
+    from .backends.redis.transport import IndependentNodes, shape_difference, shape_of
+
+    path = registry or default_registry_path()
+    nodes, cluster = read_registry(path)
+    if cluster or not nodes:
+        return None  # a Redis Cluster knows its own shape
+    options = {"password": resolve_password(None, None, path), "socket_timeout": 10.0, "socket_connect_timeout": 5.0}
+    transport = IndependentNodes(nodes, 10.0, options)
+    try:
+        expected = shape_of(nodes)
+        recorded = transport.recorded_shapes()
+        different = {node.name: value for node, value in zip(nodes, recorded) if value not in (None, expected)}
+        if different:
+            return "; ".join(
+                f"{name} records the data as placed over {value} ({shape_difference(expected, value)})"
+                for name, value in sorted(different.items())
+            ) + "; clients will be refused until `mummi-io servers --registry " + path + " rebalance` moves the data"
+        transport.record_shape(deployment_id)
+        return None
+    except redis.exceptions.RedisError as exc:
+        raise BackendUnavailableError(f"cannot record the deployment's shape on its nodes: {exc}") from exc
+    finally:
+        transport.close()
+
+
+def rebalance(registry: str | None) -> int:
+    """Move every shard to its owner under the registry's node list and record that list; return keys moved."""
+    from .backends.redis.backend import RedisBackend
+
+    backend = RedisBackend(registry=registry or default_registry_path())
+    try:
+        return backend.rebalance()
+    finally:
+        backend.close()

@@ -158,22 +158,41 @@ def test_each_value_lives_on_exactly_one_node(redis_three, tmp_path) -> None:
         assert used == {0, 1, 2}
 
 
-def test_rebalance_after_adding_a_node(redis_three, tmp_path) -> None:
-    names = [s.name for s in redis_three]
-    password = redis_three[0].password
-    namespace = str(tmp_path)
-    keys = [f"key-{i:04d}" for i in range(2000)]
-    with get_io("redis", nodes=names[:2], password=password) as two:
-        two.save_files(namespace, keys, [k.upper() for k in keys])
-    with get_io("redis", nodes=names, password=password) as three:
-        before = three.load_files(namespace, keys, missing=None)
-        lost = sum(value is None for value in before)
-        assert 0.2 * len(keys) < lost < 0.5 * len(keys)  # the new node owns about a third
-        moved = three.backend.rebalance()
-        assert moved > 0
-        assert three.load_files(namespace, keys) == [k.upper().encode() for k in keys]
-        assert three.list_keys(namespace) == keys
-        assert three.backend.rebalance() == 0  # nothing left to move
+def test_rebalance_after_adding_a_node(tmp_path, redis_password) -> None:
+    """A client whose node list differs from the deployment's is refused, naming the difference, until
+    rebalance() moves the data and records the new list (its own servers: it changes their record)."""
+    from mummi_io.testing.servers import start_servers, stop_servers
+
+    servers = start_servers(3, str(tmp_path / "srv"), redis_password)
+    try:
+        names = [s.name for s in servers]
+        password = redis_password
+        namespace = "campaign"
+        keys = [f"key-{i:04d}" for i in range(2000)]
+        with get_io("redis", nodes=names[:2], password=password) as two:
+            two.save_files(namespace, keys, [k.upper() for k in keys])
+        with get_io("redis", nodes=names, password=password) as three:
+            # The new node would own about a third of the shards: a partial view, refused and named.
+            with pytest.raises(BackendUnavailableError, match=f"node {names[0]} records the deployment as "
+                               f"{','.join(sorted(names[:2]))} \\(this client adds {names[2]}\\)"):
+                three.load_files(namespace, keys, missing=None)
+            with get_io("redis", nodes=names[:1], password=password) as one:
+                with pytest.raises(BackendUnavailableError, match=f"this client lacks {names[1]}"):
+                    one.list_keys(namespace)
+            moved = three.backend.rebalance()
+            assert moved > 0
+            assert three.load_files(namespace, keys) == [k.upper().encode() for k in keys]
+            assert three.list_keys(namespace) == keys
+            assert three.backend.rebalance() == 0  # nothing left to move
+        with get_io("redis", nodes=names[:2], password=password) as old:  # the old list is refused from now on
+            with pytest.raises(BackendUnavailableError, match=f"this client lacks {names[2]}"):
+                old.file_exists(namespace, keys[0])
+        servers[2].cli("DEL", "mio:deployment")  # a node that lost its data (or a new one) is named as such
+        with get_io("redis", nodes=names, password=password) as three:
+            with pytest.raises(BackendUnavailableError, match=f"node {names[2]} holds no deployment record"):
+                three.namespace_exists(namespace)
+    finally:
+        stop_servers(servers)
 
 
 def test_rebalance_is_for_independent_nodes(redis_cluster) -> None:

@@ -22,6 +22,17 @@ def cmd_servers(args: argparse.Namespace) -> int:
         emit(args, f"{args.action}ed {args.host}:{args.port} ({len(nodes)} node(s) in {registry})",
              {"registry": registry, "nodes": [n.name for n in nodes]})
         return 0
+    if args.action == "record-shape":
+        warning = redis_servers.record_shape(registry, args.id)
+        if warning:
+            emit(args, f"warning: {warning}", {"recorded": False, "warning": warning})
+            return 1
+        emit(args, f"recorded the node list of {registry} on every node", {"recorded": True})
+        return 0
+    if args.action == "rebalance":
+        moved = redis_servers.rebalance(registry)
+        emit(args, f"moved {moved} Redis key(s); every node now records the node list of {registry}", {"moved": moved})
+        return 0
     if args.action == "wait":
         results = redis_servers.wait_until_ready(registry, args.count, args.timeout)
         emit(args, f"{len(results)} Redis node(s) ready", {"ready": [r.node.name for r in results]})
@@ -63,6 +74,11 @@ def add_commands(commands: Any) -> None:
         action.add_argument("port", type=int)
         if name == "register":
             action.add_argument("--cluster", action="store_true", help="mark the deployment as a Redis Cluster")
+    shape = actions.add_parser("record-shape", help="record the registry's node list on every node (launch scripts); "
+                               "exit 1 if a node records another node set")
+    shape.add_argument("--id", help="the deployment id to record beside it")
+    actions.add_parser("rebalance", help="move each shard to its node under the registry's node list, then record "
+                       "that list (after adding a node)")
     waiting = actions.add_parser("wait", help="wait until COUNT nodes are registered and answer PING")
     waiting.add_argument("count", type=int)
     waiting.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")

@@ -164,7 +164,8 @@ class RedisBackend(HoldsTransport, Backend):
                 self._transport = ClusterTransport(self.deployment.nodes, self.retry_timeout, self._client_options, *replicas)
             else:
                 budget = _NODES_RETRY_TIMEOUT if self.retry_timeout is None else self.retry_timeout
-                self._transport = IndependentNodes(self.deployment.nodes, budget, self._client_options, *replicas)
+                self._transport = IndependentNodes(self.deployment.nodes, budget, self._client_options, *replicas,
+                                                   verify_shape=True)
         return self._transport
 
     def describe(self) -> str:
@@ -424,7 +425,9 @@ class RedisBackend(HoldsTransport, Backend):
 
         Run it after changing the node list (adding a node moves ~1/N of the
         shards). It scans each node (``SCAN``, not ``KEYS``) and moves
-        misplaced keys with ``MIGRATE``, node to node.
+        misplaced keys with ``MIGRATE``, node to node, then records the new
+        node list as the deployment's shape on every node (clients with the
+        old list are refused from then on).
 
         Raises
         ------
@@ -457,5 +460,6 @@ class RedisBackend(HoldsTransport, Backend):
 
         for count in transport.on_each_node(move_from):
             moved += count
+        transport.record_shape()
         LOGGER.info("rebalance moved %d Redis keys", moved)
         return moved

@@ -14,6 +14,15 @@ the replicas that have that client's writes). Each node's reply is checked:
 fewer than N raises :class:`~mummi_io.errors.ReplicationError` (the batch is
 not acknowledged), whatever the cluster's view of which masters have replicas.
 
+Independent nodes know their shape: every node holds ``mio:deployment``, a
+HASH whose ``nodes`` field lists the node set the data was placed over
+(sorted ``host:port`` names, comma-separated; written by the first client or
+by the launch scripts, rewritten by ``rebalance()``). Before its first
+command a client compares that record with its own node list and refuses a
+difference with :class:`BackendUnavailableError` naming it: with a missing
+or an extra node, rendezvous hashing would place shards elsewhere and the
+client would see (and write) a partial view.
+
 Transient failures (connection reset, timeout, a cluster failing over) are
 retried with jittered exponential backoff until ``retry_timeout``; then, or
 at once for a refused password, :class:`BackendUnavailableError` names the
@@ -209,14 +218,39 @@ class _Parallel:
             self._pool = None
 
 
+#: The HASH on every independent node that records the deployment's shape.
+SHAPE_KEY = b"mio:deployment"
+
+
+def shape_of(nodes: Sequence[Node]) -> str:
+    """The node set as recorded in ``mio:deployment``: sorted ``host:port`` names, comma-separated."""
+    return ",".join(sorted({node.name for node in nodes}))
+
+
+def shape_difference(expected: str, recorded: str) -> str:
+    """``recorded`` compared with ``expected``, in words: which nodes one has and the other lacks."""
+    mine, theirs = set(expected.split(",")), set(recorded.split(",")) - {""}
+    parts = []
+    if theirs - mine:
+        parts.append("this client lacks " + ", ".join(sorted(theirs - mine)))
+    if mine - theirs:
+        parts.append("this client adds " + ", ".join(sorted(mine - theirs)))
+    return "; ".join(parts)
+
+
 class IndependentNodes:
-    """Independent Redis servers; each shard tag lives on its rendezvous owner."""
+    """Independent Redis servers; each shard tag lives on its rendezvous owner.
+
+    With ``verify_shape``, the first command checks each node's
+    ``mio:deployment`` record against this node list (see the module docstring).
+    """
 
     def __init__(
         self, nodes: Sequence[Node], retry_timeout: float, client_options: dict[str, Any],
-        replica_acks: int = 0, replica_timeout_ms: int = 1000,
+        replica_acks: int = 0, replica_timeout_ms: int = 1000, verify_shape: bool = False,
     ) -> None:
         self.nodes = list(nodes)
+        self._shape_verified = not verify_shape
         self.retry_timeout = retry_timeout
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
@@ -241,6 +275,8 @@ class IndependentNodes:
         transaction. With ``write`` and ``replica_acks``, each node's share is
         acknowledged by that many replicas or :class:`ReplicationError` is raised.
         """
+        if not self._shape_verified:
+            self.verify_shape()
         replicas = self.replica_acks if write else 0
         by_node: dict[int, list[int]] = {}
         for position, (tag, _) in enumerate(commands):
@@ -267,14 +303,61 @@ class IndependentNodes:
 
     def pubsub_for(self, tag: bytes) -> redis.client.PubSub:
         """A Pub/Sub connection to the node that owns ``tag`` (where its publishes happen)."""
+        if not self._shape_verified:
+            self.verify_shape()
         return self.clients[self.owner_of(tag)].pubsub()
 
     def on_each_node(self, action: Callable[[redis.Redis, Node], T]) -> list[T]:
         """Run ``action(client, node)`` for every node (for PING, rebalance)."""
         return [
-            with_retries(f"node {node.name}", self.retry_timeout, lambda c=client, n=node: action(c, n))
+            with_retries(f"node {node.name}", self.retry_timeout, lambda c=client, n=node: action(c, n),
+                         transient=_NODE_TRANSIENT)
             for client, node in zip(self.clients, self.nodes)
         ]
+
+    def recorded_shapes(self) -> list[str | None]:
+        """Each node's recorded node set (``None`` where a node holds no record)."""
+        found = self.on_each_node(lambda client, _: client.hget(SHAPE_KEY, "nodes"))
+        return [None if value is None else value.decode("utf-8", "replace") for value in found]
+
+    def record_shape(self, deployment_id: str | None = None) -> None:
+        """Write this node list as the deployment's shape on every node (``rebalance()``, the launch scripts)."""
+        fields = {"nodes": shape_of(self.nodes), **({"id": deployment_id} if deployment_id else {})}
+        self.on_each_node(lambda client, _: client.hset(SHAPE_KEY, mapping=fields))
+        self._shape_verified = True
+
+    def verify_shape(self) -> None:
+        """Refuse a node list that differs from the one the data was placed over.
+
+        Nodes that hold no record yet (a new deployment) get this list, with
+        ``HSETNX`` so that two first clients cannot both win.
+
+        Raises
+        ------
+        BackendUnavailableError
+            Naming the nodes this client lacks or adds, and the way out.
+        """
+        expected = shape_of(self.nodes)
+        recorded = self.recorded_shapes()
+        if all(value is None for value in recorded):
+            self.on_each_node(lambda client, _: client.hsetnx(SHAPE_KEY, "nodes", expected))
+            recorded = self.recorded_shapes()
+        for node, value in zip(self.nodes, recorded):
+            if value == expected:
+                continue
+            if value is None:
+                problem = (f"node {node.name} holds no deployment record while the other nodes do: it is new to "
+                           "this deployment, or it lost its data (restarted without its AOF/RDB files?)")
+            else:
+                problem = (f"node {node.name} records the deployment as {value} "
+                           f"({shape_difference(expected, value)})")
+            raise BackendUnavailableError(
+                f"this client's Redis nodes ({expected}) are not the deployment's: {problem}. A different node "
+                "list would place keys elsewhere and show a partial view. Use the deployment's registry "
+                "(source setup/redis/load_redis_env.sh DIR) or its node list; after adding or replacing a node "
+                "on purpose, run `mummi-io servers rebalance` with the new list"
+            )
+        self._shape_verified = True
 
     def close(self) -> None:
         for client in self.clients:
