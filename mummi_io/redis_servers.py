@@ -8,6 +8,8 @@ command use (the successors of MuMMI's ``bind_local_redis`` and
 
 from __future__ import annotations
 
+import glob
+import os
 import time
 from dataclasses import dataclass
 
@@ -68,18 +70,39 @@ def ping(nodes: list[Node], password: str | None, timeout: float = 2.0) -> list[
     return results
 
 
+def failed_starts(nodes_dir: str) -> dict[str, str]:
+    """The nodes whose start failed, ``{"host:port": reason}``, from the ``start-failed`` files
+    that ``start_redis_node.sh`` writes in its node directory (``nodes/HOST-PORT/``)."""
+    found = {}
+    for path in glob.glob(os.path.join(glob.escape(nodes_dir), "*", "start-failed")):
+        host, _, port = os.path.basename(os.path.dirname(path)).rpartition("-")
+        try:
+            with open(path, errors="replace") as handle:
+                found[f"{host}:{port}"] = handle.read().strip() or "no reason given"
+        except OSError:  # removed by a new start meanwhile
+            continue
+    return found
+
+
 def wait_until_ready(registry: str | None, expected: int, timeout: float) -> list[PingResult]:
     """Wait until the registry lists ``expected`` nodes and each answers PING.
 
     Raises
     ------
     BackendUnavailableError
-        After ``timeout`` seconds, naming each node that did not register or answer.
+        As soon as a node reports that it could not start (with its reason), or
+        after ``timeout`` seconds, naming each node that did not register or answer.
     """
     path = registry or default_registry_path()
     deadline = time.monotonic() + timeout
     problems = "no node registered"
+    nodes_dir = os.path.join(os.path.dirname(path), "nodes")
     while True:
+        failed = failed_starts(nodes_dir)
+        if failed:
+            raise BackendUnavailableError("; ".join(
+                f"Redis node {name} did not start: {reason}" for name, reason in sorted(failed.items())
+            ) + f" (node logs under {nodes_dir}/)")
         try:
             nodes, _ = read_registry(path)
         except MummiIOError as exc:  # not written yet: keep waiting, report it at the end

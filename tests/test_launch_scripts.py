@@ -46,9 +46,15 @@ def _free(port: int) -> bool:
     return True
 
 
-def running_servers(base: int, count: int) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "redis-server"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if any(f"-{p}/redis.conf" in line for p in range(base, base + count))]
+def running_servers(base: int, count: int) -> list[int]:
+    """The ports among base..base+count-1 where something still accepts connections."""
+    listening = []
+    for port in range(base, base + count):
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                listening.append(port)
+    return listening
 
 
 @pytest.fixture
@@ -268,3 +274,176 @@ def test_help_answers_in_any_position() -> None:
     for arguments in (["--help"], ["3", "--help"], ["-h", "--port", "7000"]):
         shown = run_script("start_all_redis_nodes.sh", *arguments)
         assert shown.returncode == 0 and "start_all_redis_nodes.sh N" in shown.stdout, arguments
+
+
+# --------------------------------------------------------------------------
+# Validation before action, failures reported from the node's log, ownership on stop
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("arguments, message", [
+    (["--port", "a[$(touch {canary})]"], "--port must be a whole number"),
+    (["--port", "SECONDS[$(touch {canary})]"], "--port must be a whole number"),
+    (["--maxmemory", "4gb\nbind 0.0.0.0\nrequirepass \"\""], "--maxmemory must be a size"),
+    (["--maxmemory", "$(touch {canary})"], "--maxmemory must be a size"),
+    (["--timeout", "1+$(touch {canary})"], "--timeout must be a whole number"),
+    (["--replicas", "x[$(touch {canary})]", "--cluster"], "--replicas must be a whole number"),
+    (["--bind", "127.0.0.1 0.0.0.0"], "--bind must be an address"),
+    (["--bind", "300.1.1.1"], "is not an IPv4 address"),
+    (["--appendfsync", "sometimes"], "--appendfsync must be one of: always everysec no"),
+    (["--launcher", "pbs"], "--launcher must be one of"),
+    (["--dir", "/tmp/a\nb"], "--dir must not contain control characters"),
+    (["--port", "65535"], "do not fit below 65536"),
+    (["--port"], "--port"),  # last: "needs a value"; before --dry-run: "not --dry-run"
+])
+def test_every_option_is_checked_before_anything_runs(tmp_path, arguments, message) -> None:
+    canary = tmp_path / "canary"
+    arguments = [a.format(canary=canary) for a in arguments]
+    for dry_run in ([], ["--dry-run"]):
+        result = run_script("start_all_redis_nodes.sh", "2", "--dir", str(tmp_path / "deploy"), *arguments, *dry_run)
+        assert result.returncode == 1 and message in result.stderr, (arguments, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    assert not canary.exists()  # no value reached $(( )) or a command line
+    assert not (tmp_path / "deploy").exists()  # nothing was created
+
+
+def test_node_script_checks_its_options_too(tmp_path) -> None:
+    canary = tmp_path / "canary"
+    for arguments in (["--port", f"a[$(touch {canary})]"], ["--port", "7000", "--maxmemory", "1gb\nbind 0.0.0.0"],
+                      ["--port", "7000", "--bind", "auto;touch " + str(canary)]):
+        result = run_script("start_redis_node.sh", "--dir", str(tmp_path), *arguments)
+        assert result.returncode == 1 and "error:" in result.stderr, result.stderr
+    assert not canary.exists()
+
+
+def test_a_directory_with_spaces_and_quotes_works_and_keeps_its_mode(tmp_path, monkeypatch) -> None:
+    directory = tmp_path / 'my "redis" dir'
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    base = free_base_port(1)
+    try:
+        started = run_script("start_all_redis_nodes.sh", "1", "--dir", str(directory), "--port", str(base))
+        assert started.returncode == 0, started.stderr
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755  # not chmod-ed to 700
+        assert "is readable by group or others (mode 755)" in started.stderr
+        assert stat.S_IMODE((directory / "password").stat().st_mode) == 0o600
+        password = (directory / "password").read_text().strip()
+        client = redis.Redis(host="127.0.0.1", port=base, password=password)
+        assert client.config_get("dir")["dir"] == str(directory / "nodes" / f"127.0.0.1-{base}")
+        monkeypatch.delenv("MUMMI_REDIS_NODES", raising=False)
+        monkeypatch.setenv("MUMMI_REDIS_DIR", str(directory))
+        with get_io("redis") as io:
+            io.save_files("ns", "k", b"v")
+            assert io.load_files("ns", "k") == b"v"
+    finally:
+        stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(directory))
+    assert stopped.returncode == 0, stopped.stderr
+    assert running_servers(base, 1) == []
+
+
+def test_a_new_directory_is_private(deployment) -> None:
+    result = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(free_base_port(1)))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(deployment.stat().st_mode) == 0o700
+    assert "readable by group" not in result.stderr
+
+
+def test_a_busy_port_is_reported_with_the_reason_and_nothing_is_left_behind(deployment) -> None:
+    base = free_base_port(3)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 2))
+        squatter.listen()
+        result = run_script("start_all_redis_nodes.sh", "3", "--dir", str(deployment), "--port", str(base))
+        assert result.returncode == 1
+        assert f"Redis node 127.0.0.1:{base + 2} did not start" in result.stderr
+        assert "Address already in use" in result.stderr  # the reason, from the node's log
+        assert "invalid username-password" not in result.stderr
+        assert running_servers(base, 2) == []  # the nodes that did start were stopped
+    assert [l for l in (deployment / "registry").read_text().splitlines() if not l.startswith("#")] == []
+
+
+def test_a_foreign_redis_on_the_port_is_neither_registered_nor_shut_down(deployment, tmp_path, redis_password) -> None:
+    """The attack: a stale registry entry whose port now belongs to someone else's Redis (no password, or
+    another one). start must not report it as ours; stop must not SHUTDOWN it."""
+    from mummi_io.testing.servers import RedisServer
+
+    base = free_base_port(2)
+    started = run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base))
+    assert started.returncode == 0, started.stderr
+    pid = int((deployment / "nodes" / f"127.0.0.1-{base + 1}" / "redis.pid").read_text())
+    os.kill(pid, 9)  # the node dies; its registry entry stays
+    for _ in range(100):
+        if running_servers(base + 1, 1) == []:
+            break
+        import time
+        time.sleep(0.05)
+    for foreign_password in (None, "someone-else"):
+        foreign = RedisServer(str(tmp_path / f"foreign-{foreign_password}"), foreign_password or "", port=base + 1)
+        foreign.start()
+        try:
+            foreign.wait_ready()
+            # A start on that port is refused with the reason; the foreign server is not registered.
+            restart = run_script("start_redis_node.sh", "--port", str(base + 1), "--dir", str(deployment), "--detach",
+                                 "--timeout", "10")
+            assert restart.returncode == 1 and "Address already in use" in restart.stderr, restart.stderr
+            stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+            assert stopped.returncode == 0, stopped.stderr
+            assert f"warning: 127.0.0.1:{base + 1} is not a node of this deployment" in stopped.stderr
+            assert running_servers(base + 1, 1) == [base + 1]  # left running
+            assert foreign.cli("PING").strip() == "PONG"
+            assert running_servers(base, 1) == []  # ours was stopped
+            assert [l for l in (deployment / "registry").read_text().splitlines() if not l.startswith("#")] == []
+        finally:
+            foreign.stop()
+        started = run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base))
+        assert started.returncode == 0, started.stderr
+        os.kill(int((deployment / "nodes" / f"127.0.0.1-{base + 1}" / "redis.pid").read_text()), 9)
+
+
+def test_one_node_restarts_with_one_command_and_keeps_its_data(deployment, monkeypatch) -> None:
+    base = free_base_port(2)
+    assert run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base)).returncode == 0
+    monkeypatch.delenv("MUMMI_REDIS_NODES", raising=False)
+    monkeypatch.setenv("MUMMI_REDIS_DIR", str(deployment))
+    keys = [f"k{i}" for i in range(200)]
+    with get_io("redis") as io:
+        io.save_files("ns", keys, keys)
+    node_dir = deployment / "nodes" / f"127.0.0.1-{base + 1}"
+    password = (deployment / "password").read_text().strip()
+    redis.Redis(host="127.0.0.1", port=base + 1, password=password).shutdown(save=True)
+    assert running_servers(base + 1, 1) == []
+    again = run_script("start_redis_node.sh", "--port", str(base + 1), "--dir", str(deployment), "--detach")
+    assert again.returncode == 0, again.stderr
+    assert f"node 127.0.0.1:{base + 1} is running" in again.stderr
+    assert (node_dir / "ready").exists()
+    with get_io("redis") as io:
+        assert io.load_files("ns", keys) == [k.encode() for k in keys]
+    twice = run_script("start_redis_node.sh", "--port", str(base + 1), "--dir", str(deployment), "--detach")
+    assert twice.returncode == 1 and "already running" in twice.stderr
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+    assert running_servers(base, 2) == []
+
+
+def test_clients_given_part_of_the_deployment_are_refused(deployment, monkeypatch) -> None:
+    from mummi_io import BackendUnavailableError
+
+    base = free_base_port(3)
+    assert run_script("start_all_redis_nodes.sh", "3", "--dir", str(deployment), "--port", str(base)).returncode == 0
+    password = (deployment / "password").read_text().strip()
+    record = redis.Redis(host="127.0.0.1", port=base, password=password).hgetall("mio:deployment")
+    assert record[b"nodes"] == ",".join(f"127.0.0.1:{base + i}" for i in range(3)).encode()
+    assert record[b"id"] == (deployment / "deployment-id").read_text().strip().encode()
+    with get_io("redis", nodes=[f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}"], password=password) as partial:
+        with pytest.raises(BackendUnavailableError, match=f"this client lacks 127.0.0.1:{base + 2}"):
+            partial.save_files("ns", "k", b"v")
+    with get_io("redis", nodes=[f"localhost:{base + i}" for i in range(3)], password=password) as renamed:
+        with pytest.raises(BackendUnavailableError, match="this client lacks 127.0.0.1"):
+            renamed.list_keys("ns")
+
+
+def test_python_without_the_dependencies_is_one_line(tmp_path) -> None:
+    bare = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = run_script("start_all_redis_nodes.sh", "1", "--dir", str(tmp_path / "d"),
+                        env={"MUMMI_IO_PYTHON": str(bare / "bin" / "python")})
+    assert result.returncode == 1
+    assert "lacks mummi_io's dependencies" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -22,6 +22,15 @@
 # --timeout   seconds to wait for every node (default 60)
 # --dry-run   print the commands instead of running them
 #
+# Every option is checked before anything runs. A node that cannot start is
+# reported with the reason from its log ("Address already in use"), is not
+# registered, and the nodes that did start are stopped again; the script
+# exits 1. Stop the deployment with stop_all_redis_nodes.sh --dir DIR.
+# Restart one node that stopped (same --dir, its --port and --bind):
+#   start_redis_node.sh --port PORT --dir DIR --detach
+# (under Slurm, on the node's host, without --detach:
+#   srun --nodes=1 --ntasks=1 --overlap -w HOST start_redis_node.sh --port PORT --dir DIR --bind auto &)
+#
 # MuMMI's job scripts source this file (`source start_all_redis_nodes.sh N`):
 # then the work runs in a child bash (its shell options and its exit stay
 # there), the caller gets its status from `return`, and on success the
@@ -53,11 +62,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # --help answers in any position (before N is checked).
 for argument in "$@"; do
-  case "$argument" in -h|--help) sed -n '2,29p' "$0"; exit 0 ;; esac
+  case "$argument" in -h|--help) usage "$0"; exit 0 ;; esac
 done
 
 count="${1:-}"
-[[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: start_all_redis_nodes.sh N [options] (see --help)"
+[[ "$count" =~ ^[1-9][0-9]{0,3}$ ]] || die "usage: start_all_redis_nodes.sh N [options], N from 1 to 9999 (see --help)"
+count="$((10#$count))"
 shift
 
 launcher=""
@@ -72,18 +82,17 @@ dry_run="no"
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --launcher) launcher="$2"; shift 2 ;;
-    --port) base_port="$2"; shift 2 ;;
-    --dir) dir="$2"; shift 2 ;;
-    --bind) bind="$2"; shift 2 ;;
+    --launcher) need_value "$1" "$#"; check_choice --launcher "$2" local slurm flux; launcher="$2"; shift 2 ;;
+    --port) need_value "$1" "$#"; check_port --port "$2"; base_port="$((10#$2))"; shift 2 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --bind) need_value "$1" "$#"; check_address --bind "$2"; bind="$2"; shift 2 ;;
     --no-aof) node_options+=(--no-aof); shift ;;
-    --appendfsync) node_options+=(--appendfsync "$2"); shift 2 ;;
-    --maxmemory) node_options+=(--maxmemory "$2"); shift 2 ;;
+    --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; node_options+=(--appendfsync "$2"); shift 2 ;;
+    --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; node_options+=(--maxmemory "$2"); shift 2 ;;
     --cluster) cluster="yes"; node_options+=(--cluster); shift ;;
-    --replicas) replicas="$2"; shift 2 ;;
-    --timeout) timeout="$2"; shift 2 ;;
+    --replicas) need_value "$1" "$#"; check_integer --replicas "$2" 0 16; replicas="$((10#$2))"; shift 2 ;;
+    --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$((10#$2))"; shift 2 ;;
     --dry-run) dry_run="yes"; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -94,15 +103,20 @@ if [ -z "$launcher" ]; then
   else launcher="local"
   fi
 fi
-case "$launcher" in local|slurm|flux) ;; *) die "--launcher must be local, slurm or flux" ;; esac
 if [ -z "$bind" ]; then
   if [ "$launcher" = "local" ]; then bind="127.0.0.1"; else bind="auto"; fi
 fi
+bus_offset=0
+[ "$cluster" = "no" ] || bus_offset=10000
+[ "$((base_port + count - 1 + bus_offset))" -le 65535 ] \
+  || die "ports $base_port to $((base_port + count - 1))$([ "$cluster" = "no" ] || echo " and their cluster bus ports (+10000)") do not fit below 65536: lower --port"
 if [ "$cluster" = "yes" ] && [ "$count" -lt $((3 * (1 + replicas))) ]; then
   die "a cluster with $replicas replica(s) per master needs at least $((3 * (1 + replicas))) nodes"
 fi
-if [ "$dry_run" = "no" ] && [ "$launcher" = "local" ]; then
-  command -v redis-server >/dev/null 2>&1 || die "$INSTALL_HINT"
+if [ "$dry_run" = "no" ]; then
+  command -v redis-server >/dev/null 2>&1 || [ "$launcher" != "local" ] || die "$INSTALL_HINT"
+  command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install it with redis-server (Debian/Ubuntu: apt-get install redis-tools)"
+  check_python
 fi
 
 registry="$dir/registry"
@@ -111,30 +125,43 @@ run() {
 }
 
 if [ "$dry_run" = "no" ]; then
-  mkdir -p "$dir"
-  chmod 700 "$dir"
+  if [ -d "$dir" ]; then
+    # An existing directory keeps its mode (it may be shared on purpose); the secrets inside are 0600/0700.
+    mode="$(stat -c %a "$dir")"
+    if [ $((8#$mode & 8#044)) -ne 0 ]; then
+      say "warning: $dir is readable by group or others (mode $mode); the password and node data inside are not, but consider chmod 700 $dir"
+    fi
+  else
+    (umask 077; mkdir -p "$dir")
+  fi
   if [ ! -s "$dir/password" ]; then
     # One random password per deployment, readable by its owner only.
     (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password")  # 32 bytes, 64 hex digits
   fi
   chmod 600 "$dir/password"
+  if [ ! -s "$dir/deployment-id" ]; then
+    (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$dir/deployment-id")
+  fi
   if [ -s "$registry" ] && mummi_servers list --registry "$registry" | grep -q .; then
     die "a deployment is already registered in $registry; stop it with stop_all_redis_nodes.sh --dir $dir, or use another --dir"
   fi
+  # Outcomes of an earlier start; each node writes its own again.
+  rm -f "$dir"/nodes/*/start-failed "$dir"/nodes/*/ready
 fi
 
 node_script="$REDIS_SCRIPTS_DIR/start_redis_node.sh"
+launched=()  # node scripts (local) or srun steps (slurm) started here
 for ((i = 0; i < count; i++)); do
   port=$((base_port + i))
   node=("$node_script" --port "$port" --dir "$dir" --bind "$bind" "${node_options[@]}")
   case "$launcher" in
     local)
       if [ "$dry_run" = "yes" ]; then run "${node[@]}"
-      else nohup "${node[@]}" > "$dir/launch-$port.log" 2>&1 < /dev/null &
+      else nohup "${node[@]}" > "$dir/launch-$port.log" 2>&1 < /dev/null & launched+=($!)
       fi ;;
     slurm)
       step=(srun --nodes=1 --ntasks=1 --overlap --output="$dir/launch-%N-$port.log" "${node[@]}")
-      if [ "$dry_run" = "yes" ]; then run "${step[@]}"; else "${step[@]}" & fi ;;
+      if [ "$dry_run" = "yes" ]; then run "${step[@]}"; else "${step[@]}" & launched+=($!); fi ;;
     flux) run flux submit --nodes=1 --ntasks=1 --output="$dir/launch-$port.log" "${node[@]}" ;;
   esac
 done
@@ -146,8 +173,16 @@ if [ "$dry_run" = "yes" ]; then
   exit 0
 fi
 
-mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null \
-  || die "not every node came up: see the message above and $dir/launch-*.log"
+if ! mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null; then
+  # Nodes that did start are of no use without the others: stop them. A node script (or its srun step)
+  # stops its node on SIGTERM, started or not; stop_all then clears the registry of what had registered.
+  if [ "${#launched[@]}" -gt 0 ]; then
+    kill -TERM "${launched[@]}" 2> /dev/null || true
+    wait "${launched[@]}" 2> /dev/null || true
+  fi
+  bash "$REDIS_SCRIPTS_DIR/stop_all_redis_nodes.sh" --dir "$dir" > /dev/null 2>&1 || true
+  die "not every node came up (see the message above and $dir/launch-*.log); the nodes that did were stopped"
+fi
 
 if [ "$cluster" = "yes" ]; then
   password="$(read_password "$dir")"
@@ -173,6 +208,11 @@ if [ "$cluster" = "yes" ]; then
     done
   fi
   mummi_servers register "$first_host" "$first_port" --cluster --registry "$registry" >/dev/null
+else
+  # Clients given only some of these nodes are refused from their first command (docs/redis.md).
+  if ! shape_message="$(mummi_servers record-shape --id "$(cat "$dir/deployment-id")" --registry "$registry" 2>&1)"; then
+    say "$shape_message"
+  fi
 fi
 
 say "$count Redis node(s) ready ($launcher$([ "$cluster" = "yes" ] && echo ", cluster")); registry: $registry"

@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Start one Redis node of a mummi_io deployment: write its config, register
-# "host port" in the deployment's registry, then exec redis-server.
-# Normally run by start_all_redis_nodes.sh (locally, or through srun / flux).
+# Start one Redis node of a mummi_io deployment: write its config, start
+# redis-server, and once the node answers with this deployment's password
+# from its own directory (not some other server on the port), register
+# "host port" in the deployment's registry. Normally run by
+# start_all_redis_nodes.sh (locally, or through srun / flux); run it yourself
+# with --detach to restart one node that stopped.
 #
 #   start_redis_node.sh --port PORT --dir DIR [--bind ADDR|auto] [--cluster]
 #                       [--no-aof] [--appendfsync always|everysec|no]
-#                       [--maxmemory SIZE]
+#                       [--maxmemory SIZE] [--timeout SECONDS] [--detach]
+#
+# --detach   start the node in the background, wait until it is ready (or
+#            report why it failed), and return: the command to restart a node
+# A node that fails to start writes the reason to nodes/HOST-PORT/start-failed
+# and exits 1; the launch script reports it at once.
 set -euo pipefail
 # shellcheck source=setup/redis/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+for argument in "$@"; do
+  case "$argument" in -h|--help) usage "$0"; exit 0 ;; esac
+done
 
 port=""
 dir="$(default_redis_dir)"
@@ -17,34 +29,69 @@ cluster="no"
 appendonly="yes"
 appendfsync="everysec"
 maxmemory=""
+timeout=60
+detach="no"
+arguments=("$@")
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --port) port="$2"; shift 2 ;;
-    --dir) dir="$2"; shift 2 ;;
-    --bind) bind="$2"; shift 2 ;;
+    --port) need_value "$1" "$#"; check_port --port "$2"; port="$2"; shift 2 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --bind) need_value "$1" "$#"; [ "$2" = "auto" ] || check_address --bind "$2"; bind="$2"; shift 2 ;;
     --cluster) cluster="yes"; shift ;;
     --no-aof) appendonly="no"; shift ;;
-    --appendfsync) appendfsync="$2"; shift 2 ;;
-    --maxmemory) maxmemory="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; appendfsync="$2"; shift 2 ;;
+    --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; maxmemory="$2"; shift 2 ;;
+    --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$2"; shift 2 ;;
+    --detach) detach="yes"; shift ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 
-[[ "$port" =~ ^[0-9]+$ ]] || die "--port PORT is required"
+[ -n "$port" ] || die "--port PORT is required"
+port="$((10#$port))"
 command -v redis-server >/dev/null 2>&1 || die "$INSTALL_HINT"
+command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install it with redis-server (Debian/Ubuntu: apt-get install redis-tools)"
+check_python
 password="$(read_password "$dir")"
 
 if [ "$bind" = "auto" ]; then
   # On a compute node: the address other nodes reach us at, never 0.0.0.0.
   bind="$(hostname -I 2>/dev/null | awk '{print $1}')"
   [ -n "$bind" ] || bind="$(hostname -i | awk '{print $1}')"
+  check_address "the address of $(hostname)" "$bind"
 fi
 
-node_dir="$dir/nodes/$bind-$port"
-mkdir -p "$node_dir"
+node_dir="$(node_dir_of "$dir" "$bind" "$port")"
+if [ -d "$node_dir" ] && node_is_ours "$bind" "$port" "$password" "$node_dir" > /dev/null; then
+  die "node $bind:$port of this deployment is already running; stop it first (stop_all_redis_nodes.sh --dir $dir stops them all)"
+fi
+
+if [ "$detach" = "yes" ]; then
+  # Run this script again in the background, without --detach, and report its outcome.
+  mkdir -p "$dir"
+  launch_log="$dir/launch-$port.log"
+  rm -f "$node_dir/start-failed" "$node_dir/ready"
+  detached=()
+  for argument in "${arguments[@]}"; do [ "$argument" = "--detach" ] || detached+=("$argument"); done
+  nohup bash "$0" "${detached[@]}" > "$launch_log" 2>&1 < /dev/null &
+  child=$!
+  deadline=$((SECONDS + timeout + 5))
+  until [ -e "$node_dir/ready" ]; do
+    if ! kill -0 "$child" 2>/dev/null; then
+      [ -e "$node_dir/ready" ] && break
+      die "node $bind:$port did not start: $(cat "$node_dir/start-failed" 2>/dev/null || tail -n 3 "$launch_log")"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "node $bind:$port is not ready after $timeout s; see $launch_log"
+    sleep 0.1
+  done
+  say "node $bind:$port is running (registered in $dir/registry; log $node_dir/redis.log)"
+  exit 0
+fi
+
+(umask 077; mkdir -p "$node_dir")
 chmod 700 "$node_dir"
+rm -f "$node_dir/start-failed" "$node_dir/ready"
 conf="$node_dir/redis.conf"
 (
   umask 077
@@ -53,23 +100,67 @@ conf="$node_dir/redis.conf"
     echo "port $port"
     echo "bind $bind"
     echo "protected-mode yes"
-    echo "requirepass $password"
-    echo "masterauth $password"
-    echo "dir $node_dir"
+    echo "requirepass $(conf_quote "$password")"
+    echo "masterauth $(conf_quote "$password")"
+    echo "dir $(conf_quote "$node_dir")"
     echo "daemonize no"
-    echo "pidfile $node_dir/redis.pid"
-    echo "logfile $node_dir/redis.log"
+    echo "pidfile $(conf_quote "$node_dir/redis.pid")"
+    echo "logfile $(conf_quote "$node_dir/redis.log")"
     echo "appendonly $appendonly"
     echo "appendfsync $appendfsync"
     if [ "$appendonly" = "yes" ]; then echo 'save ""'; else echo "save 900 1 300 10 60 10000"; fi
     if [ -n "$maxmemory" ]; then echo "maxmemory $maxmemory"; fi
     if [ "$cluster" = "yes" ]; then
       echo "cluster-enabled yes"
-      echo "cluster-config-file $node_dir/nodes.conf"
+      echo "cluster-config-file $(conf_quote "$node_dir/nodes.conf")"
       echo "cluster-node-timeout 5000"
     fi
   } > "$conf"
 )
 
-mummi_servers register "$bind" "$port" --registry "$dir/registry" >/dev/null
-exec redis-server "$conf"
+# The reason a node did not start: the warnings its log gained, or what redis-server printed.
+log="$node_dir/redis.log"
+log_offset="$(stat -c %s "$log" 2>/dev/null || echo 0)"
+failure_reason() {
+  local reason
+  reason="$(tail -c "+$((log_offset + 1))" "$log" 2>/dev/null | grep ' # ' | sed 's/^.* # //' | grep -Ev 'Configuration loaded|oO0OoO0OoO0Oo|Redis version=|overcommit' | tail -n 3 | paste -sd ';' - || true)"
+  [ -n "$reason" ] || reason="$(grep -v '^$' "$node_dir/redis.out" 2>/dev/null | tail -n 3 | paste -sd ';' - || true)"
+  echo "${reason:-redis-server exited without a message}"
+}
+fail() {
+  echo "$1" > "$node_dir/start-failed"
+  die "node $bind:$port did not start: $1 (log: $log)"
+}
+
+redis-server "$conf" > "$node_dir/redis.out" 2>&1 &
+pid=$!
+# Stopping this script (srun cancelled, Ctrl-C) stops the node, which saves its data.
+trap 'kill -TERM "$pid" 2> /dev/null || true' TERM INT HUP
+
+# Ready means: our process answers, with our password, from our directory.
+deadline=$((SECONDS + timeout))
+# (Queried only once our process logged that it listens: a squatter on the port could hang redis-cli.)
+until kill -0 "$pid" 2> /dev/null \
+    && tail -c "+$((log_offset + 1))" "$log" 2> /dev/null | grep -q "Ready to accept connections" \
+    && node_is_ours "$bind" "$port" "$password" "$node_dir" > /dev/null \
+    && [ "$(redis_cli "$bind" "$port" "$password" INFO server | sed -n 's/^process_id://p')" = "$pid" ]; do
+  if ! kill -0 "$pid" 2> /dev/null; then
+    wait "$pid" || true
+    fail "$(failure_reason)"
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    kill -TERM "$pid" 2> /dev/null || true
+    fail "no answer within $timeout s ($(failure_reason))"
+  fi
+  sleep 0.1
+done
+
+mummi_servers register "$bind" "$port" --registry "$dir/registry" > /dev/null
+echo "$pid" > "$node_dir/ready"
+status=0
+wait "$pid" || status=$?
+while kill -0 "$pid" 2> /dev/null; do  # a trapped signal interrupts `wait`: wait for the node itself
+  wait "$pid" || status=$?
+done
+rm -f "$node_dir/ready"
+exit "$status"

@@ -4,17 +4,27 @@
 # remove it from the registry. Safe to run twice.
 #
 #   stop_all_redis_nodes.sh [--dir DIR] [--timeout SECONDS]
+#
+# A node is shut down only once it proves to be this deployment's: it takes
+# the deployment's password and serves the node's own directory under DIR
+# (CONFIG GET dir), and where it records a deployment id, that id is DIR's.
+# Anything else listening on a registered port (a stale entry whose port now
+# belongs to another server) is left running, with a warning, and the stale
+# entry is removed; so is an entry where nothing answers.
 set -euo pipefail
 # shellcheck source=setup/redis/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+for argument in "$@"; do
+  case "$argument" in -h|--help) usage "$0"; exit 0 ;; esac
+done
 
 dir="$(default_redis_dir)"
 timeout=30
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dir) dir="$2"; shift 2 ;;
-    --timeout) timeout="$2"; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$((10#$2))"; shift 2 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -24,27 +34,53 @@ if [ ! -s "$registry" ]; then
   say "no Redis deployment registered in $dir; nothing to stop"
   exit 0
 fi
+command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install it (Debian/Ubuntu: apt-get install redis-tools)"
+check_python
 mapfile -t nodes < <(mummi_servers list --registry "$registry")
 if [ "${#nodes[@]}" -eq 0 ]; then
   say "no Redis nodes registered in $registry; nothing to stop"
   exit 0
 fi
 password="$(read_password "$dir")"
+deployment_id="$(cat "$dir/deployment-id" 2>/dev/null || true)"
 
 failed=0
 for entry in "${nodes[@]}"; do
   read -r host port <<< "$entry"
-  pidfile="$dir/nodes/$host-$port/redis.pid"
+  node_dir="$(node_dir_of "$dir" "$host" "$port")"
+  status=0
+  why="$(node_is_ours "$host" "$port" "$password" "$node_dir")" || status=$?
+  if [ "$status" -eq 0 ] && [ -n "$deployment_id" ]; then
+    recorded="$(redis_cli "$host" "$port" "$password" HGET mio:deployment id)"
+    if [[ "$recorded" =~ ^[0-9a-f]{32}$ ]] && [ "$recorded" != "$deployment_id" ]; then
+      why="it records another deployment id ($recorded)"
+      status=1
+    fi
+  fi
+  if [ "$status" -eq 2 ]; then
+    say "node $host:$port is not running; removed from the registry (data in $node_dir)"
+    mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
+    continue
+  fi
+  if [ "$status" -ne 0 ]; then
+    say "warning: $host:$port is not a node of this deployment ($why): left running, its stale entry removed from the registry"
+    mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
+    continue
+  fi
   # SHUTDOWN SAVE writes an RDB snapshot (and flushes the AOF) before exiting.
-  if ! redis_cli "$host" "$port" "$password" SHUTDOWN SAVE > /dev/null 2>&1; then
-    say "node $host:$port did not accept SHUTDOWN (already down?)"
+  reply="$(redis_cli "$host" "$port" "$password" SHUTDOWN SAVE)"
+  if [ -n "$reply" ] && [[ "$reply" != *"connect"* ]]; then
+    say "node $host:$port refused SHUTDOWN SAVE: $reply"
   fi
   deadline=$((SECONDS + timeout))
-  while redis_cli "$host" "$port" "$password" PING > /dev/null 2>&1; do
+  while [ "$(redis_cli "$host" "$port" "$password" PING)" = "PONG" ]; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      if [ -s "$pidfile" ]; then
+      pid="$(cat "$node_dir/redis.pid" 2> /dev/null || true)"
+      if [[ "$pid" =~ ^[0-9]+$ ]] && grep -qa redis-server "/proc/$pid/cmdline" 2> /dev/null; then
         say "node $host:$port is still running after $timeout s; sending SIGTERM"
-        kill "$(cat "$pidfile")" 2> /dev/null || true
+        kill "$pid" 2> /dev/null || true
+      else
+        say "node $host:$port is still running after $timeout s and is not a process of this host; stop it on its host"
       fi
       failed=1
       break
@@ -52,6 +88,6 @@ for entry in "${nodes[@]}"; do
     sleep 0.1
   done
   mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
-  say "stopped $host:$port (data in $dir/nodes/$host-$port)"
+  say "stopped $host:$port (data in $node_dir)"
 done
-[ "$failed" -eq 0 ] || die "some nodes needed SIGTERM; check their logs under $dir/nodes/"
+[ "$failed" -eq 0 ] || die "some nodes did not stop in time; check their logs under $dir/nodes/"
