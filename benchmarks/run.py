@@ -462,23 +462,30 @@ def main(argv: list[str] | None = None) -> int:
     backends = Backends(scratch)
     sections: dict[str, list[dict[str, object]]] = {}
     started = time.monotonic()
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    steps: list[tuple[str, object]] = [
+        ("small values", lambda: small_values(backends, 1_000 if args.quick else 10_000, repeat)),
+        ("npz arrays", lambda: npz_arrays(backends, 10 if args.quick else 200, repeat)),
+        ("objects", lambda: big_arrays(backends, 10 if args.quick else 100, repeat)),
+        ("nested objects", lambda: nested_objects(backends, 20 if args.quick else 200, repeat)),
+        ("feedback loop", lambda: feedback_loop(backends, 2_000 if args.quick else 100_000, repeat)),
+        ("namespace size", lambda: scaling(backends, sizes, repeat)),
+        ("concurrent writers", lambda: concurrent_writers(backends, 200 if args.quick else 5_000, repeat)),
+        ("MPI ranks", lambda: mpi_ranks(backends, 100 if args.quick else 2_000, repeat)),
+        ("taridx targets", lambda: bench_taridx.collect(args.quick, repeat)),
+    ]
+    if redis_server_binary() is not None:
+        steps.append(("redis targets", lambda: bench_redis.collect(args.quick, repeat)))
+    steps.append(("coordination", lambda: bench_coordination.collect(args.quick)))
     try:
-        sections["small values"] = small_values(backends, 1_000 if args.quick else 10_000, repeat)
-        sections["npz arrays"] = npz_arrays(backends, 10 if args.quick else 200, repeat)
-        sections["objects"] = big_arrays(backends, 10 if args.quick else 100, repeat)
-        sections["nested objects"] = nested_objects(backends, 20 if args.quick else 200, repeat)
-        sections["feedback loop"] = feedback_loop(backends, 2_000 if args.quick else 100_000, repeat)
-        sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
-        sections["namespace size"] = scaling(backends, sizes, repeat)
-        sections["concurrent writers"] = concurrent_writers(backends, 200 if args.quick else 5_000, repeat)
-        sections["MPI ranks"] = mpi_ranks(backends, 100 if args.quick else 2_000, repeat)
+        for number, (title, collect) in enumerate(steps, 1):
+            # Progress on stderr (a full run takes an hour): the tables go to stdout at the end.
+            print(f"[{number}/{len(steps)}] {title} ({time.monotonic() - started:.0f} s so far)", file=sys.stderr,
+                  flush=True)
+            sections[title] = collect()  # type: ignore[operator]
     finally:
         backends.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    sections["taridx targets"] = bench_taridx.collect(args.quick, repeat)
-    if redis_server_binary() is not None:
-        sections["redis targets"] = bench_redis.collect(args.quick, repeat)
-    sections["coordination"] = bench_coordination.collect(args.quick)
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {machine()['platform']}, {machine()['cpus']} CPUs, "
               f"Python {machine()['python']}; {'quick' if args.quick else 'full'} run, medians of {repeat}, "
               f"{time.monotonic() - started:.0f} s.")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mummi_io import get_io
-from mummi_io.testing.servers import free_port
+from mummi_io.testing.servers import confined, free_run
 
 redis = pytest.importorskip("redis")
 
@@ -29,21 +29,8 @@ def run_script(name: str, *args: str, env: dict[str, str] | None = None, timeout
 
 
 def free_base_port(count: int, cluster: bool = False) -> int:
-    for _ in range(200):
-        base = free_port(cluster)
-        ports = range(base, base + count)
-        if all(_free(p) and (not cluster or _free(p + 10000)) for p in ports) and base + count < 30000 + 10000 * (not cluster):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """A run of ``count`` free ports in the test range (``$MUMMI_IO_TEST_PORTS``)."""
+    return free_run(count, cluster)
 
 
 def running_servers(base: int, count: int) -> list[int]:
@@ -121,7 +108,9 @@ def test_three_nodes_start_serve_stop_and_reload(deployment, monkeypatch) -> Non
 
 def test_cluster_mode(deployment, monkeypatch) -> None:
     base = free_base_port(3, cluster=True)
-    started = run_script("start_all_redis_nodes.sh", "3", "--cluster", "--dir", str(deployment), "--port", str(base))
+    bus = ["--bus-port", str(free_base_port(3))] if confined() else []  # inside $MUMMI_IO_TEST_PORTS too
+    started = run_script("start_all_redis_nodes.sh", "3", "--cluster", "--dir", str(deployment), "--port", str(base),
+                         *bus)
     assert started.returncode == 0, started.stderr
     assert "mode cluster" in (deployment / "registry").read_text()
     monkeypatch.delenv("MUMMI_REDIS_NODES", raising=False)

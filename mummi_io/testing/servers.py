@@ -34,13 +34,43 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+#: Confines the ports the tests use, e.g. ``MUMMI_IO_TEST_PORTS=41000-41999`` on a shared login node.
+PORTS_ENV = "MUMMI_IO_TEST_PORTS"
+_DEFAULT_PORTS = (30000, 55535)  # + 10000 (a cluster bus port) stays below 65536
+
+
+def port_range() -> tuple[int, int]:
+    """The ports tests may listen on: ``$MUMMI_IO_TEST_PORTS`` (``LOW-HIGH``), else 30000-55535."""
+    text = os.environ.get(PORTS_ENV, "").strip()
+    if not text:
+        return _DEFAULT_PORTS
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) and int(low) + 50 <= int(high) <= 65535):
+        raise RuntimeError(f"${PORTS_ENV} must be a range of at least 50 ports such as 41000-41999, not {text!r}")
+    return int(low), int(high)
+
+
+def confined() -> bool:
+    """Whether ``$MUMMI_IO_TEST_PORTS`` confines the ports (cluster bus ports are then taken from it too)."""
+    return bool(os.environ.get(PORTS_ENV, "").strip())
+
+
 def free_port(cluster: bool = False) -> int:
-    """A free loopback port (and, for cluster nodes, a free bus port at port + 10000)."""
+    """A free loopback port in :func:`port_range`; with ``cluster`` and no confined range, port + 10000
+    (the default cluster bus port) is free too."""
+    return free_run(1, cluster)
+
+
+def free_run(count: int, cluster: bool = False) -> int:
+    """The first of ``count`` consecutive free loopback ports in :func:`port_range` (see :func:`free_port`)."""
+    low, high = port_range()
+    bus = cluster and not confined()
     for _ in range(1000):
-        port = random.randint(20000, 29999) if cluster else random.randint(30000, 60000)
-        if _port_is_free(port) and (not cluster or _port_is_free(port + 10000)):
-            return port
-    raise RuntimeError("no free loopback port found")
+        base = random.randint(low, high - count + 1)
+        ports = range(base, base + count)
+        if all(_port_is_free(p) and (not bus or (p + 10000 <= 65535 and _port_is_free(p + 10000))) for p in ports):
+            return base
+    raise RuntimeError(f"no run of {count} free loopback port(s) found in {low}-{high}")
 
 
 @dataclass
@@ -51,6 +81,8 @@ class RedisServer:
     password: str
     port: int = 0
     cluster: bool = False
+    #: The cluster bus port: port + 10000 unless ``$MUMMI_IO_TEST_PORTS`` confines ports (Redis 7's cluster-port).
+    bus_port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -76,6 +108,9 @@ class RedisServer:
                 "--cluster-enabled", "yes", "--cluster-config-file", os.path.join(workdir, "nodes.conf"),
                 "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
             ]
+            if confined():
+                self.bus_port = self.bus_port or free_port()
+                arguments += ["--cluster-port", str(self.bus_port)]
         self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 

@@ -5,8 +5,8 @@
 #
 #   start_all_redis_nodes.sh N [--launcher local|slurm|flux] [--port BASE]
 #       [--dir DIR] [--bind ADDR] [--no-aof] [--appendfsync POLICY]
-#       [--maxmemory SIZE] [--cluster [--replicas R]] [--timeout SECONDS]
-#       [--dry-run]
+#       [--maxmemory SIZE] [--cluster [--replicas R] [--bus-port BASE]]
+#       [--timeout SECONDS] [--dry-run]
 #
 # --launcher  local: background processes here (default without a scheduler);
 #             slurm: one srun step per node; flux: one flux submit per node
@@ -18,7 +18,9 @@
 # --no-aof    no append-only file (RDB snapshots only); --appendfsync sets
 #             the AOF fsync policy (default everysec)
 # --maxmemory memory limit per node (e.g. 4gb)
-# --cluster   build a Redis Cluster; --replicas R replicas per master
+# --cluster   build a Redis Cluster; --replicas R replicas per master;
+#             --bus-port BASE: node i's cluster bus on BASE+i (Redis 7;
+#             default: its port + 10000)
 # --timeout   seconds to wait for every node (default 60)
 # --dry-run   print the commands instead of running them
 #
@@ -77,6 +79,7 @@ bind=""
 node_options=()
 cluster="no"
 replicas=0
+bus_base=""
 timeout=60
 dry_run="no"
 
@@ -90,6 +93,7 @@ while [ $# -gt 0 ]; do
     --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; node_options+=(--appendfsync "$2"); shift 2 ;;
     --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; node_options+=(--maxmemory "$2"); shift 2 ;;
     --cluster) cluster="yes"; node_options+=(--cluster); shift ;;
+    --bus-port) need_value "$1" "$#"; check_port --bus-port "$2"; bus_base="$((10#$2))"; shift 2 ;;
     --replicas) need_value "$1" "$#"; check_integer --replicas "$2" 0 16; replicas="$((10#$2))"; shift 2 ;;
     --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$((10#$2))"; shift 2 ;;
     --dry-run) dry_run="yes"; shift ;;
@@ -106,10 +110,14 @@ fi
 if [ -z "$bind" ]; then
   if [ "$launcher" = "local" ]; then bind="127.0.0.1"; else bind="auto"; fi
 fi
-bus_offset=0
-[ "$cluster" = "no" ] || bus_offset=10000
-[ "$((base_port + count - 1 + bus_offset))" -le 65535 ] \
-  || die "ports $base_port to $((base_port + count - 1))$([ "$cluster" = "no" ] || echo " and their cluster bus ports (+10000)") do not fit below 65536: lower --port"
+[ "$((base_port + count - 1))" -le 65535 ] || die "ports $base_port to $((base_port + count - 1)) do not fit below 65536: lower --port"
+if [ "$cluster" = "yes" ]; then
+  [ -n "$bus_base" ] || bus_base=$((base_port + 10000))
+  [ "$((bus_base + count - 1))" -le 65535 ] \
+    || die "cluster bus ports $bus_base to $((bus_base + count - 1)) do not fit below 65536: lower --port or set --bus-port"
+elif [ -n "$bus_base" ]; then
+  die "--bus-port is for --cluster"
+fi
 if [ "$cluster" = "yes" ] && [ "$count" -lt $((3 * (1 + replicas))) ]; then
   die "a cluster with $replicas replica(s) per master needs at least $((3 * (1 + replicas))) nodes"
 fi
@@ -154,6 +162,7 @@ launched=()  # node scripts (local) or srun steps (slurm) started here
 for ((i = 0; i < count; i++)); do
   port=$((base_port + i))
   node=("$node_script" --port "$port" --dir "$dir" --bind "$bind" "${node_options[@]}")
+  [ "$cluster" = "no" ] || [ "$bus_base" = "$((base_port + 10000))" ] || node+=(--bus-port "$((bus_base + i))")
   case "$launcher" in
     local)
       if [ "$dry_run" = "yes" ]; then run "${node[@]}"
@@ -194,9 +203,9 @@ if [ "$cluster" = "yes" ]; then
   else
     for node in "${nodes[@]}"; do
       host="${node%:*}"
-      bus=$((${node##*:} + 10000))
+      bus=$((bus_base + ${node##*:} - base_port))
       if ! (exec 3<>"/dev/tcp/$host/$bus") 2>/dev/null; then
-        die "cluster bus port $host:$bus is not reachable (the port + 10000 must be open between nodes; a firewall here makes 'redis-cli --cluster create' hang)"
+        die "cluster bus port $host:$bus is not reachable (it must be open between nodes; a firewall here makes 'redis-cli --cluster create' hang)"
       fi
     done
     REDISCLI_AUTH="$password" redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes > "$dir/cluster-create.log" 2>&1 \

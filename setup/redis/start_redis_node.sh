@@ -6,8 +6,8 @@
 # start_all_redis_nodes.sh (locally, or through srun / flux); run it yourself
 # with --detach to restart one node that stopped.
 #
-#   start_redis_node.sh --port PORT --dir DIR [--bind ADDR|auto] [--cluster]
-#                       [--no-aof] [--appendfsync always|everysec|no]
+#   start_redis_node.sh --port PORT --dir DIR [--bind ADDR|auto]
+#                       [--cluster [--bus-port PORT]] [--no-aof] [--appendfsync always|everysec|no]
 #                       [--maxmemory SIZE] [--timeout SECONDS] [--detach]
 #
 # --detach   start the node in the background, wait until it is ready (or
@@ -29,6 +29,7 @@ cluster="no"
 appendonly="yes"
 appendfsync="everysec"
 maxmemory=""
+bus_port=""
 timeout=60
 detach="no"
 arguments=("$@")
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
     --bind) need_value "$1" "$#"; [ "$2" = "auto" ] || check_address --bind "$2"; bind="$2"; shift 2 ;;
     --cluster) cluster="yes"; shift ;;
+    --bus-port) need_value "$1" "$#"; check_port --bus-port "$2"; bus_port="$((10#$2))"; shift 2 ;;
     --no-aof) appendonly="no"; shift ;;
     --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; appendfsync="$2"; shift 2 ;;
     --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; maxmemory="$2"; shift 2 ;;
@@ -114,6 +116,7 @@ conf="$node_dir/redis.conf"
       echo "cluster-enabled yes"
       echo "cluster-config-file $(conf_quote "$node_dir/nodes.conf")"
       echo "cluster-node-timeout 5000"
+      if [ -n "$bus_port" ]; then echo "cluster-port $bus_port"; fi
     fi
   } > "$conf"
 )
