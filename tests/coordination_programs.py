@@ -85,3 +85,11 @@ if __name__ == "__main__":
         wake_times(args[0], json.loads(args[1]), args[2], int(args[3]))
     else:
         raise SystemExit(f"unknown command {command!r} (pid {os.getpid()})")
+
+
+def add_to_counter(kind: str, options: dict, place: str, name: str, times: int, results) -> None:
+    """Add 1 to a counter ``times`` times; put each value ``add`` returns on ``results``."""
+    with open_io(kind, options) as io:
+        counter = io.counter(place, name)
+        for _ in range(times):
+            results.put(counter.add(1))

@@ -257,6 +257,24 @@ def test_counter(io, place):
     assert counter.value() == 0
 
 
+def test_concurrent_adds_each_see_the_value_right_after_their_own(setup, io, place):
+    """A counter add is a fetch-and-add on every backend: of N concurrent add(1), each returns a different
+    value from 1 to N (on files, add used to return whatever the directory held by then: none saw 1)."""
+    kind, options, _ = setup
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    adders = [context.Process(target=programs.add_to_counter, args=(kind, options, place, "claims", 5, results))
+              for _ in range(4)]
+    for adder in adders:
+        adder.start()
+    for adder in adders:
+        adder.join(120)
+        assert adder.exitcode == 0
+    seen = sorted(results.get(timeout=10) for _ in range(20))
+    assert seen == list(range(1, 21))
+    assert io.counter(place, "claims").value() == 20
+
+
 def test_barrier(io, place):
     barrier = io.barrier(place, "step-1", parties=3)
     assert barrier.arrive("job-a") == 1

@@ -5,7 +5,8 @@ Layout under a place (a directory)::
     <place>/<key>                                  a raised signal (one byte, created atomically)
     <place>/.mummi_io.queue.<name>/pending/<id>    an item waiting (content: the item)
     <place>/.mummi_io.queue.<name>/leased/<id>~<token>~<lease ms>
-    <place>/.mummi_io.counter.<name>/<random>~<amount>
+    <place>/.mummi_io.counter.<name>/<sequence>      an add's claim (content: the amount)
+    <place>/.mummi_io.counter.<name>/<sequence>~<amount>   the same add, readable from its name
     <place>/.mummi_io.barrier.<name>/<member>
 
 Every change is a single atomic file-system operation, so no lock is needed
@@ -16,6 +17,13 @@ lease clock is the leased file's ctime, which the claiming rename sets and
 ``extend`` refreshes; an expired lease is returned by the next consumer that
 looks for work. (Lease expiry compares that ctime with this host's clock:
 keep leases much longer than the clock skew between nodes.)
+
+A counter add takes the next free sequence number by hard-linking its
+(complete) amount file there: ``link`` fails if the name exists, so every add
+gets its own number, with no gaps, and ``add`` returns the sum up to its own
+number, exactly the value right after it, as Redis's INCRBY does (of N
+concurrent ``add(1)``, exactly one sees 1). A second link names the amount, so
+readers sum names and open a file only for an add caught between its two links.
 
 Waiting uses inotify on a local file system (no polling at all) and, elsewhere,
 one polling thread per process that lists each watched directory with bounded
@@ -55,6 +63,44 @@ def _entries(directory: str) -> list[str]:
             return [entry.name for entry in listing if not entry.name.startswith(TEMP_PREFIX)]
     except FileNotFoundError:
         return []
+
+
+#: Digits of a counter add's sequence number (zero-padded, so names sort by it).
+_SEQUENCE_DIGITS = 20
+
+
+def _counter_entries(directory: str) -> tuple[set[int], dict[int, int], int]:
+    """A counter's adds: the claimed sequence numbers, the amounts named so far, and the total of the adds
+    written before sequence numbers (``<random>~<amount>``, counted always)."""
+    claimed: set[int] = set()
+    named: dict[int, int] = {}
+    older = 0
+    for name in _entries(directory):
+        number, tilde, amount = name.partition("~")
+        if len(number) != _SEQUENCE_DIGITS or not number.isdigit():
+            older += int(amount) if tilde else 0
+        elif tilde:
+            named[int(number)] = int(amount)
+        else:
+            claimed.add(int(number))
+    return claimed, named, older
+
+
+def _counter_sum(directory: str, through: int | None) -> int:
+    """The amounts of a counter's adds numbered up to ``through`` (all when ``None``)."""
+    claimed, named, total = _counter_entries(directory)
+    for number in claimed | set(named):
+        if through is not None and number > through:
+            continue
+        if number in named:
+            total += named[number]
+            continue
+        try:  # an add between its two links: its amount is in the claim file
+            with open(os.path.join(directory, f"{number:0{_SEQUENCE_DIGITS}d}"), "rb") as handle:
+                total += int(handle.read())
+        except FileNotFoundError:  # the counter was deleted meanwhile
+            continue
+    return total
 
 
 class _PollNotice(Notice):
@@ -244,12 +290,24 @@ class FileCoordinator(Coordinator):
         directory = self._directory(place, "counter:" + counter)
         with storage_errors(f"add to counter {counter!r} at {place!r}"):
             os.makedirs(directory, exist_ok=True)
-            atomic_write(os.path.join(directory, f"{secrets.token_hex(8)}~{amount}"), b"")
-        return self.value(place, counter)
+            temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+            atomic_write(temp, str(amount).encode("ascii"))
+            try:
+                sequence = max(_counter_entries(directory)[0], default=0) + 1
+                while True:
+                    try:
+                        os.link(temp, os.path.join(directory, f"{sequence:0{_SEQUENCE_DIGITS}d}"))
+                        break
+                    except FileExistsError:  # another add took it: the next one (taken numbers leave no gap)
+                        sequence += 1
+                os.link(temp, os.path.join(directory, f"{sequence:0{_SEQUENCE_DIGITS}d}~{amount}"))
+            finally:
+                os.unlink(temp)
+            return _counter_sum(directory, sequence)
 
     def value(self, place: str, counter: str) -> int:
-        names = _entries(self._directory(place, "counter:" + counter))
-        return sum(int(name.rpartition("~")[2]) for name in names)
+        with storage_errors(f"read counter {counter!r} at {place!r}"):
+            return _counter_sum(self._directory(place, "counter:" + counter), None)
 
     def arrive(self, place: str, barrier: str, member: str) -> int:
         directory = self._directory(place, "barrier:" + barrier)
