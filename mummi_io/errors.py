@@ -51,14 +51,15 @@ class KeyNotFoundError(MummiIOError, KeyError):
         Every missing key, in the order they were requested.
     """
 
-    def __init__(self, namespace: str, keys: Iterable[str]) -> None:
+    def __init__(self, namespace: str, keys: Iterable[str], hint: str = "") -> None:
         self.namespace = namespace
         self.keys = list(keys)
         shown = ", ".join(repr(k) for k in self.keys[:20])
         more = f" and {len(self.keys) - 20} more" if len(self.keys) > 20 else ""
         super().__init__(
             f"{len(self.keys)} key(s) not found in namespace {namespace!r}: {shown}{more}. "
-            "Check the key names with list_keys(), or pass missing=None to get None "
+            + (hint + " " if hint else "")
+            + "Check the key names with list_keys(), or pass missing=None to get None "
             "for missing keys instead of this error."
         )
 

@@ -45,3 +45,15 @@ def test_groups_store_anything_the_values_serializer_takes(tmp_path) -> None:
         assert type(run["energy"]) is np.float64 and run["energy"] == -3.5
         del storage["structure"]
         assert "structure" not in storage
+
+
+def test_a_tar_read_with_the_default_backend_says_which_backend_reads_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("MUMMI_IO_BACKEND", raising=False)
+    archive = tmp_path / "run.tar"
+    mummi_io.save({"a": 1}, archive / "exp-1", backend="taridx")
+    assert mummi_io.load(archive / "exp-1", backend="taridx") == {"a": 1}
+    with pytest.raises(KeyError, match="is a file, read here with the simple backend.*backend='taridx'"):
+        mummi_io.load(archive / "exp-1")
+    with pytest.raises(KeyError) as plain:  # a directory namespace: no such advice
+        mummi_io.load(tmp_path / "exp-1")
+    assert "backend='taridx'" not in str(plain.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import KeyNotFoundError
 from .pack import ManifestInfo, Pack, SlotInfo, dump, import_mlio_pack, load
 from .serializers import Serializer, register_serializer
 from .store import EnvironmentMismatchError, EnvironmentMismatchWarning
@@ -38,7 +39,15 @@ def load_path(filename: str | os.PathLike[str], backend: str | None = None, **op
 
     namespace, key = _split(filename)
     with get_io(backend) as io:
-        return io.load_object(namespace, key, **options)
+        try:
+            return io.load_object(namespace, key, **options)
+        except KeyNotFoundError as missing:
+            if io.backend.kind != "taridx" and os.path.isfile(namespace):
+                raise KeyNotFoundError(missing.namespace, missing.keys, hint=(
+                    f"{namespace!r} is a file, read here with the {io.backend.kind} backend (a directory of files): "
+                    "for an indexed tar pass backend='taridx' (or set MUMMI_IO_BACKEND=taridx)."
+                )) from None
+            raise
 
 
 def delete(filename: str | os.PathLike[str], backend: str | None = None) -> None:
