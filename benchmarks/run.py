@@ -4,8 +4,8 @@
     mummi-io bench [--quick] ...                      (the same, from a checkout)
 
 Writes ``results.json``, ``results.md`` (the tables) and PNG plots into
-``--out``. ``--quick`` uses small sizes and finishes in about two minutes (CI runs
-it). Workloads:
+``--out``. ``--quick`` uses small sizes and finishes in about four minutes (CI runs
+it); each section announces itself on stderr. Workloads:
 
 - small values: 1 KiB x N, save and load in one call each;
 - npz arrays of ~100 KB: ``save_npz`` / ``load_npz``;
@@ -452,7 +452,7 @@ def plot(results: dict[str, list[dict[str, object]]], out: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (about two minutes), for CI")
+    parser.add_argument("--quick", action="store_true", help="small sizes (about four minutes), for CI")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per figure (quick: 3)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     args = parser.parse_args(argv)

@@ -48,10 +48,19 @@ def unregister(host: str, port: int, registry: str | None = None) -> list[Node]:
     return update_registry(registry or default_registry_path(), remove=[Node.parse((host, port))])
 
 
-def ping(nodes: list[Node], password: str | None, timeout: float = 2.0) -> list[PingResult]:
-    """PING every node with authentication, measuring latency and memory in use."""
+def ping(nodes: list[Node], password: str | None, timeout: float = 2.0, check_shape: bool = False) -> list[PingResult]:
+    """PING every node with authentication, measuring latency and memory in use.
+
+    With ``check_shape`` (independent nodes), each node is also asked which
+    node set it records (``mio:deployment``): a node that answers but records
+    another set (a foreign server listed by mistake, a node of another
+    deployment) is not ok, as clients would refuse it.
+    """
     import redis
 
+    from .backends.redis.transport import SHAPE_KEY, shape_difference, shape_of
+
+    expected = shape_of(nodes)
     results = []
     for node in nodes:
         client = redis.Redis(
@@ -62,6 +71,14 @@ def ping(nodes: list[Node], password: str | None, timeout: float = 2.0) -> list[
             client.ping()
             latency = 1000 * (time.perf_counter() - started)
             memory = client.info("memory").get("used_memory_human")
+            recorded = client.hget(SHAPE_KEY, "nodes") if check_shape else None
+            if recorded is not None and recorded.decode("utf-8", "replace") != expected:
+                results.append(PingResult(node, latency, memory, error=(
+                    f"answers, but records the node set {recorded.decode('utf-8', 'replace')} "
+                    f"({shape_difference(expected, recorded.decode('utf-8', 'replace'), 'the list pinged')}): "
+                    "clients with this list are refused"
+                )))
+                continue
             results.append(PingResult(node, latency, memory))
         except redis.exceptions.RedisError as exc:
             results.append(PingResult(node, error=str(exc) or exc.__class__.__name__))
@@ -149,9 +166,14 @@ def record_shape(registry: str | None, deployment_id: str | None = None) -> str 
         different = {node.name: value for node, value in zip(nodes, recorded) if value not in (None, expected)}
         if different:
             return "; ".join(
-                f"{name} records the data as placed over {value} ({shape_difference(expected, value)})"
+                f"{name} records the data as placed over {value} ({shape_difference(expected, value, 'the registry')})"
                 for name, value in sorted(different.items())
             ) + "; clients will be refused until `mummi-io servers --registry " + path + " rebalance` moves the data"
+        blank = [node.name for node, value in zip(nodes, recorded) if value is None]
+        if blank and len(blank) < len(nodes):
+            return (f"{', '.join(blank)} hold(s) no deployment record while the other nodes do: new to this "
+                    "deployment, or the data was lost (its AOF/RDB files gone?). Clients will be refused; if the "
+                    f"node is new on purpose, `mummi-io servers --registry {path} rebalance` moves its share to it")
         transport.record_shape(deployment_id)
         return None
     except redis.exceptions.RedisError as exc:

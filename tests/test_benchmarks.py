@@ -37,3 +37,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     waits = {row["wait"]: row for row in sections["coordination"]}
     assert set(waits) == {"redis", "inotify", "backoff", "seed"}
     assert all(isinstance(row["fs calls/s while waiting"], float) for row in waits.values())
+
+
+def test_the_benchmarks_need_nothing_from_the_test_extra() -> None:
+    """`pip install -e ".[bench]"` has no pytest: the benchmarks' imports must not need it."""
+    program = (
+        "import sys; sys.modules['pytest'] = None; sys.modules['hypothesis'] = None; "  # as if not installed
+        f"sys.path.insert(0, {str(BENCHMARKS)!r}); import run, bench_coordination, bench_redis, bench_taridx; "
+        "import mummi_io.testing.servers; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

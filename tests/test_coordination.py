@@ -257,6 +257,15 @@ def test_counter(io, place):
     assert counter.value() == 0
 
 
+def test_queue_items_are_text_and_bytes_are_told_so(io, place):
+    queue = io.queue(place, "work")
+    with pytest.raises(InvalidArgumentError, match="queue items are str .*not bytes; decode bytes first"):
+        queue.put(b"x")
+    with pytest.raises(InvalidArgumentError, match="not int"):
+        queue.put([1])
+    assert queue.sizes() == (0, 0)
+
+
 def test_concurrent_adds_each_see_the_value_right_after_their_own(setup, io, place):
     """A counter add is a fetch-and-add on every backend: of N concurrent add(1), each returns a different
     value from 1 to N (on files, add used to return whatever the directory held by then: none saw 1)."""

@@ -282,6 +282,9 @@ def test_help_answers_in_any_position() -> None:
     (["--dir", "/tmp/a\nb"], "--dir must not contain control characters"),
     (["--port", "65535"], "do not fit below 65536"),
     (["--port"], "--port"),  # last: "needs a value"; before --dry-run: "not --dry-run"
+    (["--dir", "/tmp/deploy[a]"], "must not contain the glob characters"),  # redis-server globs its config path
+    (["--dir", "/tmp/deploy*"], "must not contain the glob characters"),
+    (["--bind", "0"], "is not an IPv4 address"),  # getaddrinfo reads "0" as 0.0.0.0: every interface
 ])
 def test_every_option_is_checked_before_anything_runs(tmp_path, arguments, message) -> None:
     canary = tmp_path / "canary"
@@ -436,3 +439,120 @@ def test_python_without_the_dependencies_is_one_line(tmp_path) -> None:
     assert result.returncode == 1
     assert "lacks mummi_io's dependencies" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _entries(deployment: Path) -> list[str]:
+    return [l for l in (deployment / "registry").read_text().splitlines() if l and not l.startswith("#")]
+
+
+def test_a_restart_keeps_the_nodes_saved_configuration(deployment) -> None:
+    """Restarting a --no-aof node without --no-aof used to start it with AOF, ignoring its dump.rdb:
+    empty, and the next SHUTDOWN SAVE overwrote the data."""
+    base = free_base_port(1)
+    started = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base), "--no-aof",
+                         "--maxmemory", "100mb")
+    assert started.returncode == 0, started.stderr
+    password = (deployment / "password").read_text().strip()
+    client = redis.Redis(host="127.0.0.1", port=base, password=password)
+    client.mset({f"k{i}": i for i in range(100)})
+    client.save()
+    os.kill(int((deployment / "nodes" / f"127.0.0.1-{base}" / "redis.pid").read_text()), 9)
+    for arguments in (["--detach"], ["--detach", "--cluster"], ["--detach", "--appendfsync", "always"]):
+        restart = run_script("start_redis_node.sh", "--port", str(base), "--dir", str(deployment), *arguments)
+        if "--cluster" in arguments:  # switching cluster mode is refused, with the reason, and nothing starts
+            assert restart.returncode == 1 and "cluster-enabled no" in restart.stderr, restart.stderr
+            assert running_servers(base, 1) == []
+            continue
+        assert restart.returncode == 0, restart.stderr
+        client = redis.Redis(host="127.0.0.1", port=base, password=password)
+        assert len(list(client.scan_iter("k*"))) == 100  # beside mio:deployment, the node's record
+        assert client.config_get("appendonly")["appendonly"] == "no"
+        assert client.config_get("maxmemory")["maxmemory"] == str(100 * 1024 * 1024)
+        client.shutdown(save=True)
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+    switched = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base),
+                          "--timeout", "20")
+    assert switched.returncode == 0, switched.stderr  # not given: --no-aof is kept
+    assert len(list(redis.Redis(host="127.0.0.1", port=base, password=password).scan_iter("k*"))) == 100
+
+
+def test_a_node_that_lost_its_data_is_reported_at_start(deployment) -> None:
+    base = free_base_port(2)
+    assert run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base)).returncode == 0
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+    lost = deployment / "nodes" / f"127.0.0.1-{base + 1}"
+    shutil.rmtree(lost / "appendonlydir")
+    (lost / "dump.rdb").unlink()
+    again = run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base))
+    assert again.returncode == 0, again.stderr
+    assert f"127.0.0.1:{base + 1} hold(s) no deployment record while the other nodes do" in again.stderr
+
+
+def test_a_bad_registry_line_stops_nothing_and_starts_nothing(deployment) -> None:
+    base = free_base_port(1)
+    assert run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base)).returncode == 0
+    registry = deployment / "registry"
+    good = registry.read_text()
+    for bad in ("garbage\n", "-p 7000\n", "host 99999\n"):
+        registry.write_text(good + bad)
+        stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+        assert stopped.returncode == 1 and "cannot read the registry" in stopped.stderr, stopped.stderr
+        assert running_servers(base, 1) == [base]  # still running, still registered: nothing half done
+        started = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base + 1))
+        assert started.returncode == 1 and "cannot read the registry" in started.stderr
+        assert running_servers(base + 1, 1) == []
+    registry.write_text(good)
+    assert run_script("stop_all_redis_nodes.sh", "--dir", str(deployment)).returncode == 0
+
+
+def test_a_node_that_cannot_save_stays_registered(deployment) -> None:
+    base = free_base_port(1)
+    started = run_script("start_all_redis_nodes.sh", "1", "--dir", str(deployment), "--port", str(base), "--no-aof")
+    assert started.returncode == 0, started.stderr
+    password = (deployment / "password").read_text().strip()
+    redis.Redis(host="127.0.0.1", port=base, password=password).set("precious", "1")
+    blocker = deployment / "nodes" / f"127.0.0.1-{base}" / "dump.rdb"
+    blocker.mkdir()  # the snapshot cannot be written: Redis refuses to shut down and lose the key
+    try:
+        stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment), "--timeout", "1")
+        assert stopped.returncode == 1
+        assert "still running, with data it could not save; it stays registered" in stopped.stderr
+        assert _entries(deployment) == [f"127.0.0.1 {base}"]
+        assert running_servers(base, 1) == [base]
+    finally:
+        blocker.rmdir()
+    stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+    assert stopped.returncode == 0 and running_servers(base, 1) == []
+
+
+def test_a_dead_node_is_reported_as_not_running(deployment) -> None:
+    base = free_base_port(2)
+    assert run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base),
+                      "--timeout", "030").returncode == 0
+    os.kill(int((deployment / "nodes" / f"127.0.0.1-{base}" / "redis.pid").read_text()), 9)
+    import time
+    time.sleep(0.5)
+    stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"node 127.0.0.1:{base} is not running; removed from the registry" in stopped.stderr
+    assert "not a node of this deployment" not in stopped.stderr
+
+
+def test_relative_dir_leading_zeros_and_one_start_at_a_time(tmp_path) -> None:
+    base = free_base_port(1)
+    environment = {"MUMMI_IO_PYTHON": sys.executable}
+    program = f"""
+        cd {tmp_path}
+        mkdir rel && exec 9> rel/.start.lock && flock 9
+        bash {SCRIPTS / 'start_all_redis_nodes.sh'} 1 --dir rel --port {base}; echo "while locked: $?"
+        exec 9>&-
+        bash {SCRIPTS / 'start_redis_node.sh'} --dir rel --port {base} --timeout 09 --detach; echo "node: $?"
+        bash {SCRIPTS / 'stop_all_redis_nodes.sh'} --dir rel; echo "stop: $?"
+    """
+    result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **environment})
+    assert "while locked: 1" in result.stdout and "another start_all_redis_nodes.sh is starting" in result.stderr
+    assert "node: 0" in result.stdout, result.stderr  # a relative --dir, and 09 read as nine
+    assert "stop: 0" in result.stdout, result.stderr
+    assert (tmp_path / "rel" / "nodes" / f"127.0.0.1-{base}" / "redis.log").exists()
+    assert running_servers(base, 1) == []

@@ -187,12 +187,22 @@ def test_rebalance_after_adding_a_node(tmp_path, redis_password) -> None:
         with get_io("redis", nodes=names[:2], password=password) as old:  # the old list is refused from now on
             with pytest.raises(BackendUnavailableError, match=f"this client lacks {names[2]}"):
                 old.file_exists(namespace, keys[0])
+        with get_io("redis", nodes=names[1:], password=password) as shrunk:  # rebalance cannot drop a node
+            with pytest.raises(InvalidArgumentError, match=f"placed over {names[0]} too, which this node list lacks"):
+                shrunk.backend.rebalance()
         servers[2].cli("DEL", "mio:deployment")  # a node that lost its data (or a new one) is named as such
         with get_io("redis", nodes=names, password=password) as three:
             with pytest.raises(BackendUnavailableError, match=f"node {names[2]} holds no deployment record"):
                 three.namespace_exists(namespace)
     finally:
         stop_servers(servers)
+
+
+def test_cluster_nodes_given_as_independent_nodes_are_named(redis_cluster) -> None:
+    with get_io("redis", nodes=[s.name for s in redis_cluster], password=redis_cluster[0].password,
+                retry_timeout=5) as io:
+        with pytest.raises(BackendUnavailableError, match="is a Redis Cluster node .*pass cluster=True"):
+            io.save_files("ns", [f"k{i}" for i in range(50)], [b"v"] * 50)
 
 
 def test_rebalance_is_for_independent_nodes(redis_cluster) -> None:
@@ -367,5 +377,38 @@ def test_cluster_failover_keeps_every_acknowledged_write(tmp_path, redis_passwor
             assert reader.load_files(namespace, acknowledged) == [k.encode() * 4 for k in acknowledged]
             present = set(reader.list_keys(namespace))
             assert present >= set(acknowledged) and present - set(acknowledged) <= set(unacknowledged)
+    finally:
+        stop_servers(servers)
+
+
+def test_cluster_true_for_independent_nodes_is_said_at_once(redis_single) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match="independent nodes, not a Redis Cluster: leave out cluster=True"):
+        get_io("redis", nodes=[redis_single[0].name], cluster=True, password=redis_single[0].password)
+    assert time.monotonic() - started < 10  # not the 49 s of a failover budget
+
+
+def test_servers_ping_names_a_node_of_another_deployment(tmp_path, redis_password) -> None:
+    import subprocess
+    import sys
+
+    from mummi_io.testing.servers import start_servers, stop_servers
+
+    servers = start_servers(2, str(tmp_path / "srv"), redis_password)
+    try:
+        with get_io("redis", nodes=[servers[0].name], password=redis_password) as alone:
+            alone.save_files("ns", "k", b"v")  # servers[0] now records itself alone
+        registry = tmp_path / "registry"
+        registry.write_text("".join(f"127.0.0.1 {s.port}\n" for s in servers))
+        (tmp_path / "password").write_text(redis_password + "\n")
+        (tmp_path / "password").chmod(0o600)
+        result = subprocess.run([sys.executable, "-m", "mummi_io.cli", "servers", "--registry", str(registry), "ping"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        lines = result.stdout.splitlines()
+        assert f"{servers[0].name}" in lines[0] and "WRONG" in lines[0] and "records the node set" in lines[0]
+        assert " ok " in lines[1]
     finally:
         stop_servers(servers)

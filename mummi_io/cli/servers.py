@@ -49,9 +49,10 @@ def cmd_servers(args: argparse.Namespace) -> int:
              {"registry": registry, "source": source, "cluster": cluster,
               "nodes": [{"host": n.host, "port": n.port} for n in nodes]})
         return 0
-    results = redis_servers.ping(nodes, resolve_password(None, None, registry))
+    results = redis_servers.ping(nodes, resolve_password(None, None, registry), check_shape=not cluster)
     lines = [
-        f"{r.node.name:<28} ok    {r.latency_ms:7.2f} ms  {r.used_memory}" if r.ok else f"{r.node.name:<28} DOWN  {r.error}"
+        f"{r.node.name:<28} ok    {r.latency_ms:7.2f} ms  {r.used_memory}" if r.ok
+        else f"{r.node.name:<28} {'WRONG' if r.latency_ms is not None else 'DOWN '} {r.error}"
         for r in results
     ]
     emit(args, "\n".join(lines), [

@@ -196,10 +196,13 @@ class WorkQueue:
 
     def put(self, items: str | Iterable[str]) -> None:
         """Append one item or several (strings, e.g. keys of work to do)."""
-        batch = [items] if isinstance(items, str) else list(items)
+        batch = [items] if isinstance(items, (str, bytes, bytearray)) else list(items)
         for item in batch:
             if not isinstance(item, str):
-                raise InvalidArgumentError(f"queue items are strings, not {type(item).__name__}")
+                raise InvalidArgumentError(
+                    f"queue items are str (text such as the key of the work to do), not {type(item).__name__}"
+                    + ("; decode bytes first" if isinstance(item, (bytes, bytearray)) else "")
+                )
         if batch:
             self.coordinator.put(self.place, self.name, batch)
 

@@ -70,7 +70,9 @@ check_choice() {  # NAME VALUE CHOICE...
 # An IPv4 or IPv6 address, or a host name (one address: Redis listens on it).
 check_address() {
   local name="$1" value="$2" part
-  if [[ "$value" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+  if [[ "$value" =~ ^[0-9.]+$ ]] && ! [[ "$value" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+    die "$name: $(shown "$value") is not an IPv4 address (a.b.c.d; 0.0.0.0 listens on every interface)"
+  elif [[ "$value" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
     IFS=. read -r -a parts <<< "$value"
     for part in "${parts[@]}"; do [ "$((10#$part))" -le 255 ] || die "$name: $(shown "$value") is not an IPv4 address"; done
   elif [[ "$value" == *:* ]]; then
@@ -80,10 +82,21 @@ check_address() {
   fi
 }
 
-# A directory path: anything but control characters (a newline would end a redis.conf line).
+# A directory path: no control characters (a newline would end a redis.conf line) and no
+# glob characters (redis-server reads its config file's path as a glob pattern: with
+# '[', '*' or '?' in it, it would silently start with its defaults, without a password).
 check_path() {
   [ -n "$2" ] || die "$1 must not be empty"
   [[ "$2" != *[[:cntrl:]]* ]] || die "$1 must not contain control characters (newline, tab): $(shown "$2")"
+  [[ "$2" != *[\[\]\*\?]* ]] || die "$1 must not contain the glob characters [ ] * ? (redis-server would read its config path as a pattern): $(shown "$2")"
+}
+
+# An absolute path (redis-server changes into its dir before opening its log: a relative one breaks).
+absolute_path() {
+  case "$1" in
+    /*) printf '%s' "$1" ;;
+    *) printf '%s/%s' "$PWD" "$1" ;;
+  esac
 }
 
 # A value as one redis.conf argument: in double quotes, with \ and " escaped.
@@ -131,14 +144,15 @@ node_dir_of() {
 # serves the node's own directory (CONFIG GET dir). Prints why not otherwise;
 # status 0: ours, 1: something else answers, 2: nothing answers.
 node_is_ours() {
-  local host="$1" port="$2" password="$3" node_dir="$4" reply expected
-  if ! reply="$(REDISCLI_AUTH="$password" timeout 10 redis-cli --no-auth-warning -h "$host" -p "$port" CONFIG GET dir 2>&1 | tr -d '\r')"; then
-    echo "it does not answer as Redis does"  # a timeout: something listens there, but not Redis
-    return 1
-  fi
+  local host="$1" port="$2" password="$3" node_dir="$4" reply expected status=0
+  reply="$(REDISCLI_AUTH="$password" timeout 10 redis-cli --no-auth-warning -h "$host" -p "$port" CONFIG GET dir 2>&1 | tr -d '\r')" || status=$?
   if [[ "$reply" == "Could not connect"* ]]; then
     echo "nothing answers there"
     return 2
+  fi
+  if [ "$status" -eq 124 ]; then
+    echo "it does not answer as Redis does"  # a timeout: something listens there, but not Redis
+    return 1
   fi
   case "$reply" in
     *WRONGPASS*|*NOAUTH*|*"invalid username-password"*|*"AUTH failed"*)
@@ -151,4 +165,11 @@ node_is_ours() {
     return 1
   fi
   return 0
+}
+
+# The nodes of a registry, one "host port" per line; dies (instead of listing nothing) if it is unreadable.
+registered_nodes() {
+  local listing
+  listing="$(mummi_servers list --registry "$1")" || die "cannot read the registry $1 (see the message above); fix or remove the bad line"
+  printf '%s' "$listing"
 }

@@ -87,7 +87,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --launcher) need_value "$1" "$#"; check_choice --launcher "$2" local slurm flux; launcher="$2"; shift 2 ;;
     --port) need_value "$1" "$#"; check_port --port "$2"; base_port="$((10#$2))"; shift 2 ;;
-    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$(absolute_path "$2")"; shift 2 ;;
     --bind) need_value "$1" "$#"; check_address --bind "$2"; bind="$2"; shift 2 ;;
     --no-aof) node_options+=(--no-aof); shift ;;
     --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; node_options+=(--appendfsync "$2"); shift 2 ;;
@@ -150,7 +150,12 @@ if [ "$dry_run" = "no" ]; then
   if [ ! -s "$dir/deployment-id" ]; then
     (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$dir/deployment-id")
   fi
-  if [ -s "$registry" ] && mummi_servers list --registry "$registry" | grep -q .; then
+  # One start at a time per deployment (fd 9 is closed for the nodes, so they do not hold it).
+  exec 9> "$dir/.start.lock"
+  flock -n 9 || die "another start_all_redis_nodes.sh is starting the deployment in $dir; wait for it"
+  listed=""
+  if [ -s "$registry" ]; then listed="$(registered_nodes "$registry")" || exit 1; fi
+  if [ -n "$listed" ]; then
     die "a deployment is already registered in $registry; stop it with stop_all_redis_nodes.sh --dir $dir, or use another --dir"
   fi
   # Outcomes of an earlier start; each node writes its own again.
@@ -166,11 +171,12 @@ for ((i = 0; i < count; i++)); do
   case "$launcher" in
     local)
       if [ "$dry_run" = "yes" ]; then run "${node[@]}"
-      else nohup "${node[@]}" > "$dir/launch-$port.log" 2>&1 < /dev/null & launched+=($!)
+      else nohup "${node[@]}" > "$dir/launch-$port.log" 2>&1 < /dev/null 9>&- & launched+=($!)
       fi ;;
     slurm)
-      step=(srun --nodes=1 --ntasks=1 --overlap --output="$dir/launch-%N-$port.log" "${node[@]}")
-      if [ "$dry_run" = "yes" ]; then run "${step[@]}"; else "${step[@]}" & launched+=($!); fi ;;
+      # srun expands % in --output: a literal one is %%.
+      step=(srun --nodes=1 --ntasks=1 --overlap --output="${dir//%/%%}/launch-%N-$port.log" "${node[@]}")
+      if [ "$dry_run" = "yes" ]; then run "${step[@]}"; else "${step[@]}" 9>&- & launched+=($!); fi ;;
     flux) run flux submit --nodes=1 --ntasks=1 --output="$dir/launch-$port.log" "${node[@]}" ;;
   esac
 done
@@ -182,20 +188,27 @@ if [ "$dry_run" = "yes" ]; then
   exit 0
 fi
 
-if ! mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null; then
-  # Nodes that did start are of no use without the others: stop them. A node script (or its srun step)
-  # stops its node on SIGTERM, started or not; stop_all then clears the registry of what had registered.
+# Nodes that did start are of no use without the others: on a failure, or if this script is
+# interrupted, stop them. A node script (or its srun step) stops its node on SIGTERM, started or not;
+# stop_all then clears the registry of what had registered.
+stop_launched() {
+  trap - INT TERM
   if [ "${#launched[@]}" -gt 0 ]; then
     kill -TERM "${launched[@]}" 2> /dev/null || true
     wait "${launched[@]}" 2> /dev/null || true
   fi
   bash "$REDIS_SCRIPTS_DIR/stop_all_redis_nodes.sh" --dir "$dir" > /dev/null 2>&1 || true
+}
+trap 'stop_launched; die "interrupted: the nodes started so far were stopped"' INT TERM
+if ! mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null; then
+  stop_launched
   die "not every node came up (see the message above and $dir/launch-*.log); the nodes that did were stopped"
 fi
 
 if [ "$cluster" = "yes" ]; then
   password="$(read_password "$dir")"
-  mapfile -t nodes < <(mummi_servers list --registry "$registry" | awk '{print $1 ":" $2}')
+  listed="$(registered_nodes "$registry")" || exit 1
+  mapfile -t nodes < <(printf '%s\n' "$listed" | awk 'NF == 2 {print $1 ":" $2}')
   first_host="${nodes[0]%:*}"
   first_port="${nodes[0]##*:}"
   if redis_cli "$first_host" "$first_port" "$password" CLUSTER INFO | grep -q "cluster_state:ok"; then
@@ -216,7 +229,7 @@ if [ "$cluster" = "yes" ]; then
       sleep 0.2
     done
   fi
-  mummi_servers register "$first_host" "$first_port" --cluster --registry "$registry" >/dev/null
+  mummi_servers register --cluster --registry "$registry" -- "$first_host" "$first_port" >/dev/null
 else
   # Clients given only some of these nodes are refused from their first command (docs/redis.md).
   if ! shape_message="$(mummi_servers record-shape --id "$(cat "$dir/deployment-id")" --registry "$registry" 2>&1)"; then
@@ -224,5 +237,6 @@ else
   fi
 fi
 
+trap - INT TERM
 say "$count Redis node(s) ready ($launcher$([ "$cluster" = "yes" ] && echo ", cluster")); registry: $registry"
 say "clients: source $REDIS_SCRIPTS_DIR/load_redis_env.sh $dir"

@@ -32,19 +32,20 @@ maxmemory=""
 bus_port=""
 timeout=60
 detach="no"
+given=()  # the storage options given on this command line (the others come from the node's saved config)
 arguments=("$@")
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) need_value "$1" "$#"; check_port --port "$2"; port="$2"; shift 2 ;;
-    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$(absolute_path "$2")"; shift 2 ;;
     --bind) need_value "$1" "$#"; [ "$2" = "auto" ] || check_address --bind "$2"; bind="$2"; shift 2 ;;
-    --cluster) cluster="yes"; shift ;;
-    --bus-port) need_value "$1" "$#"; check_port --bus-port "$2"; bus_port="$((10#$2))"; shift 2 ;;
-    --no-aof) appendonly="no"; shift ;;
-    --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; appendfsync="$2"; shift 2 ;;
-    --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; maxmemory="$2"; shift 2 ;;
-    --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$2"; shift 2 ;;
+    --cluster) cluster="yes"; given+=(cluster); shift ;;
+    --bus-port) need_value "$1" "$#"; check_port --bus-port "$2"; bus_port="$((10#$2))"; given+=(bus_port); shift 2 ;;
+    --no-aof) appendonly="no"; given+=(appendonly); shift ;;
+    --appendfsync) need_value "$1" "$#"; check_choice --appendfsync "$2" always everysec no; appendfsync="$2"; given+=(appendfsync); shift 2 ;;
+    --maxmemory) need_value "$1" "$#"; check_size --maxmemory "$2"; maxmemory="$2"; given+=(maxmemory); shift 2 ;;
+    --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$((10#$2))"; shift 2 ;;
     --detach) detach="yes"; shift ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -65,8 +66,44 @@ if [ "$bind" = "auto" ]; then
 fi
 
 node_dir="$(node_dir_of "$dir" "$bind" "$port")"
+conf="$node_dir/redis.conf"
 if [ -d "$node_dir" ] && node_is_ours "$bind" "$port" "$password" "$node_dir" > /dev/null; then
-  die "node $bind:$port of this deployment is already running; stop it first (stop_all_redis_nodes.sh --dir $dir stops them all)"
+  message="node $bind:$port of this deployment is already running (registered or not); stop it first: REDISCLI_AUTH=\$(cat $dir/password) redis-cli -h $bind -p $port SHUTDOWN SAVE"
+  echo "$message" > "$node_dir/start-failed"
+  die "$message"
+fi
+
+# A node keeps its saved configuration: options not given now come from its redis.conf (a restart
+# with fewer options must not switch its persistence), and switching AOF or cluster mode is refused
+# (with AOF switched on, Redis would ignore the node's dump.rdb and start empty).
+given_option() {
+  local option
+  for option in "${given[@]}"; do [ "$option" = "$1" ] && return 0; done
+  return 1
+}
+saved() {
+  sed -n "s/^$1 //p" "$conf" | tail -n 1 | tr -d '"'
+}
+if [ -s "$conf" ]; then
+  saved_aof="$(saved appendonly)"
+  saved_cluster="$(saved cluster-enabled)"
+  saved_cluster="${saved_cluster:-no}"
+  if ! given_option appendonly; then
+    appendonly="${saved_aof:-$appendonly}"
+  elif [ -n "$saved_aof" ] && [ "$saved_aof" != "$appendonly" ]; then
+      message="node $bind:$port was started with appendonly $saved_aof and holds its data that way; starting it with appendonly $appendonly would start it without that data: $([ "$saved_aof" = "no" ] && echo "pass --no-aof" || echo "leave out --no-aof")"
+      echo "$message" > "$node_dir/start-failed"
+      die "$message"
+  fi
+  if [ "$saved_cluster" != "$cluster" ]; then
+    message="node $bind:$port was started with cluster-enabled $saved_cluster; it cannot be started with cluster-enabled $cluster: $([ "$saved_cluster" = "yes" ] && echo "pass --cluster" || echo "leave out --cluster")"
+    echo "$message" > "$node_dir/start-failed"
+    die "$message"
+  fi
+  given_option appendfsync || appendfsync="$(saved appendfsync)"
+  given_option maxmemory || maxmemory="$(saved maxmemory)"
+  given_option bus_port || bus_port="$(saved cluster-port)"
+  appendfsync="${appendfsync:-everysec}"
 fi
 
 if [ "$detach" = "yes" ]; then
@@ -94,7 +131,6 @@ fi
 (umask 077; mkdir -p "$node_dir")
 chmod 700 "$node_dir"
 rm -f "$node_dir/start-failed" "$node_dir/ready"
-conf="$node_dir/redis.conf"
 (
   umask 077
   {
@@ -137,8 +173,10 @@ fail() {
 
 redis-server "$conf" > "$node_dir/redis.out" 2>&1 &
 pid=$!
-# Stopping this script (srun cancelled, Ctrl-C) stops the node, which saves its data.
+# Stopping this script (srun cancelled, Ctrl-C) stops the node, which saves its data; so does any
+# exit of this script (a failed registration, an error): no node is ever left running unregistered.
 trap 'kill -TERM "$pid" 2> /dev/null || true' TERM INT HUP
+trap 'kill -TERM "$pid" 2> /dev/null && wait "$pid" 2> /dev/null; true' EXIT
 
 # Ready means: our process answers, with our password, from our directory.
 deadline=$((SECONDS + timeout))
@@ -149,7 +187,9 @@ until kill -0 "$pid" 2> /dev/null \
     && [ "$(redis_cli "$bind" "$port" "$password" INFO server | sed -n 's/^process_id://p')" = "$pid" ]; do
   if ! kill -0 "$pid" 2> /dev/null; then
     wait "$pid" || true
-    fail "$(failure_reason)"
+    reason="$(failure_reason)"
+    case "$reason" in *"Address already in use"*) reason="$reason (another program holds the port: pick another --port)" ;; esac
+    fail "$reason"
   fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     kill -TERM "$pid" 2> /dev/null || true
@@ -158,7 +198,9 @@ until kill -0 "$pid" 2> /dev/null \
   sleep 0.1
 done
 
-mummi_servers register "$bind" "$port" --registry "$dir/registry" > /dev/null
+if ! registration="$(mummi_servers register --registry "$dir/registry" -- "$bind" "$port" 2>&1)"; then
+  fail "it started, but could not be registered, so it was stopped: $registration"
+fi
 echo "$pid" > "$node_dir/ready"
 status=0
 wait "$pid" || status=$?

@@ -23,7 +23,7 @@ dir="$(default_redis_dir)"
 timeout=30
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$2"; shift 2 ;;
+    --dir) need_value "$1" "$#"; check_path --dir "$2"; dir="$(absolute_path "$2")"; shift 2 ;;
     --timeout) need_value "$1" "$#"; check_integer --timeout "$2" 1 86400; timeout="$((10#$2))"; shift 2 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -36,7 +36,9 @@ if [ ! -s "$registry" ]; then
 fi
 command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install it (Debian/Ubuntu: apt-get install redis-tools)"
 check_python
-mapfile -t nodes < <(mummi_servers list --registry "$registry")
+listed="$(registered_nodes "$registry")" || exit 1
+nodes=()
+[ -z "$listed" ] || mapfile -t nodes <<< "$listed"
 if [ "${#nodes[@]}" -eq 0 ]; then
   say "no Redis nodes registered in $registry; nothing to stop"
   exit 0
@@ -59,12 +61,12 @@ for entry in "${nodes[@]}"; do
   fi
   if [ "$status" -eq 2 ]; then
     say "node $host:$port is not running; removed from the registry (data in $node_dir)"
-    mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
+    mummi_servers unregister --registry "$registry" -- "$host" "$port" > /dev/null
     continue
   fi
   if [ "$status" -ne 0 ]; then
     say "warning: $host:$port is not a node of this deployment ($why): left running, its stale entry removed from the registry"
-    mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
+    mummi_servers unregister --registry "$registry" -- "$host" "$port" > /dev/null
     continue
   fi
   # SHUTDOWN SAVE writes an RDB snapshot (and flushes the AOF) before exiting.
@@ -73,21 +75,28 @@ for entry in "${nodes[@]}"; do
     say "node $host:$port refused SHUTDOWN SAVE: $reply"
   fi
   deadline=$((SECONDS + timeout))
+  terminated="no"
   while [ "$(redis_cli "$host" "$port" "$password" PING)" = "PONG" ]; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       pid="$(cat "$node_dir/redis.pid" 2> /dev/null || true)"
-      if [[ "$pid" =~ ^[0-9]+$ ]] && grep -qa redis-server "/proc/$pid/cmdline" 2> /dev/null; then
+      if [ "$terminated" = "no" ] && [[ "$pid" =~ ^[0-9]+$ ]] && grep -qa redis-server "/proc/$pid/cmdline" 2> /dev/null; then
         say "node $host:$port is still running after $timeout s; sending SIGTERM"
         kill "$pid" 2> /dev/null || true
-      else
-        say "node $host:$port is still running after $timeout s and is not a process of this host; stop it on its host"
+        terminated="yes"
+        deadline=$((SECONDS + 10))
+        continue
       fi
-      failed=1
       break
     fi
     sleep 0.1
   done
-  mummi_servers unregister "$host" "$port" --registry "$registry" > /dev/null
+  if [ "$(redis_cli "$host" "$port" "$password" PING)" = "PONG" ]; then
+    # Still serving (a save that keeps failing, a node on another host): it stays registered.
+    say "node $host:$port is still running, with data it could not save; it stays registered: see $node_dir/redis.log, fix the cause (a full disk?) and run this again"
+    failed=1
+    continue
+  fi
+  mummi_servers unregister --registry "$registry" -- "$host" "$port" > /dev/null
   say "stopped $host:$port (data in $node_dir)"
 done
-[ "$failed" -eq 0 ] || die "some nodes did not stop in time; check their logs under $dir/nodes/"
+[ "$failed" -eq 0 ] || die "some nodes did not stop; they are still registered (see the messages above)"

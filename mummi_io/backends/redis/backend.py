@@ -423,11 +423,21 @@ class RedisBackend(HoldsTransport, Backend):
     def rebalance(self) -> int:
         """Move every shard to the node that owns it now; return the number of Redis keys moved.
 
-        Run it after changing the node list (adding a node moves ~1/N of the
-        shards). It scans each node (``SCAN``, not ``KEYS``) and moves
-        misplaced keys with ``MIGRATE``, node to node, then records the new
-        node list as the deployment's shape on every node (clients with the
-        old list are refused from then on).
+        Run it after adding nodes (adding a node moves ~1/N of the shards),
+        with this backend's node list holding every node, old and new. It
+        scans each node (``SCAN``, not ``KEYS``) and moves misplaced keys with
+        ``MIGRATE``, node to node, then records the new node list as the
+        deployment's shape on every node: clients opened with the old list
+        from then on are refused. Clients already open keep the list they
+        checked when they started: rebalance while the campaign's workers are
+        stopped.
+
+        Raises
+        ------
+        InvalidArgumentError
+            If a node records data placed over a node missing from this list
+            (rebalance moves data only between listed nodes; it would be left
+            behind, unreachable).
 
         Raises
         ------
@@ -438,6 +448,14 @@ class RedisBackend(HoldsTransport, Backend):
         if isinstance(transport, ClusterTransport):
             raise UnsupportedOperation("a Redis Cluster rebalances itself: use redis-cli --cluster rebalance")
         nodes = transport.nodes
+        listed = {node.name for node in nodes}
+        left_out = sorted({name for shape in transport.recorded_shapes() if shape
+                           for name in shape.split(",") if name not in listed})
+        if left_out:
+            raise InvalidArgumentError(
+                f"the data is placed over {', '.join(left_out)} too, which this node list lacks: rebalance moves data "
+                "only between the nodes it is given, so theirs would be left behind. List every node, old and new"
+            )
         moved = 0
 
         def move_from(client: redis.Redis, node: Node) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ DIR_ENV = "MUMMI_REDIS_DIR"
 PASSWORD_ENV = "MUMMI_REDIS_PASSWORD"
 PASSWORD_FILE_ENV = "MUMMI_REDIS_PASSWORD_FILE"
 DEFAULT_NODE = ("localhost", 6379)
+#: A host name, an IPv4 or an IPv6 address (with a zone): never an option-like "-p" or text with spaces.
+_HOST = re.compile(r"[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*")
 
 
 @dataclass(frozen=True, order=True)
@@ -76,9 +79,13 @@ class Node:
             port_number = int(port)
         except (TypeError, ValueError):
             raise InvalidArgumentError(f"bad port in Redis node {spec!r}") from None
-        if not host or not 0 < port_number < 65536:
-            raise InvalidArgumentError(f"bad Redis node {spec!r}")
-        return cls(str(host), port_number)
+        host = str(host)
+        if not _HOST.fullmatch(host) or not 0 < port_number < 65536:
+            raise InvalidArgumentError(
+                f"bad Redis node {spec!r}: a host name or address (letters, digits, '.', '-', ':', not starting "
+                "with '-') and a port from 1 to 65535"
+            )
+        return cls(host, port_number)
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,10 @@ _TRANSIENT = (
 )
 
 
-#: Independent nodes have no failover: a read-only node is a replica given by mistake, not one being promoted.
-_NODE_TRANSIENT = tuple(kind for kind in _TRANSIENT if kind is not redis.exceptions.ReadOnlyError)
+#: Independent nodes have no failover: a read-only node is a replica given by mistake, not one being promoted,
+#: and a MOVED reply means cluster nodes given without cluster=True.
+_NODE_TRANSIENT = tuple(kind for kind in _TRANSIENT
+                        if kind not in (redis.exceptions.ReadOnlyError, redis.exceptions.AskError))
 
 
 def _is_auth_error(exc: BaseException) -> bool:
@@ -75,7 +77,11 @@ def _is_auth_error(exc: BaseException) -> bool:
 
 
 #: What to do when independent nodes stay unreachable.
-NODES_DOWN_HINT = "check that it is running and reachable, or start it with setup/redis/start_all_redis_nodes.sh"
+NODES_DOWN_HINT = (
+    "check it with `mummi-io servers ping`; restart one node of a deployment with "
+    "`setup/redis/start_redis_node.sh --port PORT --dir DIR --detach`, or start a deployment with "
+    "setup/redis/start_all_redis_nodes.sh"
+)
 #: What to do when a cluster stays unreachable.
 CLUSTER_DOWN_HINT = (
     "a master may have failed and its failover not finished (it takes about cluster-node-timeout plus the "
@@ -103,12 +109,22 @@ def with_retries(
         try:
             return action()
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            if "Cluster mode is not enabled" in str(exc):  # cluster=True given for independent nodes
+                raise BackendUnavailableError(
+                    f"Redis {where}: {exc}; these are independent nodes, not a Redis Cluster: leave out "
+                    "cluster=True (and MUMMI_REDIS_CLUSTER)"
+                ) from exc
             if _is_auth_error(exc):
                 raise BackendUnavailableError(
                     f"Redis {where} refused authentication ({exc}); check the password option, "
                     "$MUMMI_REDIS_PASSWORD or the secret file written by the launch scripts"
                 ) from exc
             if not isinstance(exc, transient):
+                if isinstance(exc, redis.exceptions.AskError):  # MOVED/ASK outside a cluster client
+                    raise BackendUnavailableError(
+                        f"Redis {where} is a Redis Cluster node (it answered {exc}): pass cluster=True to get_io, "
+                        "or set MUMMI_REDIS_CLUSTER=1 (the registry of a cluster deployment says 'mode cluster')"
+                    ) from exc
                 if isinstance(exc, redis.exceptions.ReadOnlyError):
                     raise StorageError(
                         f"Redis {where} is a read-only replica ({exc}); give the master's address instead"
@@ -227,14 +243,14 @@ def shape_of(nodes: Sequence[Node]) -> str:
     return ",".join(sorted({node.name for node in nodes}))
 
 
-def shape_difference(expected: str, recorded: str) -> str:
-    """``recorded`` compared with ``expected``, in words: which nodes one has and the other lacks."""
+def shape_difference(expected: str, recorded: str, whose: str = "this client") -> str:
+    """``recorded`` compared with ``expected`` (``whose`` list), in words: which nodes one has and the other lacks."""
     mine, theirs = set(expected.split(",")), set(recorded.split(",")) - {""}
     parts = []
     if theirs - mine:
-        parts.append("this client lacks " + ", ".join(sorted(theirs - mine)))
+        parts.append(f"{whose} lacks " + ", ".join(sorted(theirs - mine)))
     if mine - theirs:
-        parts.append("this client adds " + ", ".join(sorted(mine - theirs)))
+        parts.append(f"{whose} adds " + ", ".join(sorted(mine - theirs)))
     return "; ".join(parts)
 
 
