@@ -71,12 +71,12 @@ def ping(nodes: list[Node], password: str | None, timeout: float = 2.0, check_sh
             client.ping()
             latency = 1000 * (time.perf_counter() - started)
             memory = client.info("memory").get("used_memory_human")
-            recorded = client.hget(SHAPE_KEY, "nodes") if check_shape else None
-            if recorded is not None and recorded.decode("utf-8", "replace") != expected:
+            found = client.hget(SHAPE_KEY, "nodes") if check_shape else None
+            recorded = found.decode("utf-8", "replace") if isinstance(found, bytes) else found
+            if recorded is not None and recorded != expected:
                 results.append(PingResult(node, latency, memory, error=(
-                    f"answers, but records the node set {recorded.decode('utf-8', 'replace')} "
-                    f"({shape_difference(expected, recorded.decode('utf-8', 'replace'), 'the list pinged')}): "
-                    "clients with this list are refused"
+                    f"answers, but records the node set {recorded} "
+                    f"({shape_difference(expected, recorded, 'the list pinged')}): clients with this list are refused"
                 )))
                 continue
             results.append(PingResult(node, latency, memory))

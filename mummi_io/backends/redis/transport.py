@@ -334,12 +334,12 @@ class IndependentNodes:
     def recorded_shapes(self) -> list[str | None]:
         """Each node's recorded node set (``None`` where a node holds no record)."""
         found = self.on_each_node(lambda client, _: client.hget(SHAPE_KEY, "nodes"))
-        return [None if value is None else value.decode("utf-8", "replace") for value in found]
+        return [value.decode("utf-8", "replace") if isinstance(value, bytes) else value for value in found]
 
     def record_shape(self, deployment_id: str | None = None) -> None:
         """Write this node list as the deployment's shape on every node (``rebalance()``, the launch scripts)."""
-        fields = {"nodes": shape_of(self.nodes), **({"id": deployment_id} if deployment_id else {})}
-        self.on_each_node(lambda client, _: client.hset(SHAPE_KEY, mapping=fields))
+        fields = ["nodes", shape_of(self.nodes)] + (["id", deployment_id] if deployment_id else [])
+        self.on_each_node(lambda client, _: client.hset(SHAPE_KEY, items=fields))
         self._shape_verified = True
 
     def verify_shape(self) -> None:
