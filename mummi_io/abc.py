@@ -124,7 +124,7 @@ class Backend(ABC):
         """Return whether each key exists, in order."""
 
     @abstractmethod
-    def list(self, namespace: str, pattern: str) -> Iterable[str]:
+    def list_matching(self, namespace: str, pattern: str) -> Iterable[str]:
         """Yield each key of ``namespace`` matching the glob ``pattern`` once, in any order.
 
         An absent namespace yields nothing. Use :func:`mummi_io.keys.key_matcher`
@@ -156,7 +156,7 @@ class Backend(ABC):
         missing = [old for old, value in zip(olds, values) if value is None]
         if missing:
             raise KeyNotFoundError(source, missing)
-        self.write_many(destination, [(new, value) for (_, new), value in zip(pairs, values)])
+        self.write_many(destination, [(new, value) for (_, new), value in zip(pairs, values) if value is not None])
         stale = [old for old, new in pairs if (source, old) != (destination, new)]
         self.delete_many(source, stale)
 

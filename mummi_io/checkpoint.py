@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,8 @@ def _represent_mapping(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.N
                 f"checkpoint key {key!r} is a {type(key).__name__}; YAML keys that load back are str, int, float, "
                 "bool or None (a tuple key would come back as a list, which cannot be a key)"
             )
-        plain = next(base for base in _SCALAR_KEYS if isinstance(plain, base))(plain) if plain is not None else None
+        if plain is not None:  # the plain type itself (an IntEnum's value is an int subclass)
+            plain = next(base for base in (bool, str, int, float) if isinstance(plain, base))(plain)
         if plain in converted:
             raise InvalidArgumentError(
                 f"checkpoint keys {originals[plain]!r} and {key!r} both become {plain!r} in YAML; one would be lost"
@@ -76,7 +78,9 @@ def _represent_mapping(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.N
     return dumper.represent_dict(converted)
 
 
-_CheckpointDumper.add_multi_representer(np.generic, lambda dumper, value: dumper.represent_data(_plain_numpy(value)))
+_CheckpointDumper.add_multi_representer(
+    np.generic, lambda dumper, value: dumper.represent_data(_plain_numpy(value))  # type: ignore[type-abstract]
+)
 _CheckpointDumper.add_representer(np.ndarray, lambda dumper, value: dumper.represent_data(_plain_numpy(value)))
 _CheckpointDumper.add_representer(
     tuple, lambda dumper, value: dumper.represent_list(list(value))
@@ -87,11 +91,14 @@ _CheckpointDumper.add_representer(
 # python/object tags that no safe loader reads.
 _CheckpointDumper.add_representer(dict, _represent_mapping)
 _CheckpointDumper.add_multi_representer(dict, _represent_mapping)
+def _as_plain(base: type, method: str) -> Callable[[yaml.SafeDumper, Any], yaml.Node]:
+    """A representer writing a subclass of ``base`` as the plain ``base`` value it holds."""
+    return lambda dumper, value: getattr(dumper, method)(base(value))
+
+
 for _base, _represent in ((list, "represent_list"), (str, "represent_str"),
                           (int, "represent_int"), (float, "represent_float")):
-    _CheckpointDumper.add_multi_representer(
-        _base, lambda dumper, value, base=_base, method=_represent: getattr(dumper, method)(base(value))
-    )
+    _CheckpointDumper.add_multi_representer(_base, _as_plain(_base, _represent))
 _CheckpointDumper.add_multi_representer(enum.Enum, lambda dumper, value: dumper.represent_data(value.value))
 
 
@@ -134,7 +141,8 @@ for _module in ("numpy._core.multiarray", "numpy.core.multiarray"):
 _NumpyAwareSafeLoader.add_constructor("tag:yaml.org,2002:python/object/apply:numpy.dtype", _numpy_dtype)
 _NumpyAwareSafeLoader.add_constructor("tag:yaml.org,2002:python/name:numpy.ndarray", lambda loader, node: np.ndarray)
 _NumpyAwareSafeLoader.add_constructor(
-    "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node, deep=True))
+    "tag:yaml.org,2002:python/tuple",
+    lambda loader, node: tuple(loader.construct_sequence(node, deep=True)),  # type: ignore[arg-type]
 )
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 from . import checkpoint
-from .abc import Backend, Parts, StorageReport, joined
+from .abc import Backend, Buffer, Parts, StorageReport, joined
 from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
 from .coordination.base import Coordinator
 from .coordination.files import FileCoordinator
@@ -100,6 +100,11 @@ class IO:
         return self.backend.check_environment()
 
     # ------------------------------------------------------------ existence
+    @overload
+    def file_exists(self, namespace: str, key: str) -> bool: ...  # type: ignore[overload-overlap]  # str is a Sequence[str]
+    @overload
+    def file_exists(self, namespace: str, key: Sequence[str]) -> list[bool]: ...
+
     def file_exists(self, namespace: str, key: str | Sequence[str]) -> bool | list[bool]:
         """Return whether ``key`` exists in ``namespace`` (a list of bools for a list of keys).
 
@@ -134,7 +139,7 @@ class IO:
         pattern = validate_pattern(keypattern)
         if not could_match_a_key(pattern):
             return []  # its literal part names no valid key ("../x*", "/etc/*"): nothing to look at
-        keys = sorted(self.backend.list(ns, pattern))
+        keys = sorted(self.backend.list_matching(ns, pattern))
         if pattern[0] in "*?[.":  # a pattern that could match mummi_io's own (reserved) keys
             keys = [key for key in keys if not key.startswith(RESERVED_PREFIX)]
         return keys
@@ -374,7 +379,9 @@ class IO:
     def write_value(self, namespace: str, key: str, value: Parts) -> None:
         """Store a value given in pieces, without joining them where the backend can write pieces."""
         ns = self._namespace(namespace)
-        self.backend.write_many(ns, [(validate_key(key), value if self.backend.accepts_parts else joined(value))])
+        # A backend that accepts_parts takes the pieces as the value (see Backend.accepts_parts).
+        payload = cast(Buffer, value) if self.backend.accepts_parts else joined(value)
+        self.backend.write_many(ns, [(validate_key(key), payload)])
 
     def load_object(
         self, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
@@ -435,6 +442,11 @@ class IO:
         """Raise the signal ``key`` (or several) at ``path`` and wake whoever waits for it."""
         key_list, _ = as_name_list(key, "signal")
         self.coordinator.send(self._place(path), key_list)
+
+    @overload
+    def test_signal(self, path: str, key: str) -> bool: ...  # type: ignore[overload-overlap]  # str is a Sequence[str]
+    @overload
+    def test_signal(self, path: str, key: Sequence[str]) -> list[bool]: ...
 
     def test_signal(self, path: str, key: str | Sequence[str]) -> bool | list[bool]:
         """Whether the signal ``key`` is raised at ``path`` (``""``: ``False``, as in MuMMI)."""

@@ -71,7 +71,7 @@ def aggregated_save(
         group.Free()
     written = 0
     if is_aggregator:
-        batch = [item for part in gathered for item in part]
+        batch = [item for part in gathered or [] for item in part]
         try:
             io.save_files(namespace, [k for k, _ in batch], [v for _, v in batch])
             written = len(batch)

@@ -208,13 +208,15 @@ class Persistable(Generic[PayloadT, ParamsT]):
         if self.seed_form:
             # The seed's (data_dir, params, tracked_persistable_dependencies, *, payload_name, payload_io, ...)
             if data_dir is None:  # positional: (data_dir, params[, tracked_persistable_dependencies])
-                data_dir = io
+                data_dir = io if isinstance(io, (str, os.PathLike)) else None
                 if namespace is not None:
                     if params is not None and tracked_persistable_dependencies is None:
                         tracked_persistable_dependencies = params  # the third positional argument
                     params = namespace
             elif params is None:
                 params = namespace
+            if data_dir is None:
+                raise InvalidArgumentError("Persistable needs a data_dir, or an IO and a namespace")
             os.makedirs(data_dir, exist_ok=True)
             io, namespace = get_io("simple"), os.fspath(data_dir)
         if not isinstance(io, IO) or namespace is None:

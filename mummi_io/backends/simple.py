@@ -23,6 +23,7 @@ directory swapped for a link while a call runs is not followed either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import errno
 import logging
 import os
@@ -223,8 +224,7 @@ class SimpleBackend(Backend):
             used = set()
             for key, value in items:
                 with storage_errors(f"write key {key!r} in namespace {namespace!r}"):
-                    used.add(self._place(tree, key, lambda fd, name, value=value: atomic_write(
-                        name, value, fsync=self.fsync, dir_fd=fd)))
+                    used.add(self._place(tree, key, functools.partial(_write_at, value, self.fsync)))
             if self.fsync and items:
                 with storage_errors(f"flush namespace directory {namespace!r}"):
                     for fd in used:
@@ -314,7 +314,8 @@ class SimpleBackend(Backend):
             return None  # a directory, FIFO or device is not a key
         return fd
 
-    def _read_each(self, namespace: str, keys: Sequence[str], read: Callable[[int], Buffer]) -> list[Buffer | None]:
+    def _read_each(self, namespace: str, keys: Sequence[str],
+                   read: Callable[[int], Buffer | None]) -> list[Buffer | None]:
         values: list[Buffer | None] = []
         with _Tree(namespace, create=False) as tree:
             for key in keys:
@@ -351,7 +352,7 @@ class SimpleBackend(Backend):
                 answers.append(found is not None and _regular(*found, key, namespace))
         return answers
 
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+    def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited: walks only below the pattern's literal directory ("run/" for "run/*.npz")
         if not has_glob(pattern):
             # One stat instead of a directory scan: the common "does it exist" listing.
@@ -441,7 +442,7 @@ class SimpleBackend(Backend):
                     missing.append(old)  # absent, or not a key (a directory, a symbolic link)
                     continue
                 try:
-                    used.add(self._place(target, new, lambda fd, name, found=found: _rename(found, fd, name)))
+                    used.add(self._place(target, new, functools.partial(_rename, found)))
                 except _SourceGone:
                     missing.append(old)  # removed by another process meanwhile
                     continue
@@ -481,8 +482,13 @@ def _read_all(fd: int) -> bytes:
         return handle.read()
 
 
+def _write_at(value: Buffer, fsync: bool, fd: int, name: str) -> None:
+    """Write ``value`` as ``name`` in the open directory ``fd`` (atomically)."""
+    atomic_write(name, value, fsync=fsync, dir_fd=fd)
+
+
 def _read_into_numpy(fd: int) -> memoryview | None:
-    buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
+    buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8).data
     with open(fd, "rb", buffering=0, closefd=False) as handle:
         got = handle.readinto(buffer)
-    return memoryview(buffer)[:got] if got is not None else None
+    return buffer[:got] if got is not None else None

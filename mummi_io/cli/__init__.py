@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
 from . import data, migrate, registry, servers, signals, tools
-from .common import safe_key
+from .common import EXIT_CORRUPT, EXIT_ERROR, EXIT_NOT_FOUND, safe_key
 
-EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 1, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:

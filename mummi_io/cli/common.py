@@ -7,6 +7,11 @@ import json
 from typing import Any
 
 from ..errors import InvalidArgumentError
+from ..facade import IO
+from ..registry import get_interfaces, get_io
+
+#: The documented exit codes of every command (README, "The mummi-io command").
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 0, 1, 2, 3, 4
 
 
 def emit(args: argparse.Namespace, text: str, payload: Any) -> None:
@@ -36,3 +41,19 @@ def safe_key(key: str) -> str:
     if key.isprintable() and "\\" not in key:
         return key
     return key.encode("unicode_escape").decode("ascii")
+
+
+def open_backend(args: argparse.Namespace) -> IO:
+    """The IO of the command line's ``-b/--backend`` and ``-o NAME=VALUE`` options."""
+    return get_io(args.backend, **parse_options(args.option))
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``-b/--backend`` and ``-o/--option`` to a command."""
+    parser.add_argument(
+        "-b", "--backend", help=f"backend kind: {', '.join(get_interfaces())} (default: $MUMMI_IO_BACKEND or simple)"
+    )
+    parser.add_argument(
+        "-o", "--option", action="append", metavar="NAME=VALUE",
+        help="backend option, repeatable (e.g. -o fsync=true, -o nodes=host:6379)",
+    )

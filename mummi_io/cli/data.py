@@ -11,25 +11,8 @@ from ..sync import sync, verify_keys
 from ..errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundError, UnsupportedOperation
 from ..facade import IO
 from ..progress import progress_bar
-from ..registry import get_interfaces, get_io
-from .common import emit, parse_options, safe_key
-
-EXIT_CORRUPT = 4
-
-
-def _open(args: argparse.Namespace) -> IO:
-    return get_io(args.backend, **parse_options(args.option))
-
-
-def _backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-b", "--backend", help=f"backend kind: {', '.join(get_interfaces())} (default: $MUMMI_IO_BACKEND or simple)"
-    )
-    parser.add_argument(
-        "-o", "--option", action="append", metavar="NAME=VALUE",
-        help="backend option, repeatable (e.g. -o fsync=true, -o nodes=host:6379)",
-    )
-
+from ..registry import get_io
+from .common import EXIT_CORRUPT, add_backend_arguments, emit, open_backend, parse_options, safe_key
 
 def _existing(io: IO, namespace: str) -> str:
     """``namespace``, which must exist: a command on a misspelt namespace changes nothing and exits 3."""
@@ -66,7 +49,7 @@ def _stat_all(io: IO, namespace: str, keys: list[str]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ commands
 def cmd_ls(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         keys = io.list_keys(args.namespace, args.pattern)
         if args.null and not args.json:  # NUL-separated, exactly as stored (for xargs -0)
@@ -82,7 +65,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         for value in io.load_files(args.namespace, list(args.keys)):
             sys.stdout.buffer.write(value)
@@ -91,7 +74,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         value = io.load_files(args.namespace, args.key)
     target = args.output or args.key
@@ -114,14 +97,14 @@ def cmd_put(args: argparse.Namespace) -> int:
             with open(path, "rb") as handle:
                 values.append(handle.read())
         keys.append(args.key or os.path.basename(path))
-    with _open(args) as io:
+    with open_backend(args) as io:
         io.save_files(args.namespace, keys, values)
     emit(args, f"stored {len(keys)} key(s) in {args.namespace}", {"stored": keys})
     return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         keys = _keys(io, args)
         if args.dry_run:
@@ -135,7 +118,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         if args.pattern:
             keys, new_keys = io.list_keys(args.namespace, args.pattern), None
         elif len(args.keys) == 2 and not args.to:
@@ -157,7 +140,7 @@ def cmd_mv(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         if args.keys:
             stats = io.stat_keys(args.namespace, list(args.keys))
@@ -179,7 +162,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
-    source = _open(args)
+    source = open_backend(args)
     same_backend = args.to_backend is None or args.to_backend == args.backend
     # The source's options apply to the destination only when it is the same backend.
     destination_options = args.to_option if args.to_option or not same_backend else args.option
@@ -224,7 +207,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         _existing(io, args.namespace)
         total = len(io.list_keys(args.namespace, args.pattern))
         bar = progress_bar(total, "verify")
@@ -245,7 +228,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _taridx(args: argparse.Namespace, action: str) -> Any:
-    io = _open(args)
+    io = open_backend(args)
     if io.get_type() != "taridx":
         raise UnsupportedOperation(f"{action} applies to the taridx backend (add -b taridx), not {io.get_type()}")
     return io
@@ -274,7 +257,7 @@ def add_commands(commands: Any) -> None:
     """Register the data commands on the ``mummi-io`` sub-parser set."""
     def command(name: str, handler: Any, text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=text, description=text, aliases=list(aliases))
-        _backend_arguments(parser)
+        add_backend_arguments(parser)
         parser.add_argument("namespace", help="the namespace (simple: a directory; taridx: a tar file; redis: a name)")
         parser.set_defaults(handler=handler)
         return parser

@@ -7,13 +7,12 @@ from typing import Any
 
 from ..errors import SignalTimeoutError
 from .common import emit
-from .data import _backend_arguments, _open
+from .common import EXIT_NOT_FOUND, add_backend_arguments, open_backend
 
-EXIT_NOT_FOUND = 3
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    with _open(args) as io:
+    with open_backend(args) as io:
         if args.action == "send":
             io.send_signal(args.path, args.keys)
             emit(args, "", {"sent": args.keys})
@@ -47,7 +46,7 @@ def add_commands(commands: Any) -> None:
                        ("wait", "block until all (or --any) of the signals are raised"),
                        ("clear", "lower signals")]:
         action = actions.add_parser(name, help=text, description=text)
-        _backend_arguments(action)
+        add_backend_arguments(action)
         action.add_argument("path", help="the signals' place: a directory (files) or a name (Redis)")
         action.add_argument("keys", nargs="+", help="signal names")
         if name == "wait":

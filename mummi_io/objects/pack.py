@@ -39,7 +39,7 @@ from ..errors import (
     IntegrityError, InvalidArgumentError, KeyNotFoundError, PickleRefusedError, ReadOnlyError, UnsupportedFormatError,
 )
 from ..keys import RESERVED_PREFIX
-from .store import _distributions, encode_object, encode_payload
+from .store import installed_distributions, encode_object, encode_payload
 
 MANIFEST_KEY = RESERVED_PREFIX + ".manifest"
 DEFAULT_SLOT = "_default"
@@ -380,7 +380,7 @@ def _read_mlio(source: str | os.PathLike[str] | FileObject[bytes]) -> dict[str, 
                     # MLIO wrote "~=<the version installed then>" of a module: mummi_io records that version,
                     # under the distribution that provides the module (sklearn: scikit-learn).
                     module = str(described.get("module_name", dependency))
-                    packages[_distributions().get(module, [module])[0]] = spec.removeprefix("~=") or None
+                    packages[installed_distributions().get(module, [module])[0]] = spec.removeprefix("~=") or None
                 found[str(slot)] = (MLIO_SERIALIZERS[kind], member, packages)
             return found
     except (zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:

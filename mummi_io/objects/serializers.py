@@ -13,7 +13,7 @@ import importlib
 import io
 import json
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -241,7 +241,7 @@ class StateSerializer(Serializer):
         cls = _import(record["class"])
         if not isinstance(cls, type):
             raise TypeError(f"{record['class']} is not a class; refusing to call it")
-        obj = cls.__new__(cls)
+        obj = cast(Any, cls).__new__(cls)
         state = _decode(record["state"])
         if hasattr(obj, "__setstate__") and type(obj).__setstate__ is not object.__dict__.get("__setstate__"):
             obj.__setstate__(state)

@@ -26,6 +26,7 @@ import struct
 import sys
 import warnings
 from importlib import metadata as importlib_metadata
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import IntegrityError, InvalidArgumentError, MummiIOError, PickleRefusedError, UnsupportedObjectError
@@ -65,7 +66,8 @@ def _version(distribution: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
+def installed_distributions() -> Mapping[str, list[str]]:
+    """Which installed distributions provide each top-level module (cached: it reads every distribution)."""
     return importlib_metadata.packages_distributions()
 
 
@@ -110,7 +112,7 @@ def environment(serializer: Serializer, obj: Any) -> dict[str, Any]:
     module_name = type(obj).__module__
     packages = {name: _version(name) for name in serializer.packages}
     top = module_name.split(".")[0]
-    for distribution in _distributions().get(top, []):
+    for distribution in installed_distributions().get(top, []):
         packages[distribution] = _version(distribution)
     module = sys.modules.get(module_name)
     source = getattr(module, "__file__", None)

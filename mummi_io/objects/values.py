@@ -309,6 +309,10 @@ def _defaultdict(factory: str, items: list[tuple[Any, Any]]) -> collections.defa
 
 _REBUILDERS = (_new_object, _object, _namedtuple, _enum, _dtype, _array, _object_array, _scalar, _zoneinfo,
                _defaultdict, _fraction)
+#: copyreg's markers of a ``__reduce_ex__`` that wants ``cls.__new__`` (not in typeshed's copyreg).
+_NEWOBJ = getattr(copyreg, "__newobj__")
+_NEWOBJ_EX = getattr(copyreg, "__newobj_ex__")
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     **{_name(cls): cls for cls in _VALUE_TYPES},
     **{_name(function): function for function in _REBUILDERS},
@@ -371,7 +375,7 @@ class _ValuePickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:  # noqa: C901 - one dispatch on the kind of object
         cls = type(obj)
         if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
-            if _ALLOWED.get((getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))) is obj:
+            if _ALLOWED.get((str(getattr(obj, "__module__", "")), str(getattr(obj, "__qualname__", "")))) is obj:
                 return NotImplemented  # a value type's constructor, or one of the rebuild functions
             raise _refuse(obj, "a class or function as a value: the stored data would name code to run")
         if cls is np.ndarray:
@@ -434,8 +438,8 @@ class _ValuePickler(pickle.Pickler):
         function, arguments, state, listitems, dictitems = (tuple(reduced) + (None,) * 5)[:5]
         kwargs = None
         call = False
-        if function is copyreg.__newobj__ or function is copyreg.__newobj_ex__:
-            if function is copyreg.__newobj__:
+        if function is _NEWOBJ or function is _NEWOBJ_EX:
+            if function is _NEWOBJ:
                 args = tuple(arguments[1:])
             else:
                 _, args, kwargs = arguments

@@ -363,19 +363,20 @@ class RedisBackend(HoldsTransport, Backend):
         commands: list[Command] = []
         for piece in pieces:
             members = [keys[p] for p in piece.positions]
+            group_command: tuple[Any, ...]
             if len(piece.shards) == 1:
-                command = ("SMISMEMBER", piece.prefixes[0], *members)
+                group_command = ("SMISMEMBER", piece.prefixes[0], *members)
             else:
-                command = ("EVAL", scripts.EXISTS, len(piece.shards), *piece.prefixes,
-                           len(piece.shards), *piece.counts, *members)
-            commands.append((piece.tag, command))
+                group_command = ("EVAL", scripts.EXISTS, len(piece.shards), *piece.prefixes,
+                                 len(piece.shards), *piece.counts, *members)
+            commands.append((piece.tag, group_command))
         found = [False] * len(keys)
         for piece, replies in zip(pieces, self.transport.execute(commands)):
             for position, reply in zip(piece.positions, replies):
                 found[position] = bool(reply)
         return found
 
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+    def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
         by_group: dict[Any, list[bytes]] = {}
         for shard in range(self.layout.shards):

@@ -27,17 +27,15 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
 from ...coordination.base import Claim, Coordinator, Notice
 from ...errors import InvalidArgumentError
 from ...keys import as_name_list, validate_name
-from .transport import _TRANSIENT, with_retries
+from .transport import TRANSIENT_ERRORS, TransportSource, with_retries
 
-if TYPE_CHECKING:
-    from .backend import RedisBackend
 
 LOGGER = logging.getLogger(__name__)
 
@@ -134,7 +132,7 @@ class _PubSubNotice(Notice):
         self._open()
 
     def _open(self) -> None:
-        transport = self.coordinator.backend.transport
+        transport = self.coordinator.source.transport
 
         def subscribe() -> Any:
             pubsub = transport.pubsub_for(self.tag)
@@ -151,7 +149,7 @@ class _PubSubNotice(Notice):
                 pubsub.close()
                 raise
 
-        self.pubsub = with_retries(f"subscribe on {self.coordinator.where}", self.coordinator.backend.transport.retry_timeout,
+        self.pubsub = with_retries(f"subscribe on {self.coordinator.where}", transport.retry_timeout,
                                    subscribe, getattr(transport, "_refresh_topology", None))
 
     def _relevant(self, message: dict[str, Any] | None) -> bool:
@@ -169,7 +167,7 @@ class _PubSubNotice(Notice):
                     break
             while message is not None:  # coalesce a burst of publishes into one re-check
                 message = self.pubsub.get_message(timeout=0)
-        except _TRANSIENT as exc:
+        except TRANSIENT_ERRORS as exc:
             LOGGER.warning("lost the subscription on %s (%s); subscribing again", self.coordinator.where, exc)
             self.close()
             self._open()  # the caller re-checks after this return, so nothing published meanwhile is missed
@@ -182,11 +180,15 @@ class _PubSubNotice(Notice):
 
 
 class RedisCoordinator(Coordinator):
-    """Coordination primitives on the deployment of a :class:`RedisBackend` (see the module docstring)."""
+    """Coordination primitives on a Redis deployment (see the module docstring).
 
-    def __init__(self, backend: RedisBackend) -> None:
-        self.backend = backend
-        self.where = backend.describe()
+    It is given the transport's source (the redis backend), not the backend's
+    operations: the coordinator's keys and channels are its own.
+    """
+
+    def __init__(self, source: TransportSource) -> None:
+        self.source = source
+        self.where = source.describe()
 
     def __repr__(self) -> str:
         return f"RedisCoordinator({self.where!r})"
@@ -214,10 +216,10 @@ class RedisCoordinator(Coordinator):
 
     def _run(self, tag: bytes, *command: Any) -> Any:
         """Run a command that changes state (a replica must confirm it under ``replica_acks``)."""
-        return self.backend.transport.execute([(tag, command)], write=True)[0]
+        return self.source.transport.execute([(tag, command)], write=True)[0]
 
     def _read(self, tag: bytes, *command: Any) -> Any:
-        return self.backend.transport.execute([(tag, command)])[0]
+        return self.source.transport.execute([(tag, command)])[0]
 
     # ------------------------------------------------------------- signals
     def send(self, place: str, keys: Sequence[str]) -> None:
@@ -266,7 +268,7 @@ class RedisCoordinator(Coordinator):
 
     def queue_sizes(self, place: str, queue: str) -> tuple[int, int]:
         tag, _, keys = self._queue_keys(place, queue)
-        pending, leased = self.backend.transport.execute([(tag, ("LLEN", keys[0])), (tag, ("ZCARD", keys[2]))])
+        pending, leased = self.source.transport.execute([(tag, ("LLEN", keys[0])), (tag, ("ZCARD", keys[2]))])
         return int(pending), int(leased)
 
     # ------------------------------------------------- counters and barriers

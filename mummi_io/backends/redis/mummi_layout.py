@@ -188,7 +188,7 @@ class MummiRedisBackend(HoldsTransport, Backend):
             self.unusable.append(f"{name!r}: {why}")
             LOGGER.warning("MuMMI key %r is left alone: %s", name, why)
 
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+    def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited: SCAN of every server, never KEYS
         matches = key_matcher(pattern)
         return (key for key in self._keys_of(namespace) if matches(key))

@@ -31,12 +31,13 @@ node.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -51,7 +52,7 @@ LOGGER = logging.getLogger(__name__)
 Command = tuple[bytes, tuple[Any, ...]]
 T = TypeVar("T")
 
-_TRANSIENT = (
+TRANSIENT_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ClusterDownError,
@@ -67,7 +68,7 @@ _TRANSIENT = (
 
 #: Independent nodes have no failover: a read-only node is a replica given by mistake, not one being promoted,
 #: and a MOVED reply means cluster nodes given without cluster=True.
-_NODE_TRANSIENT = tuple(kind for kind in _TRANSIENT
+_NODE_TRANSIENT = tuple(kind for kind in TRANSIENT_ERRORS
                         if kind not in (redis.exceptions.ReadOnlyError, redis.exceptions.AskError))
 
 
@@ -101,7 +102,7 @@ def with_retries(
     is the advice given when the time is up; ``transient`` the errors worth
     retrying (by default those of a restarting node or a failing-over cluster).
     """
-    transient = _TRANSIENT if transient is None else transient
+    transient = TRANSIENT_ERRORS if transient is None else transient
     started = time.monotonic()
     deadline = time.monotonic() + retry_timeout
     delay = 0.02
@@ -142,6 +143,37 @@ def with_retries(
                 except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as refresh_error:
                     LOGGER.debug("could not refresh %s yet: %s", where, refresh_error)
             delay = min(delay * 2, 1.0)
+
+
+class Transport(Protocol):
+    """What runs our commands: :class:`IndependentNodes` or :class:`ClusterTransport`."""
+
+    retry_timeout: float
+
+    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
+        """Run ``(tag, command)`` pairs on the nodes serving their tags; results in order."""
+        ...
+
+    def pubsub_for(self, tag: bytes) -> Any:
+        """A Pub/Sub connection to the node where ``tag``'s publishes happen."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...
+
+
+class TransportSource(Protocol):
+    """What a coordinator is given: something that holds a transport (made again after pickling) and names it."""
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, connected on first use."""
+        ...
+
+    def describe(self) -> str:
+        """Where the commands go, in words (for messages)."""
+        ...
 
 
 class HoldsTransport:
@@ -326,7 +358,7 @@ class IndependentNodes:
     def on_each_node(self, action: Callable[[redis.Redis, Node], T]) -> list[T]:
         """Run ``action(client, node)`` for every node (for PING, rebalance)."""
         return [
-            with_retries(f"node {node.name}", self.retry_timeout, lambda c=client, n=node: action(c, n),
+            with_retries(f"node {node.name}", self.retry_timeout, functools.partial(action, client, node),
                          transient=_NODE_TRANSIENT)
             for client, node in zip(self.clients, self.nodes)
         ]
@@ -421,7 +453,7 @@ class ClusterTransport:
         """The cluster's ``cluster-node-timeout`` (its default when CONFIG is not allowed)."""
         try:
             reply = self.client.config_get("cluster-node-timeout")
-            return int(reply.get("cluster-node-timeout", _DEFAULT_NODE_TIMEOUT_MS))
+            return int(reply.get("cluster-node-timeout") or _DEFAULT_NODE_TIMEOUT_MS)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, ValueError, AttributeError):
             return _DEFAULT_NODE_TIMEOUT_MS
 

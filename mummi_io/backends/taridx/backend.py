@@ -309,11 +309,11 @@ class TarIndexBackend(Backend):
                 offset, size, crc = entry
                 if state.lost and key in state.lost:
                     raise self._corrupt(namespace, state, [key])
-                buffer = np.empty(size, dtype=np.uint8)
-                got = os.preadv(state.tar_fd, [buffer], offset)  # type: ignore[arg-type]
+                buffer = np.empty(size, dtype=np.uint8).data  # numpy memory: far fewer page faults
+                got = os.preadv(state.tar_fd, [buffer], offset)  # type: ignore[arg-type]  # open while reading
                 if got != size or (verify and self.verify and crc is not None and crc32(buffer) != crc):
                     raise self._corrupt(namespace, state, [key])
-                out.append(memoryview(buffer))
+                out.append(buffer)
         return out
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
@@ -342,7 +342,7 @@ class TarIndexBackend(Backend):
             slots = state.table.slots
             return [key.encode("utf-8") in slots for key in keys]
 
-    def list(self, namespace: str, pattern: str) -> Iterator[str]:
+    def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
         with self._reading(namespace) as state:
             names = [key.decode("utf-8") for key in state.table.slots]

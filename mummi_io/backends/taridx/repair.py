@@ -177,7 +177,7 @@ def reconcile(
                 rows.append((key, *in_tar))
             else:
                 report.lost.append(name)
-        else:
+        elif in_tar is not None:
             only_in_tar.append((key, in_tar))
     # An index all of whose values are intact in the tar is true, whatever the cheap check said.
     trusted = index_is_true or not (report.lost or report.rolled_back)

@@ -192,7 +192,9 @@ def _read_member(source: Source, start: int) -> Member:
     if header is None:
         raise _Unreadable("a header that does not parse (damaged)")
     damaged = not header.checksum_ok
-    name, size, guard, sparse, linkname = header.name, header.size, None, False, None
+    name: bytes | None = header.name
+    size: int | None = header.size
+    guard, sparse, linkname = None, False, None
     position = start
     while header.typeflag in _EXTENSIONS:
         data = source.read(position + BLOCK, header.size)
@@ -224,6 +226,10 @@ def _read_member(source: Source, start: int) -> Member:
         header = following
         name = name if name is not None else header.name
         size = size if size is not None else header.size
+    if name is None:  # (set by the loop above when it ran: narrowed here for the type checker)
+        name = header.name
+    if size is None:
+        size = header.size
     typeflag = header.typeflag
     if typeflag in _NO_DATA:
         size = 0

@@ -1,0 +1,27 @@
+"""The package type-checks (`mypy`) and its layers hold (import-linter), both configured in setup.cfg."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_mypy_finds_nothing(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "setup.cfg"), "--cache-dir", str(tmp_path / "cache"),
+         str(REPO / "mummi_io")],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def test_the_layers_hold() -> None:
+    """The import-linter contracts in setup.cfg (the floor, backends below the facade, the CLI on top...)."""
+    command = Path(sys.executable).with_name("lint-imports")  # import-linter's command, beside this Python
+    result = subprocess.run([str(command), "--config", str(REPO / "setup.cfg")], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
