@@ -214,3 +214,26 @@ class SignalTimeoutError(WaitTimeoutError):
 
 class LeaseLostError(MummiIOError):
     """A work-queue lease expired (the item went back to the queue) before it was acked or extended."""
+
+
+class EnvironmentMismatchError(MummiIOError):
+    """The object was written with other package versions than this environment has.
+
+    ``differences`` lists ``(package, version when written, version now)``.
+    """
+
+    def __init__(self, message: str, differences: list[tuple[str, str | None, str | None]]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+class SyncedOverwriteError(MummiIOError):
+    """A synced object cannot be overwritten; remove it with remove_remote=True first."""
+
+
+class RemoteConflictError(MummiIOError):
+    """The remote holds other content under the name being pushed (or another push of it is under way)."""
+
+
+class CollectiveError(MummiIOError):
+    """An MPI collective failed on at least one rank (the message names each rank and why)."""

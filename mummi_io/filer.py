@@ -18,21 +18,15 @@ import hashlib
 import os
 from typing import Any
 
-from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, MummiIOError
+from .errors import (  # the two filer errors: raised here, importable from here as before
+    IntegrityError, InvalidArgumentError, KeyNotFoundError, RemoteConflictError, SyncedOverwriteError,
+)
 from .facade import IO
 from .registry import get_io
 from .sync import sync
 
 REGISTRY_NAME = ".mummi_registry"
 STATES = ("local", "synced")
-
-
-class SyncedOverwriteError(MummiIOError):
-    """A synced object cannot be overwritten; remove it with remove_remote=True first."""
-
-
-class RemoteConflictError(MummiIOError):
-    """The remote holds other content under the name being pushed (or another push of it is under way)."""
 
 
 class Filer:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgumentError, MummiIOError
+from .errors import CollectiveError, InvalidArgumentError, MummiIOError  # CollectiveError: importable from here too
 from .facade import IO
 from .keys import pair_keys_values
 
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 #: Ranks per aggregator by default.
 GROUP_SIZE = 8
-
-
-class CollectiveError(MummiIOError):
-    """An MPI collective failed on at least one rank (the message names each rank and why)."""
 
 
 def _raise_if_any(comm: MPI.Comm, error: str | None) -> None:

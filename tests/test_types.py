@@ -25,3 +25,23 @@ def test_the_layers_hold() -> None:
                             cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_every_exception_lives_in_errors_py() -> None:
+    """One hierarchy, one module: a public exception class defined elsewhere is a finding. (Warnings are not
+    errors; a private class such as simple's _SourceGone is control flow that never leaves its module.)"""
+    import ast
+
+    import mummi_io.errors as errors
+
+    ours = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, BaseException)}
+    elsewhere = []
+    for path in sorted((REPO / "mummi_io").rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {getattr(base, "id", getattr(base, "attr", "")) for base in node.bases}
+                if bases & (ours | {"Exception", "BaseException", "ValueError", "OSError", "KeyError"}):
+                    elsewhere.append(f"{path.relative_to(REPO)}: {node.name}")
+    assert elsewhere == []

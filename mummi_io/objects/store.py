@@ -29,7 +29,9 @@ from importlib import metadata as importlib_metadata
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import IntegrityError, InvalidArgumentError, MummiIOError, PickleRefusedError, UnsupportedObjectError
+from ..errors import (  # EnvironmentMismatchError: raised here, importable from here as before
+    EnvironmentMismatchError, IntegrityError, InvalidArgumentError, PickleRefusedError, UnsupportedObjectError,
+)
 from ..abc import Parts
 from .serializers import Serializer, choose, serializer_named
 
@@ -40,17 +42,6 @@ HEAD = struct.Struct("<8sQ")
 #: How much of a value ``object_info`` reads first (metadata is usually far smaller).
 INFO_PREFIX = 64 * 1024
 POLICIES = ("ignore", "warn", "raise", "auto")
-
-
-class EnvironmentMismatchError(MummiIOError):
-    """The object was written with other package versions than this environment has.
-
-    ``differences`` lists ``(package, version when written, version now)``.
-    """
-
-    def __init__(self, message: str, differences: list[tuple[str, str | None, str | None]]) -> None:
-        super().__init__(message)
-        self.differences = differences
 
 
 class EnvironmentMismatchWarning(UserWarning):
