@@ -17,15 +17,19 @@ once for all the process's waiters of that directory.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import errno
 import logging
 import os
-import struct
 import threading
 import time
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
+
+try:  # the inotify binding: Linux only (elsewhere every waiter is served by the Poller)
+    import inotify_simple
+    from inotify_simple import flags as _flags
+except (ImportError, OSError):  # pragma: no cover - not Linux
+    inotify_simple = None
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,21 +39,11 @@ LOCAL_FILE_SYSTEMS: Final = frozenset({
     "bcachefs", "hfsplus", "apfs", "vfat", "exfat", "ntfs3",
 })
 
-_IN_MODIFY = 0x002
-_IN_CLOSE_WRITE = 0x008
-_IN_MOVED_FROM = 0x040
-_IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
-_IN_DELETE = 0x200
-_IN_DELETE_SELF = 0x400
-_IN_MOVE_SELF = 0x800
-_IN_Q_OVERFLOW = 0x4000
-_IN_IGNORED = 0x8000
-_IN_ONLYDIR = 0x01000000
-_IN_CLOEXEC = 0o2000000
-_MASK: Final = (_IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
-                | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR)
-_EVENT = struct.Struct("iIII")
+#: What a watched directory reports: entries created, renamed in or out, written, removed; the directory gone.
+_MASK: Final = 0 if inotify_simple is None else (
+    _flags.MODIFY | _flags.CLOSE_WRITE | _flags.MOVED_FROM | _flags.MOVED_TO | _flags.CREATE | _flags.DELETE
+    | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.ONLYDIR
+)
 T = TypeVar("T")
 
 
@@ -75,37 +69,20 @@ def file_system_type(path: str) -> str | None:
 
 def inotify_usable(path: str) -> bool:
     """Whether inotify sees every change of ``path``: Linux, inotify available, a local file system."""
-    return _libc() is not None and file_system_type(path) in LOCAL_FILE_SYSTEMS
-
-
-_LIBC: list[ctypes.CDLL | None] = []
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not _LIBC:
-        library = None
-        try:
-            library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            library.inotify_init1  # noqa: B018 (not every libc has it)
-        except (OSError, AttributeError):
-            library = None
-        _LIBC.append(library)
-    return _LIBC[0]
+    return inotify_simple is not None and file_system_type(path) in LOCAL_FILE_SYSTEMS
 
 
 class Watcher:
-    """The process's inotify instance and its reader thread (created on first use, again after a fork)."""
+    """The process's inotify instance and its reader thread (created on first use, again after a fork).
+
+    The system calls are inotify_simple's; what is ours is the sharing: one
+    instance per process, each watch shared by every waiter of its directory.
+    """
 
     def __init__(self) -> None:
-        libc = _libc()
-        if libc is None:
+        if inotify_simple is None:
             raise OSError(errno.ENOSYS, "inotify is not available on this platform")
-        fd = libc.inotify_init1(_IN_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
-        self._libc = libc
-        self._fd = fd
+        self._inotify: Any = inotify_simple.INotify()  # close-on-exec
         self._lock = threading.Lock()
         self._by_wd: dict[int, dict[threading.Event, frozenset[bytes] | None]] = {}
         self._thread = threading.Thread(target=self._read_events, name="mummi-io-inotify", daemon=True)
@@ -116,13 +93,15 @@ class Watcher:
 
         With ``names``, only changes of entries with those names set it (and
         events that say nothing precise: a queue overflow, the directory gone).
+
+        Raises
+        ------
+        OSError
+            If the directory cannot be watched (gone, not a directory, the watch limit reached).
         """
         event = threading.Event()
         with self._lock:
-            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
-            if wd < 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"inotify_add_watch {directory!r}: {os.strerror(code)}")
+            wd = self._inotify.add_watch(os.fsencode(directory), _MASK)
             self._by_wd.setdefault(wd, {})[event] = names
         return wd, event
 
@@ -135,34 +114,31 @@ class Watcher:
             subscribers.pop(event, None)
             if not subscribers:
                 del self._by_wd[wd]
-                self._libc.inotify_rm_watch(self._fd, wd)
+                with contextlib.suppress(OSError):  # the kernel dropped it already (the directory went away)
+                    self._inotify.rm_watch(wd)
 
     def _read_events(self) -> None:
         while True:
             try:
-                data = os.read(self._fd, 64 * 1024)
+                events = self._inotify.read()
             except InterruptedError:
                 continue
             except OSError:
                 LOGGER.exception("the inotify reader stopped; waiters fall back to polling at their next check")
                 return
             changed: dict[int, set[bytes] | None] = {}  # None: anything may have changed
-            offset = 0
             with self._lock:
-                while offset + _EVENT.size <= len(data):
-                    wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                    name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
-                    offset += _EVENT.size + length
-                    if mask & _IN_Q_OVERFLOW:  # events were lost: everyone re-checks
+                for wd, mask, _cookie, name in events:
+                    if mask & _flags.Q_OVERFLOW:  # events were lost: everyone re-checks
                         changed = dict.fromkeys(self._by_wd)
-                    elif mask & _IN_IGNORED:  # the directory went away: the kernel dropped the watch
+                    elif mask & _flags.IGNORED:  # the directory went away: the kernel dropped the watch
                         for event in self._by_wd.pop(wd, {}):
                             event.set()
                     elif wd in self._by_wd:
                         names = changed.setdefault(wd, set())
                         if names is not None:
                             if name:
-                                names.add(name)
+                                names.add(os.fsencode(name))
                             else:
                                 changed[wd] = None
                 for wd, names in changed.items():
