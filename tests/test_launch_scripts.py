@@ -514,11 +514,19 @@ def test_a_node_that_cannot_save_stays_registered(deployment) -> None:
     blocker = deployment / "nodes" / f"127.0.0.1-{base}" / "dump.rdb"
     blocker.mkdir()  # the snapshot cannot be written: Redis refuses to shut down and lose the key
     try:
-        stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment), "--timeout", "1")
-        assert stopped.returncode == 1
-        assert "still running, with data it could not save; it stays registered" in stopped.stderr
-        assert _entries(deployment) == [f"127.0.0.1 {base}"]
-        assert running_servers(base, 1) == [base]
+        for failed_background_save in (False, True):  # then PING answers MISCONF, not PONG: still running
+            if failed_background_save:
+                client = redis.Redis(host="127.0.0.1", port=base, password=password)
+                client.bgsave()
+                import time
+                while client.info("persistence")["rdb_bgsave_in_progress"]:
+                    time.sleep(0.05)
+                assert client.info("persistence")["rdb_last_bgsave_status"] == "err"
+            stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment), "--timeout", "1")
+            assert stopped.returncode == 1, stopped.stderr
+            assert "still running, with data it could not save; it stays registered" in stopped.stderr
+            assert _entries(deployment) == [f"127.0.0.1 {base}"]
+            assert running_servers(base, 1) == [base]
     finally:
         blocker.rmdir()
     stopped = run_script("stop_all_redis_nodes.sh", "--dir", str(deployment))
@@ -545,14 +553,45 @@ def test_relative_dir_leading_zeros_and_one_start_at_a_time(tmp_path) -> None:
         cd {tmp_path}
         mkdir rel && exec 9> rel/.start.lock && flock 9
         bash {SCRIPTS / 'start_all_redis_nodes.sh'} 1 --dir rel --port {base}; echo "while locked: $?"
+        test -e rel/password && echo "the refused start wrote a password"
         exec 9>&-
+        bash {SCRIPTS / 'start_all_redis_nodes.sh'} 1 --dir rel --port {base} --timeout 09; echo "start: $?"
+        bash {SCRIPTS / 'stop_all_redis_nodes.sh'} --dir rel --timeout 08; echo "stop: $?"
         bash {SCRIPTS / 'start_redis_node.sh'} --dir rel --port {base} --timeout 09 --detach; echo "node: $?"
         bash {SCRIPTS / 'stop_all_redis_nodes.sh'} --dir rel; echo "stop: $?"
     """
     result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=120,
                             env={**os.environ, **environment})
     assert "while locked: 1" in result.stdout and "another start_all_redis_nodes.sh is starting" in result.stderr
-    assert "node: 0" in result.stdout, result.stderr  # a relative --dir, and 09 read as nine
-    assert "stop: 0" in result.stdout, result.stderr
+    assert "the refused start wrote a password" not in result.stdout  # refused before it changed anything
+    assert "start: 0" in result.stdout and "node: 0" in result.stdout, result.stderr  # relative --dir; 09 is nine
+    assert result.stdout.count("stop: 0") == 2, result.stderr
     assert (tmp_path / "rel" / "nodes" / f"127.0.0.1-{base}" / "redis.log").exists()
     assert running_servers(base, 1) == []
+
+
+def test_the_default_directory_is_checked_like_dir(tmp_path) -> None:
+    """$MUMMI_REDIS_DIR with a glob character used to reach redis-server's config path unchecked."""
+    for script, arguments in (("start_all_redis_nodes.sh", ["1"]), ("start_redis_node.sh", ["--port", "7000"]),
+                              ("stop_all_redis_nodes.sh", [])):
+        result = run_script(script, *arguments, env={"MUMMI_REDIS_DIR": str(tmp_path / "m[1]")})
+        assert result.returncode == 1 and "must not contain the glob characters" in result.stderr, result.stderr
+
+
+def test_a_start_interrupted_while_launching_leaves_nothing(deployment) -> None:
+    import signal
+    import time
+
+    base = free_base_port(6)
+    environment = {**os.environ, "MUMMI_IO_PYTHON": sys.executable}
+    starting = subprocess.Popen(["bash", str(SCRIPTS / "start_all_redis_nodes.sh"), "6", "--dir", str(deployment),
+                                 "--port", str(base)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not (deployment / f"launch-{base}.log").exists() and starting.poll() is None:
+        time.sleep(0.001)
+    starting.send_signal(signal.SIGTERM)  # as timeout(1) would: to the script alone, mid-launch
+    starting.communicate(timeout=120)
+    assert starting.returncode != 0
+    time.sleep(3)  # a node that was still starting would have registered by now
+    registry = deployment / "registry"
+    assert not registry.exists() or _entries(deployment) == []
+    assert running_servers(base, 6) == []

@@ -167,6 +167,15 @@ node_is_ours() {
   return 0
 }
 
+# Whether anything still answers at HOST:PORT (any reply, even an error such as MISCONF, BUSY or
+# LOADING: only a refused connection means the node is gone).
+node_answers() {
+  local reply status=0
+  reply="$(redis_cli "$1" "$2" "$3" PING)" || status=$?
+  [[ "$reply" != *"Could not connect"* ]] || return 1
+  [ -n "$reply" ] || [ "$status" -eq 124 ]  # 124: no reply within the timeout, yet something holds the port
+}
+
 # The nodes of a registry, one "host port" per line; dies (instead of listing nothing) if it is unreadable.
 registered_nodes() {
   local listing

@@ -101,6 +101,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The directory, also when it comes from $MUMMI_REDIS_DIR or $HOME, is checked like --dir.
+check_path "the deployment directory" "$dir"
+dir="$(absolute_path "$dir")"
 if [ -z "$launcher" ]; then
   if [ -n "${SLURM_JOB_ID:-}" ]; then launcher="slurm"
   elif [ -n "${FLUX_URI:-}" ]; then launcher="flux"
@@ -142,6 +145,9 @@ if [ "$dry_run" = "no" ]; then
   else
     (umask 077; mkdir -p "$dir")
   fi
+  # One start at a time per deployment (fd 9 is closed for the nodes, so they do not hold it).
+  exec 9> "$dir/.start.lock"
+  flock -n 9 || die "another start_all_redis_nodes.sh is starting the deployment in $dir; wait for it"
   if [ ! -s "$dir/password" ]; then
     # One random password per deployment, readable by its owner only.
     (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dir/password")  # 32 bytes, 64 hex digits
@@ -150,9 +156,6 @@ if [ "$dry_run" = "no" ]; then
   if [ ! -s "$dir/deployment-id" ]; then
     (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$dir/deployment-id")
   fi
-  # One start at a time per deployment (fd 9 is closed for the nodes, so they do not hold it).
-  exec 9> "$dir/.start.lock"
-  flock -n 9 || die "another start_all_redis_nodes.sh is starting the deployment in $dir; wait for it"
   listed=""
   if [ -s "$registry" ]; then listed="$(registered_nodes "$registry")" || exit 1; fi
   if [ -n "$listed" ]; then
@@ -164,6 +167,21 @@ fi
 
 node_script="$REDIS_SCRIPTS_DIR/start_redis_node.sh"
 launched=()  # node scripts (local) or srun steps (slurm) started here
+# Nodes that did start are of no use without the others: on a failure, or if this script is
+# interrupted, stop them. A node script (or its srun step) stops its node on SIGTERM, started or not;
+# stop_all then clears the registry of what had registered.
+stop_launched() {
+  trap - INT TERM
+  # The shell's own job table too: a signal can land after a node's fork and before launched+=($!).
+  mapfile -t children < <(jobs -p)
+  launched+=("${children[@]}")
+  if [ "${#launched[@]}" -gt 0 ]; then
+    kill -TERM "${launched[@]}" 2> /dev/null || true
+    wait "${launched[@]}" 2> /dev/null || true
+  fi
+  bash "$REDIS_SCRIPTS_DIR/stop_all_redis_nodes.sh" --dir "$dir" > /dev/null 2>&1 || true
+}
+[ "$dry_run" = "yes" ] || trap 'stop_launched; die "interrupted: the nodes started so far were stopped"' INT TERM
 for ((i = 0; i < count; i++)); do
   port=$((base_port + i))
   node=("$node_script" --port "$port" --dir "$dir" --bind "$bind" "${node_options[@]}")
@@ -188,18 +206,6 @@ if [ "$dry_run" = "yes" ]; then
   exit 0
 fi
 
-# Nodes that did start are of no use without the others: on a failure, or if this script is
-# interrupted, stop them. A node script (or its srun step) stops its node on SIGTERM, started or not;
-# stop_all then clears the registry of what had registered.
-stop_launched() {
-  trap - INT TERM
-  if [ "${#launched[@]}" -gt 0 ]; then
-    kill -TERM "${launched[@]}" 2> /dev/null || true
-    wait "${launched[@]}" 2> /dev/null || true
-  fi
-  bash "$REDIS_SCRIPTS_DIR/stop_all_redis_nodes.sh" --dir "$dir" > /dev/null 2>&1 || true
-}
-trap 'stop_launched; die "interrupted: the nodes started so far were stopped"' INT TERM
 if ! mummi_servers wait "$count" --timeout "$timeout" --registry "$registry" >/dev/null; then
   stop_launched
   die "not every node came up (see the message above and $dir/launch-*.log); the nodes that did were stopped"
@@ -239,4 +245,4 @@ fi
 
 trap - INT TERM
 say "$count Redis node(s) ready ($launcher$([ "$cluster" = "yes" ] && echo ", cluster")); registry: $registry"
-say "clients: source $REDIS_SCRIPTS_DIR/load_redis_env.sh $dir"
+say "clients: source $(printf '%q' "$REDIS_SCRIPTS_DIR/load_redis_env.sh") $(printf '%q' "$dir")"

@@ -51,6 +51,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The directory, also when it comes from $MUMMI_REDIS_DIR or $HOME, is checked like --dir.
+check_path "the deployment directory" "$dir"
+dir="$(absolute_path "$dir")"
 [ -n "$port" ] || die "--port PORT is required"
 port="$((10#$port))"
 command -v redis-server >/dev/null 2>&1 || die "$INSTALL_HINT"

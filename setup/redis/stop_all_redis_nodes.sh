@@ -29,6 +29,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The directory, also when it comes from $MUMMI_REDIS_DIR or $HOME, is checked like --dir.
+check_path "the deployment directory" "$dir"
+dir="$(absolute_path "$dir")"
 registry="$dir/registry"
 if [ ! -s "$registry" ]; then
   say "no Redis deployment registered in $dir; nothing to stop"
@@ -76,7 +79,8 @@ for entry in "${nodes[@]}"; do
   fi
   deadline=$((SECONDS + timeout))
   terminated="no"
-  while [ "$(redis_cli "$host" "$port" "$password" PING)" = "PONG" ]; do
+  # Stopped means nothing answers: a node whose save failed answers PING with MISCONF, a busy one BUSY.
+  while node_answers "$host" "$port" "$password"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       pid="$(cat "$node_dir/redis.pid" 2> /dev/null || true)"
       if [ "$terminated" = "no" ] && [[ "$pid" =~ ^[0-9]+$ ]] && grep -qa redis-server "/proc/$pid/cmdline" 2> /dev/null; then
@@ -90,7 +94,7 @@ for entry in "${nodes[@]}"; do
     fi
     sleep 0.1
   done
-  if [ "$(redis_cli "$host" "$port" "$password" PING)" = "PONG" ]; then
+  if node_answers "$host" "$port" "$password"; then
     # Still serving (a save that keeps failing, a node on another host): it stays registered.
     say "node $host:$port is still running, with data it could not save; it stays registered: see $node_dir/redis.log, fix the cause (a full disk?) and run this again"
     failed=1
