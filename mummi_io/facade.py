@@ -99,6 +99,29 @@ class IO:
         """
         return self.backend.check_environment()
 
+    # ------------------------------------------------------- reserved keys
+    # The layers above the facade (groups, packs) keep their own records in reserved keys
+    # (RESERVED_PREFIX...): never listed, never a user key; these are the public way to them.
+    @staticmethod
+    def _reserved(name: str) -> str:
+        if not isinstance(name, str) or not name.startswith(RESERVED_PREFIX) or "/" in name:
+            raise InvalidArgumentError(f"a reserved name starts with {RESERVED_PREFIX!r} and has no '/': {name!r}")
+        return name
+
+    def load_reserved(self, namespace: str, name: str) -> bytes | None:
+        """The bytes of the reserved record ``name`` in ``namespace`` (``None`` when there is none)."""
+        ns = self._namespace(namespace)
+        value = self.backend.read_many(ns, [self._reserved(name)])[0]
+        return None if value is None else bytes(value)
+
+    def save_reserved(self, namespace: str, name: str, data: bytes) -> None:
+        """Store the reserved record ``name`` in ``namespace`` (a layer's own bookkeeping, never listed)."""
+        self.backend.write_many(self._namespace(namespace), [(self._reserved(name), bytes(data))])
+
+    def child_namespace(self, namespace: str, name: str) -> str:
+        """The namespace of a group ``name`` inside ``namespace``, as this backend places one (see ``group``)."""
+        return self.backend.child_namespace(self._namespace(namespace), validate_key(name))
+
     # ------------------------------------------------------------ existence
     @overload
     def file_exists(self, namespace: str, key: str) -> bool: ...  # type: ignore[overload-overlap]  # str is a Sequence[str]

@@ -45,3 +45,19 @@ def test_every_exception_lives_in_errors_py() -> None:
                 if bases & (ours | {"Exception", "BaseException", "ValueError", "OSError", "KeyError"}):
                     elsewhere.append(f"{path.relative_to(REPO)}: {node.name}")
     assert elsewhere == []
+
+
+def test_objects_use_only_the_public_api() -> None:
+    """Groups and packs are a layer above the facade: no reaching into io.backend or the facade's private names."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "mummi_io" / "objects").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "io":
+                if node.attr == "backend" or node.attr.startswith("_"):
+                    found.append(f"{path.name}:{node.lineno}: io.{node.attr}")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "io":
+                if node.attr == "backend" or node.attr.startswith("_"):
+                    found.append(f"{path.name}:{node.lineno}: io.{node.attr}")
+    assert found == []

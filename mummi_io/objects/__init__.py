@@ -42,9 +42,9 @@ def load_path(filename: str | os.PathLike[str], backend: str | None = None, **op
         try:
             return io.load_object(namespace, key, **options)
         except KeyNotFoundError as missing:
-            if io.backend.kind != "taridx" and os.path.isfile(namespace):
+            if io.get_type() != "taridx" and os.path.isfile(namespace):
                 raise KeyNotFoundError(missing.namespace, missing.keys, hint=(
-                    f"{namespace!r} is a file, read here with the {io.backend.kind} backend (a directory of files): "
+                    f"{namespace!r} is a file, read here with the {io.get_type()} backend (a directory of files): "
                     "for an indexed tar pass backend='taridx' (or set MUMMI_IO_BACKEND=taridx)."
                 )) from None
             raise

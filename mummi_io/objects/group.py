@@ -35,17 +35,13 @@ class Group(MutableMapping[str, Any]):
     def __repr__(self) -> str:
         return f"<mummi_io.Group {self.namespace!r} on {self.io.get_type()}>"
 
-    @property
-    def _ns(self) -> str:
-        return self.io._namespace(self.namespace)
-
     def groups(self) -> list[str]:
         """Names of the sub-groups, sorted."""
-        raw = self.io.backend.read_many(self._ns, [GROUPS_KEY])[0]
+        raw = self.io.load_reserved(self.namespace, GROUPS_KEY)
         return json.loads(raw) if raw else []
 
     def _child(self, name: str) -> Group:
-        return Group(self.io, self.io.backend.child_namespace(self._ns, name), **self.load_options)
+        return Group(self.io, self.io.child_namespace(self.namespace, name), **self.load_options)
 
     def create_group(self, name: str) -> Group:
         """Create (or open) the sub-group ``name`` and return it."""
@@ -54,7 +50,7 @@ class Group(MutableMapping[str, Any]):
         if name not in names:
             if self.io.file_exists(self.namespace, name):
                 raise InvalidArgumentError(f"{name!r} already holds an object in {self.namespace!r}")
-            self.io.backend.write_many(self._ns, [(GROUPS_KEY, json.dumps(sorted(names + [name])).encode())])
+            self.io.save_reserved(self.namespace, GROUPS_KEY, json.dumps(sorted(names + [name])).encode())
         return self._child(name)
 
     def info(self, key: str) -> dict[str, Any]:
@@ -75,11 +71,11 @@ class Group(MutableMapping[str, Any]):
         names = self.groups()
         if key in names:
             self._child(key).clear()
-            self.io.backend.write_many(self._ns, [(GROUPS_KEY, json.dumps([n for n in names if n != key]).encode())])
+            self.io.save_reserved(self.namespace, GROUPS_KEY, json.dumps([n for n in names if n != key]).encode())
         elif self.io.file_exists(self.namespace, key):
             self.io.remove_files(self.namespace, key)
         else:
-            raise KeyNotFoundError(self._ns, [key])
+            raise KeyNotFoundError(self.namespace, [key])
 
     def _objects(self) -> list[str]:
         """The names of the group's objects: its flat keys (a sub-group's keys may sit below it)."""

@@ -138,12 +138,8 @@ class Pack:
         self._manifest = self._read_manifest()
 
     # ------------------------------------------------------------- manifest
-    @property
-    def _ns(self) -> str:
-        return self.io._namespace(self.namespace)
-
     def _read_manifest(self) -> dict[str, Any]:
-        raw = self.io.backend.read_many(self._ns, [MANIFEST_KEY])[0] if self.io.namespace_exists(self.namespace) \
+        raw = self.io.load_reserved(self.namespace, MANIFEST_KEY) if self.io.namespace_exists(self.namespace) \
             else None
         if raw:
             try:
@@ -173,7 +169,7 @@ class Pack:
             manifest = self._current()
             yield manifest
             manifest["updated_at"] = _now()
-            self.io.backend.write_many(self._ns, [(MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())])
+            self.io.save_reserved(self.namespace, MANIFEST_KEY, json.dumps(manifest, sort_keys=True).encode())
             self._write_back()
 
     def _write_back(self) -> None:
@@ -208,7 +204,7 @@ class Pack:
         """Verify and load the object in ``slot``."""
         entry = self._current()["slots"].get(slot)
         if entry is None:
-            raise KeyNotFoundError(self._ns, [slot])
+            raise KeyNotFoundError(self.namespace, [slot])
         info = self.io.object_info(self.namespace, entry["blob"])
         if (info.get("serializer"), info.get(info.get("digest", "sha256"))) != (entry["serializer"], entry["sha256"]):
             raise IntegrityError(f"slot {slot!r} of pack {self.namespace!r} points at an object that is not the "
@@ -220,7 +216,7 @@ class Pack:
         with self._changing() as manifest:
             entry = manifest["slots"].pop(slot, None)
             if entry is None:
-                raise KeyNotFoundError(self._ns, [slot])
+                raise KeyNotFoundError(self.namespace, [slot])
             self._drop_if_unused(manifest, entry["blob"])
 
     def _drop_if_unused(self, manifest: dict[str, Any], blob_key: str) -> None:
