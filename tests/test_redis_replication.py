@@ -107,11 +107,10 @@ def test_independent_nodes_with_a_replica(tmp_path, redis_password) -> None:
         while "master_link_status:up" not in replica.cli("INFO", "replication"):
             assert time.monotonic() < deadline, "the replica did not sync"
             time.sleep(0.05)
-        with get_io("redis", nodes=[replica.name], password=redis_password) as wrong:
-            started = time.monotonic()
+        with get_io("redis", nodes=[replica.name], password=redis_password, retry_timeout=600) as wrong:
             with pytest.raises(StorageError, match="read-only replica"):
-                wrong.save_files("ns", "a", b"1")  # a replica given as a node: said at once, not retried
-            assert time.monotonic() - started < 5
+                # A replica given as a node: said at once, not retried (a retry would outlast the test's limit).
+                wrong.save_files("ns", "a", b"1")
         with get_io("redis", nodes=[master.name], password=redis_password, replica_acks=1, replica_timeout=0.3) as io:
             io.save_files("ns", ["a", "b"], [b"1", b"2"])
             replica.process.send_signal(signal.SIGSTOP)
