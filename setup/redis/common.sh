@@ -142,7 +142,7 @@ node_dir_of() {
 
 # Whether HOST:PORT is a node of this deployment: it takes the password and
 # serves the node's own directory (CONFIG GET dir). Prints why not otherwise;
-# status 0: ours, 1: something else answers, 2: nothing answers.
+# status 0: ours, 1: something else answers, 2: nothing answers, 3: a Redis too busy to say.
 node_is_ours() {
   local host="$1" port="$2" password="$3" node_dir="$4" reply expected status=0
   reply="$(REDISCLI_AUTH="$password" timeout 10 redis-cli --no-auth-warning -h "$host" -p "$port" CONFIG GET dir 2>&1 | tr -d '\r')" || status=$?
@@ -158,6 +158,9 @@ node_is_ours() {
     *WRONGPASS*|*NOAUTH*|*"invalid username-password"*|*"AUTH failed"*)
       echo "it does not take this deployment's password"
       return 1 ;;
+    LOADING*|BUSY*)
+      echo "it cannot say yet ($reply)"  # loading its data, or running a long script: ask again later
+      return 3 ;;
   esac
   expected="$(cd "$node_dir" 2>/dev/null && pwd -P)" || expected="$node_dir"
   if [ "$(printf '%s\n' "$reply" | sed -n 2p)" != "$expected" ]; then

@@ -62,6 +62,11 @@ for entry in "${nodes[@]}"; do
       status=1
     fi
   fi
+  if [ "$status" -eq 3 ]; then
+    say "node $host:$port $why: it stays registered; run this again in a moment"
+    failed=1
+    continue
+  fi
   if [ "$status" -eq 2 ]; then
     say "node $host:$port is not running; removed from the registry (data in $node_dir)"
     mummi_servers unregister --registry "$registry" -- "$host" "$port" > /dev/null
