@@ -410,3 +410,20 @@ def test_servers_ping_names_a_node_of_another_deployment(tmp_path, redis_passwor
         assert " ok " in lines[1]
     finally:
         stop_servers(servers)
+
+
+def test_a_read_never_writes_the_deployment_record(tmp_path, redis_password) -> None:
+    """Reading a Redis that holds no record (a new deployment, or someone else's server) leaves it untouched;
+    the first write records the node list."""
+    from mummi_io.testing.servers import start_servers, stop_servers
+
+    servers = start_servers(1, str(tmp_path / "srv"), redis_password)
+    try:
+        with get_io("redis", nodes=[servers[0].name], password=redis_password) as io:
+            assert io.load_files("ns", ["k"], missing=None) == [None]
+            assert io.list_keys("ns") == [] and not io.namespace_exists("ns")
+            assert servers[0].cli("DBSIZE") == "0"
+            io.save_files("ns", "k", b"v")
+        assert servers[0].cli("HGET", "mio:deployment", "nodes") == servers[0].name
+    finally:
+        stop_servers(servers)

@@ -16,10 +16,10 @@ not acknowledged), whatever the cluster's view of which masters have replicas.
 
 Independent nodes know their shape: every node holds ``mio:deployment``, a
 HASH whose ``nodes`` field lists the node set the data was placed over
-(sorted ``host:port`` names, comma-separated; written by the first client or
-by the launch scripts, rewritten by ``rebalance()``). Before its first
-command a client compares that record with its own node list and refuses a
-difference with :class:`BackendUnavailableError` naming it: with a missing
+(sorted ``host:port`` names, comma-separated; written by the first client
+to write, or by the launch scripts; rewritten by ``rebalance()``; a read never
+writes it). Before its first command a client compares that record with its
+own node list and refuses a difference with :class:`BackendUnavailableError` naming it: with a missing
 or an extra node, rendezvous hashing would place shards elsewhere and the
 client would see (and write) a partial view.
 
@@ -298,7 +298,8 @@ class IndependentNodes:
         replica_acks: int = 0, replica_timeout_ms: int = 1000, verify_shape: bool = False,
     ) -> None:
         self.nodes = list(nodes)
-        self._shape_verified = not verify_shape
+        # "unchecked" -> "unrecorded" (read-checked: no node holds a record yet) -> "verified"
+        self._shape_state = "unchecked" if verify_shape else "verified"
         self.retry_timeout = retry_timeout
         self.replica_acks = replica_acks
         self.replica_timeout_ms = replica_timeout_ms
@@ -323,8 +324,8 @@ class IndependentNodes:
         transaction. With ``write`` and ``replica_acks``, each node's share is
         acknowledged by that many replicas or :class:`ReplicationError` is raised.
         """
-        if not self._shape_verified:
-            self.verify_shape()
+        if self._shape_state != "verified" and (write or self._shape_state == "unchecked"):
+            self.verify_shape(record=write)
         replicas = self.replica_acks if write else 0
         by_node: dict[int, list[int]] = {}
         for position, (tag, _) in enumerate(commands):
@@ -351,8 +352,8 @@ class IndependentNodes:
 
     def pubsub_for(self, tag: bytes) -> redis.client.PubSub:
         """A Pub/Sub connection to the node that owns ``tag`` (where its publishes happen)."""
-        if not self._shape_verified:
-            self.verify_shape()
+        if self._shape_state == "unchecked":
+            self.verify_shape(record=False)
         return self.clients[self.owner_of(tag)].pubsub()
 
     def on_each_node(self, action: Callable[[redis.Redis, Node], T]) -> list[T]:
@@ -372,13 +373,15 @@ class IndependentNodes:
         """Write this node list as the deployment's shape on every node (``rebalance()``, the launch scripts)."""
         fields = ["nodes", shape_of(self.nodes)] + (["id", deployment_id] if deployment_id else [])
         self.on_each_node(lambda client, _: client.hset(SHAPE_KEY, items=fields))
-        self._shape_verified = True
+        self._shape_state = "verified"
 
-    def verify_shape(self) -> None:
+    def verify_shape(self, record: bool = True) -> None:
         """Refuse a node list that differs from the one the data was placed over.
 
-        Nodes that hold no record yet (a new deployment) get this list, with
-        ``HSETNX`` so that two first clients cannot both win.
+        When no node holds a record yet (a new deployment), a writing client
+        (``record``) records this list, with ``HSETNX`` so that two first
+        clients cannot both win; a read never writes, and the check is made
+        again at the first write.
 
         Raises
         ------
@@ -388,6 +391,9 @@ class IndependentNodes:
         expected = shape_of(self.nodes)
         recorded = self.recorded_shapes()
         if all(value is None for value in recorded):
+            if not record:
+                self._shape_state = "unrecorded"
+                return
             self.on_each_node(lambda client, _: client.hsetnx(SHAPE_KEY, "nodes", expected))
             recorded = self.recorded_shapes()
         for node, value in zip(self.nodes, recorded):
@@ -405,7 +411,7 @@ class IndependentNodes:
                 "(source setup/redis/load_redis_env.sh DIR) or its node list; after adding or replacing a node "
                 "on purpose, run `mummi-io servers rebalance` with the new list"
             )
-        self._shape_verified = True
+        self._shape_state = "verified"
 
     def close(self) -> None:
         for client in self.clients:
