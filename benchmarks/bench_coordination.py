@@ -38,7 +38,7 @@ import redis  # noqa: E402
 import mummi_io  # noqa: E402
 from harness import report  # noqa: E402
 from mummi_io.coordination import FileCoordinator  # noqa: E402
-from mummi_io.testing.servers import redis_server_binary, start_servers, stop_servers  # noqa: E402
+from mummi_io.backends.redis.local_servers import redis_server_binary, start_servers, stop_servers  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WAITER = os.path.join(HERE, "coordination_waiter.py")

@@ -34,7 +34,7 @@ import redis  # noqa: E402
 
 import mummi_io  # noqa: E402
 from mummi_io.sync import archive  # noqa: E402
-from mummi_io.testing.servers import start_servers, stop_servers  # noqa: E402
+from mummi_io.backends.redis.local_servers import start_servers, stop_servers  # noqa: E402
 
 _CHUNK = 1000
 

@@ -49,7 +49,7 @@ import bench_taridx  # noqa: E402
 from harness import Measurement, machine, measure, report, row  # noqa: E402
 
 import mummi_io  # noqa: E402
-from mummi_io.testing.servers import redis_server_binary, start_servers, stop_servers  # noqa: E402
+from mummi_io.backends.redis.local_servers import redis_server_binary, start_servers, stop_servers  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -9,9 +9,8 @@
 
 from __future__ import annotations
 
-from .abc import Backend, StorageReport
-from .checkpoint import load_checkpoint, save_checkpoint, take_backup
-from .errors import (
+from .core.contract import Backend, StorageReport
+from .core.errors import (
     BackendUnavailableError,
     CheckpointError,
     IntegrityError,
@@ -42,12 +41,13 @@ from .errors import (
     UnsupportedOperation,
     WaitTimeoutError,
 )
-from .facade import IO, RAISE
-from .npz import read_npz, write_npz
+from .facade import RAISE
+from .facade.checkpoint import load_checkpoint, save_checkpoint, take_backup
+from .facade.npz import read_npz, write_npz
+from .facade.signals import clear_signal, send_signal, test_signal, wait_signal
 from .objects import EnvironmentMismatchError, Pack, delete, register_serializer, save
 from .objects import load_path as load
-from .registry import get_interfaces, get_io, register_backend
-from .signals import clear_signal, send_signal, test_signal, wait_signal
+from .registry import IO, get_interfaces, get_io, register_backend
 
 __version__ = "0.1.0"
 

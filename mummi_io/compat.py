@@ -39,12 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, signals
-from .errors import InvalidKeyError, MummiIOError
-from .facade import IO
-from .keys import validate_key
-from .npz import write_npz
-from .npz import read_npz as _strict_read_npz
+from .core.contract import Locating, Maintainable, Sharded
+from .core.errors import InvalidKeyError, MummiIOError
+from .core.keys import validate_key
+from .facade import checkpoint, signals
+from .facade.npz import write_npz
+from .facade.npz import read_npz as _strict_read_npz
+from .registry import IO
 from .registry import get_io as _strict_get_io
 
 LOGGER = logging.getLogger(__name__)
@@ -270,9 +271,9 @@ class MummiIO:
         if not self.namespace_exists(namespace):
             LOGGER.error("Missing index of %s", namespace)
             return None
-        backend = self.io.backend
-        if hasattr(backend, "index_entries"):
-            rows = backend.index_entries(backend.normalize_namespace(namespace))
+        locating = self.io.capability(Locating)
+        if locating is not None:
+            rows = locating.index_entries(self.io.normalize_namespace(namespace))
         else:
             keys = self.io.list_keys(namespace)
             rows = [(s["key"], 0, s["size"]) for s in self.io.stat_keys(namespace, keys) if s is not None]
@@ -280,15 +281,15 @@ class MummiIO:
         return np.array([[key, str(offset), str(size)] for key, offset, size in rows], dtype=str).reshape(-1, 3)
 
     def regenerate_index(self, filename: str) -> None:
-        if os.path.exists(filename) and hasattr(self.io.backend, "reindex"):
-            self.io.backend.reindex(filename)
+        if os.path.exists(filename) and self.io.capability(Maintainable) is not None:
+            self.io.reindex(filename)
 
     # ------------------------------------------------------- redis, per server
-    def _redis(self) -> Any:
-        backend = self.io.backend
-        if not hasattr(backend, "keys_by_node"):
+    def _redis(self) -> Sharded:
+        sharded = self.io.capability(Sharded)
+        if sharded is None:
             raise AttributeError(f"the per-server methods belong to the redis interface, not {self._kind}")
-        return backend
+        return sharded
 
     def list_servers_to_keys(self, namespace: str, keypattern: str) -> dict[str, list[str]]:
         """``{server: [keys]}``: where each key matching ``keypattern`` lives; ``{}`` on error."""

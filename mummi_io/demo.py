@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .facade import IO
+from .registry import IO
 
 LOGGER = logging.getLogger(__name__)
 

@@ -18,11 +18,10 @@ import hashlib
 import os
 from typing import Any
 
-from .errors import (  # the two filer errors: raised here, importable from here as before
+from .core.errors import (  # the two filer errors: raised here, importable from here as before
     IntegrityError, InvalidArgumentError, KeyNotFoundError, RemoteConflictError, SyncedOverwriteError,
 )
-from .facade import IO
-from .registry import get_io
+from .registry import IO, get_io
 from .sync import sync
 
 REGISTRY_NAME = ".mummi_registry"

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import CollectiveError, InvalidArgumentError, MummiIOError  # CollectiveError: importable from here too
-from .facade import IO
-from .keys import pair_keys_values
+from .core.errors import CollectiveError, InvalidArgumentError, MummiIOError  # CollectiveError: importable from here too
+from .core.keys import pair_keys_values
+from .registry import IO
 
 if TYPE_CHECKING:
     from mpi4py import MPI

@@ -52,8 +52,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from filelock import FileLock
 
-from .errors import InvalidArgumentError, InvalidPayloadError, KeyNotFoundError, PayloadNotFoundError
-from .facade import IO
+from .core.errors import InvalidArgumentError, InvalidPayloadError, KeyNotFoundError, PayloadNotFoundError
+from .registry import IO, get_io
 
 LOGGER = logging.getLogger(__name__)
 
@@ -202,8 +202,6 @@ class Persistable(Generic[PayloadT, ParamsT]):
         verbose: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
-        from .registry import get_io
-
         self.seed_form = data_dir is not None or isinstance(io, (str, os.PathLike))
         if self.seed_form:
             # The seed's (data_dir, params, tracked_persistable_dependencies, *, payload_name, payload_io, ...)

@@ -15,8 +15,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import IntegrityError, InvalidArgumentError
-from .facade import IO
+from .core.errors import IntegrityError, InvalidArgumentError
+from .registry import IO
 
 LOGGER = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def verify_keys(
     its tar no longer holds) is included.
     """
     storage = io.storage_report(namespace)
-    report = VerifyReport(checksummed=io.backend.stores_checksums, damage=storage.damage, notes=storage.notes,
+    report = VerifyReport(checksummed=io.stores_checksums, damage=storage.damage, notes=storage.notes,
                           unchecked=storage.unchecked)
     for chunk in _batches(io.list_keys(namespace, pattern), batch):
         try:

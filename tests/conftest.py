@@ -10,7 +10,7 @@ import pytest
 # Rich assertion messages for the contract suite shipped inside the package.
 pytest.register_assert_rewrite("mummi_io.testing")
 
-from mummi_io.testing.servers import (  # noqa: E402  (after the rewrite hook)
+from mummi_io.backends.redis.local_servers import (  # noqa: E402  (after the rewrite hook)
     INSTALL_HINT,
     RedisServer,
     create_cluster,

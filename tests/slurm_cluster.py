@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from mummi_io.testing.servers import free_port
+from mummi_io.backends.redis.local_servers import free_port
 
 #: The programs a single-node Slurm needs, with the Debian package of each.
 PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd", "srun": "slurm-client",

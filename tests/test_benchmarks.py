@@ -44,7 +44,7 @@ def test_the_benchmarks_need_nothing_from_the_test_extra() -> None:
     program = (
         "import sys; sys.modules['pytest'] = None; sys.modules['hypothesis'] = None; "  # as if not installed
         f"sys.path.insert(0, {str(BENCHMARKS)!r}); import run, bench_coordination, bench_redis, bench_taridx; "
-        "import mummi_io.testing.servers; print('ok')"
+        "import mummi_io.backends.redis.local_servers; print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

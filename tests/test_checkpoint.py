@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mummi_io import CheckpointError, InvalidArgumentError, get_io
-from mummi_io.checkpoint import backup_name
+from mummi_io.facade.checkpoint import backup_name
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_damaged_checkpoint_falls_back_to_backup_with_warning(io, tmp_path: Path
     io.save_checkpoint(str(path), {"step": 1})
     io.save_checkpoint(str(path), {"step": 2})
     path.write_text(damage(path.read_text()))
-    with caplog.at_level(logging.WARNING, logger="mummi_io.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="mummi_io.facade.checkpoint"):
         assert io.load_checkpoint(str(path))["step"] == 1
     assert "c.chk" in caplog.text
 
@@ -164,7 +164,7 @@ def test_a_named_backup_newer_than_the_rotated_ones_wins(io, tmp_path: Path) -> 
 
 
 def test_an_unlistable_directory_is_not_a_fresh_start(io, tmp_path: Path) -> None:
-    from mummi_io.errors import StorageError
+    from mummi_io.core.errors import StorageError
 
     path = tmp_path / "not-a-dir"
     path.write_text("a file where the checkpoint's directory should be")

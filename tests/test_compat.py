@@ -348,7 +348,7 @@ def test_install_without_mummi_core_says_so() -> None:
 # --------------------------------------------------------------------------
 def test_mummi_redis_nodes_as_a_count_uses_mummis_server_list(tmp_path, monkeypatch, caplog) -> None:
     from mummi_io.backends.redis.nodes import resolve_deployment
-    from mummi_io.errors import InvalidArgumentError
+    from mummi_io.core.errors import InvalidArgumentError
 
     monkeypatch.setenv("MUMMI_REDIS_DIR", str(tmp_path / "none"))
     monkeypatch.delenv("MUMMI_REDIS_REGISTRY", raising=False)
@@ -469,7 +469,7 @@ def test_import_dry_run_conflicts_move_and_root(redis_single, tmp_path) -> None:
 
 def test_import_root_refuses_a_namespace_that_climbs_out() -> None:
     from mummi_io.cli.migrate import _destination_namespace
-    from mummi_io.errors import InvalidArgumentError
+    from mummi_io.core.errors import InvalidArgumentError
 
     assert _destination_namespace("/p/run/ns", "/r") == "/r/p/run/ns"
     assert _destination_namespace("./run//ns/", "/r") == "/r/run/ns"
@@ -505,8 +505,8 @@ def test_mummi_redis_write_keeps_the_old_value_when_its_home_server_is_down(tmp_
     """The new value is SET on its home server before other copies are deleted: a failure loses nothing."""
     import redis
 
-    from mummi_io.errors import MummiIOError
-    from mummi_io.testing.servers import start_servers, stop_servers
+    from mummi_io.core.errors import MummiIOError
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
 
     pytest.importorskip("redis")
     servers = start_servers(2, str(tmp_path), "pw-" + tmp_path.name)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mummi_io import get_io
-from mummi_io.testing.servers import confined, free_run
+from mummi_io.backends.redis.local_servers import confined, free_run
 
 redis = pytest.importorskip("redis")
 
@@ -190,7 +190,7 @@ def test_shellcheck_finds_nothing_above_style() -> None:
 
 
 def _register(registry: str, port: int) -> None:
-    from mummi_io.redis_servers import register
+    from mummi_io.backends.redis.deployment import register
 
     register("node-host", port, registry)
 
@@ -206,7 +206,7 @@ def test_concurrent_registrations_are_all_kept(tmp_path) -> None:
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    from mummi_io.redis_servers import registered, unregister
+    from mummi_io.backends.redis.deployment import registered, unregister
 
     nodes, cluster = registered(registry)
     assert sorted(n.port for n in nodes) == list(range(7000, 7016))  # two nodes on one host are two nodes
@@ -355,7 +355,7 @@ def test_a_busy_port_is_reported_with_the_reason_and_nothing_is_left_behind(depl
 def test_a_foreign_redis_on_the_port_is_neither_registered_nor_shut_down(deployment, tmp_path, redis_password) -> None:
     """The attack: a stale registry entry whose port now belongs to someone else's Redis (no password, or
     another one). start must not report it as ours; stop must not SHUTDOWN it."""
-    from mummi_io.testing.servers import RedisServer
+    from mummi_io.backends.redis.local_servers import RedisServer
 
     base = free_base_port(2)
     started = run_script("start_all_redis_nodes.sh", "2", "--dir", str(deployment), "--port", str(base))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mummi_io.facade import IO
+from mummi_io import IO
 from mummi_io.testing import BackendContract
 
 redis = pytest.importorskip("redis")
@@ -59,7 +59,7 @@ class TestRedisContract(BackendContract):
 # Where the nodes and the password come from
 # --------------------------------------------------------------------------
 from mummi_io import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation, get_io  # noqa: E402
-from mummi_io.errors import ReplicationError  # noqa: E402
+from mummi_io.core.errors import ReplicationError  # noqa: E402
 from mummi_io.backends.redis.layout import Layout, owner  # noqa: E402
 from mummi_io.backends.redis.nodes import Node, read_registry, resolve_deployment, resolve_password  # noqa: E402
 
@@ -161,7 +161,7 @@ def test_each_value_lives_on_exactly_one_node(redis_three, tmp_path) -> None:
 def test_rebalance_after_adding_a_node(tmp_path, redis_password) -> None:
     """A client whose node list differs from the deployment's is refused, naming the difference, until
     rebalance() moves the data and records the new list (its own servers: it changes their record)."""
-    from mummi_io.testing.servers import start_servers, stop_servers
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
 
     servers = start_servers(3, str(tmp_path / "srv"), redis_password)
     try:
@@ -268,7 +268,7 @@ def test_no_password_is_refused(redis_single, tmp_path, clean_env) -> None:
 
 
 def test_node_down_raises_within_bounded_time(tmp_path, redis_password) -> None:
-    from mummi_io.testing.servers import start_servers
+    from mummi_io.backends.redis.local_servers import start_servers
 
     import time
 
@@ -295,7 +295,7 @@ def test_transient_outage_is_retried(tmp_path, redis_password) -> None:
     import threading
     import time
 
-    from mummi_io.testing.servers import RedisServer
+    from mummi_io.backends.redis.local_servers import RedisServer
 
     server = RedisServer(str(tmp_path / "srv"), redis_password).start()
     server.wait_ready()
@@ -342,7 +342,7 @@ def test_cluster_failover_keeps_every_acknowledged_write(tmp_path, redis_passwor
     import threading
     import time
 
-    from mummi_io.testing.servers import create_cluster, start_servers, stop_servers
+    from mummi_io.backends.redis.local_servers import create_cluster, start_servers, stop_servers
 
     servers = start_servers(6, str(tmp_path / "cluster"), redis_password, cluster=True)
     try:
@@ -392,7 +392,7 @@ def test_servers_ping_names_a_node_of_another_deployment(tmp_path, redis_passwor
     import subprocess
     import sys
 
-    from mummi_io.testing.servers import start_servers, stop_servers
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
 
     servers = start_servers(2, str(tmp_path / "srv"), redis_password)
     try:
@@ -415,7 +415,7 @@ def test_servers_ping_names_a_node_of_another_deployment(tmp_path, redis_passwor
 def test_a_read_never_writes_the_deployment_record(tmp_path, redis_password) -> None:
     """Reading a Redis that holds no record (a new deployment, or someone else's server) leaves it untouched;
     the first write records the node list."""
-    from mummi_io.testing.servers import start_servers, stop_servers
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
 
     servers = start_servers(1, str(tmp_path / "srv"), redis_password)
     try:

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from mummi_io import get_io
-from mummi_io.errors import (
+from mummi_io.core.errors import (
     BackendUnavailableError, InvalidArgumentError, KeyNotFoundError, ReplicationError, StorageError,
 )
-from mummi_io.testing.servers import RedisServer, create_cluster, start_servers, stop_servers
+from mummi_io.backends.redis.local_servers import RedisServer, create_cluster, start_servers, stop_servers
 
 pytest.importorskip("redis")
 

@@ -9,7 +9,7 @@ import pytest
 import mummi_io
 from mummi_io import IO, InvalidArgumentError, UnknownBackendError, get_interfaces, get_io, register_backend
 from mummi_io.backends.simple import SimpleBackend
-from mummi_io.registry import _REGISTRY
+from mummi_io.backends.kinds import _REGISTRY
 
 
 def test_get_io_returns_an_object_with_the_seed_methods() -> None:

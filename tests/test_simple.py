@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mummi_io import InvalidKeyError, StorageError, get_io
-from mummi_io.facade import IO
+from mummi_io import IO
 from mummi_io.testing import BackendContract
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from mummi_io import BackendUnavailableError, IntegrityError, get_io
 from mummi_io.backends.taridx.tarformat import parse_journal
-from mummi_io.facade import IO
+from mummi_io import IO
 from mummi_io.testing import BackendContract
 
 

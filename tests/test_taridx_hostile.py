@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from mummi_io import IntegrityError, InvalidNamespaceError, StorageError, UnreadableValueError, get_io
-from mummi_io.errors import UnsupportedFormatError
+from mummi_io.core.errors import UnsupportedFormatError
 
 from taridx_helpers import snapshot
 

@@ -19,7 +19,7 @@ import pytest
 
 from mummi_io import IntegrityError, get_io
 from mummi_io.backends.taridx import index as idx
-from mummi_io.errors import (
+from mummi_io.core.errors import (
     ReadOnlyError, StorageError, StorageIsADirectoryError, UnsupportedFormatError,
 )
 from mummi_io.objects import Pack

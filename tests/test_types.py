@@ -32,7 +32,7 @@ def test_every_exception_lives_in_errors_py() -> None:
     errors; a private class such as simple's _SourceGone is control flow that never leaves its module.)"""
     import ast
 
-    import mummi_io.errors as errors
+    import mummi_io.core.errors as errors
 
     ours = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, BaseException)}
     elsewhere = []
@@ -45,6 +45,39 @@ def test_every_exception_lives_in_errors_py() -> None:
                 if bases & (ours | {"Exception", "BaseException", "ValueError", "OSError", "KeyError"}):
                     elsewhere.append(f"{path.relative_to(REPO)}: {node.name}")
     assert elsewhere == []
+
+
+def test_no_import_cycles() -> None:
+    """No module imports, directly or through others, a module that imports it back (deferred imports included)."""
+    import grimp
+
+    graph = grimp.build_graph("mummi_io")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported != module and graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} <-> {imported}")
+    assert cycles == []
+
+
+def test_only_the_facade_touches_a_backend() -> None:
+    """Above the facade, code asks the facade (``io.capability``, ``io.reindex``...), never ``io.backend``;
+    outside the backends nothing tests a backend's type (``isinstance``/``hasattr`` on a backend)."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "mummi_io").rglob("*.py")):
+        part = path.relative_to(REPO / "mummi_io").parts[0]
+        if part in ("backends", "facade", "core", "testing"):  # testing: the contract suite checks backends' flags
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "backend" \
+                    and ast.unparse(node.value) not in ("args", "summary"):  # a CLI option, the demo's report: names
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: .backend")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("isinstance", "hasattr") and node.args:
+                if "backend" in ast.unparse(node.args[0]).lower():
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
 
 
 def test_objects_use_only_the_public_api() -> None:

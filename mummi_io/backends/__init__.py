@@ -1,1 +1,1 @@
-"""Storage backends; each implements the batch primitives of :class:`mummi_io.abc.Backend`."""
+"""Storage backends; each implements the batch primitives of :class:`mummi_io.core.contract.Backend`."""

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .._fs import atomic_write, os_error, stat_or_none, storage_errors
-from ..abc import Backend, Buffer
-from ..errors import InvalidKeyError, KeyNotFoundError, storage_error
-from ..keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
+from ..core.contract import Backend, Buffer
+from ..core.errors import InvalidKeyError, KeyNotFoundError, storage_error
+from ..core.fs import atomic_write, os_error, stat_or_none, storage_errors
+from ..core.keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
+from ..core.errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
 from . import data, migrate, registry, servers, signals, tools
 from .common import EXIT_CORRUPT, EXIT_ERROR, EXIT_NOT_FOUND, safe_key
 

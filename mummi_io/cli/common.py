@@ -6,9 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ..facade import IO
-from ..registry import get_interfaces, get_io
+from ..core.errors import InvalidArgumentError
+from ..registry import IO, get_interfaces, get_io
 
 #: The documented exit codes of every command (README, "The mummi-io command").
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CORRUPT = 0, 1, 2, 3, 4

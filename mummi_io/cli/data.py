@@ -7,11 +7,10 @@ import os
 import sys
 from typing import Any
 
+from ..core.errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundError
+from ..core.progress import progress_bar
+from ..registry import IO, get_io
 from ..sync import sync, verify_keys
-from ..errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundError, UnsupportedOperation
-from ..facade import IO
-from ..progress import progress_bar
-from ..registry import get_io
 from .common import EXIT_CORRUPT, add_backend_arguments, emit, open_backend, parse_options, safe_key
 
 def _existing(io: IO, namespace: str) -> str:
@@ -227,16 +226,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CORRUPT if report.bad or report.damage else 0
 
 
-def _taridx(args: argparse.Namespace, action: str) -> Any:
-    io = open_backend(args)
-    if io.get_type() != "taridx":
-        raise UnsupportedOperation(f"{action} applies to the taridx backend (add -b taridx), not {io.get_type()}")
-    return io
-
-
 def cmd_reindex(args: argparse.Namespace) -> int:
-    with _taridx(args, "reindex") as io:
-        report = io.backend.reindex(args.namespace, accept_loss=args.accept_loss)
+    with open_backend(args) as io:
+        report = io.reindex(args.namespace, accept_loss=args.accept_loss)
     payload = {
         "keys": report.keys, "damage": [str(d) for d in report.damage], "zero_gaps": [str(g) for g in report.zero_gaps],
         "tail": str(report.tail) if report.tail else None, "tail_file": report.tail_file, "lost": report.lost,
@@ -247,8 +239,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    with _taridx(args, "compact") as io:
-        before, after = io.backend.compact(args.namespace)
+    with open_backend(args) as io:
+        before, after = io.compact(args.namespace)
     emit(args, f"compacted {args.namespace}: {before} -> {after} bytes", {"before": before, "after": after})
     return 0
 

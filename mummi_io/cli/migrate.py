@@ -6,9 +6,10 @@ import argparse
 import os
 from typing import Any
 
-from ..errors import InvalidArgumentError, InvalidKeyError, MummiIOError
-from ..keys import key_matcher, validate_key
-from ..progress import progress_bar
+from ..core.contract import Enumerable
+from ..core.errors import InvalidArgumentError, InvalidKeyError, MummiIOError
+from ..core.keys import key_matcher, validate_key
+from ..core.progress import progress_bar
 from ..registry import get_io
 from ..sync import sync
 from .common import emit, parse_options
@@ -63,8 +64,10 @@ def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
     totals: dict[str, Any] = {"namespaces": 0, "copied": 0, "skipped": 0, "removed_from_source": 0, "bytes": 0,
                               "left": [], "conflicts": []}
     with source, destination:
-        bridge = source.backend
-        namespaces = [ns for ns in bridge.namespaces() if wanted(ns)]  # type: ignore[attr-defined]
+        enumerable = source.capability(Enumerable)
+        if enumerable is None:
+            raise InvalidArgumentError(f"the {source.get_type()} backend cannot list its namespaces")
+        namespaces = [ns for ns in enumerable.namespaces() if wanted(ns)]
         for namespace in namespaces:
             try:
                 report = _import_namespace(source, destination, namespace, mode, args, totals["left"])
@@ -79,7 +82,7 @@ def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
             totals["conflicts"] += [f"{namespace}::{key} -> {target}" for key in report.conflicts]
             totals["left"] += [f"{namespace}::{key} (not a string value, e.g. a list or hash, or removed meanwhile)"
                                for key in report.vanished]
-        totals["left"] += bridge.unusable  # type: ignore[attr-defined]
+        totals["left"] += enumerable.unusable
     would = "would " if args.dry_run else ""
     text = (f"{totals['namespaces']} namespace(s): {would}copy {totals['copied']} key(s) ({totals['bytes']} bytes"
             f"{'' if args.dry_run else ', verified'}), {totals['skipped']} already identical")

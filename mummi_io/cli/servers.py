@@ -10,7 +10,7 @@ from .common import emit
 
 
 def cmd_servers(args: argparse.Namespace) -> int:
-    from .. import redis_servers
+    from ..backends.redis import deployment as redis_servers
     from ..backends.redis.nodes import default_registry_path, resolve_deployment, resolve_password
 
     registry = args.registry or os.environ.get("MUMMI_REDIS_REGISTRY") or default_registry_path()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import SignalTimeoutError
-from .common import emit
-from .common import EXIT_NOT_FOUND, add_backend_arguments, open_backend
+from ..core.errors import SignalTimeoutError
+from .common import EXIT_NOT_FOUND, add_backend_arguments, emit, open_backend
 
 
 

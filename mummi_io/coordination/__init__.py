@@ -6,8 +6,8 @@ name, parties)``. Where they live is chosen in ``get_io(...,
 coordination="files" | "backend")``; see ``docs/coordination.md``.
 """
 
+from ..core.coordinator import Claim, Coordinator, Notice
 from .api import Barrier, Counter, Lease, WorkQueue, wait_signals
-from .base import Claim, Coordinator, Notice
 from .files import FileCoordinator
 
 __all__ = ["Barrier", "Claim", "Coordinator", "Counter", "FileCoordinator", "Lease", "Notice", "WorkQueue",

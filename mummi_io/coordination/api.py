@@ -1,6 +1,6 @@
 """What users call: waits for signals, work queues with leases, counters and barriers.
 
-Written once over any :class:`~mummi_io.coordination.base.Coordinator`: every
+Written once over any :class:`~mummi_io.core.coordinator.Coordinator`: every
 wait subscribes first, then checks, then sleeps on the coordinator's notice
 (server-side blocking on Redis, inotify or bounded backoff on files) and
 checks again, so a change between the check and the sleep is never missed.
@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from ..errors import InvalidArgumentError, LeaseLostError, SignalTimeoutError, WaitTimeoutError
-from ..keys import as_name_list, validate_name
-from .base import Claim, Coordinator
+from ..core.coordinator import Claim, Coordinator
+from ..core.errors import InvalidArgumentError, LeaseLostError, SignalTimeoutError, WaitTimeoutError
+from ..core.keys import as_name_list, validate_name
 
 LOGGER = logging.getLogger(__name__)
 

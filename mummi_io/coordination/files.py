@@ -43,10 +43,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from .._fs import TEMP_PREFIX, atomic_write, storage_errors
-from ..errors import InvalidArgumentError
-from ..keys import RESERVED_PREFIX, as_name_list, validate_name, validate_namespace
-from .base import Claim, Coordinator, Notice
+from ..core.coordinator import Claim, Coordinator, Notice
+from ..core.errors import InvalidArgumentError
+from ..core.fs import TEMP_PREFIX, atomic_write, storage_errors
+from ..core.keys import RESERVED_PREFIX, as_name_list, validate_name, validate_namespace
 from . import watch
 
 LOGGER = logging.getLogger(__name__)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import InvalidArgumentError, KeyNotFoundError
-from ..keys import RESERVED_PREFIX, validate_name
-
-if TYPE_CHECKING:
-    from ..facade import IO
+from ..core.errors import InvalidArgumentError, KeyNotFoundError
+from ..core.keys import RESERVED_PREFIX, validate_name
+from ..facade import Facade
+from .access import load_object, object_info, save_object
 
 #: Where a group records its sub-groups (a reserved key: never listed, never a user key).
 GROUPS_KEY = RESERVED_PREFIX + ".groups"
@@ -27,7 +26,7 @@ class Group(MutableMapping[str, Any]):
     lock: create groups from one process at a time.
     """
 
-    def __init__(self, io: IO, namespace: str, **load_options: Any) -> None:
+    def __init__(self, io: Facade, namespace: str, **load_options: Any) -> None:
         self.io = io
         self.namespace = namespace
         self.load_options = load_options
@@ -55,17 +54,17 @@ class Group(MutableMapping[str, Any]):
 
     def info(self, key: str) -> dict[str, Any]:
         """Metadata of a stored object, without loading it."""
-        return self.io.object_info(self.namespace, key)
+        return object_info(self.io, self.namespace, key)
 
     def __getitem__(self, key: str) -> Any:
         if key in self.groups():
             return self._child(key)
-        return self.io.load_object(self.namespace, key, **self.load_options)
+        return load_object(self.io, self.namespace, key, **self.load_options)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key in self.groups():
             raise InvalidArgumentError(f"{key!r} is a group of {self.namespace!r}; delete it first")
-        self.io.save_object(self.namespace, key, value)
+        save_object(self.io, self.namespace, key, value)
 
     def __delitem__(self, key: str) -> None:
         names = self.groups()

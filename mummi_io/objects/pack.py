@@ -35,10 +35,13 @@ from typing import Any, NamedTuple
 
 import filelock
 
-from ..errors import (
+from ..backends.kinds import open_backend
+from ..core.errors import (
     IntegrityError, InvalidArgumentError, KeyNotFoundError, PickleRefusedError, ReadOnlyError, UnsupportedFormatError,
 )
-from ..keys import RESERVED_PREFIX
+from ..core.keys import RESERVED_PREFIX
+from ..facade import Facade
+from .access import load_object, object_info
 from .store import installed_distributions, encode_object, encode_payload
 
 MANIFEST_KEY = RESERVED_PREFIX + ".manifest"
@@ -109,9 +112,7 @@ class Pack:
     ``load_options`` (``env=``, ``allow_pickle=``...) apply to every ``load``.
     """
 
-    def __init__(self, file: str | os.PathLike[str] | FileObject[bytes], io: Any = None, **load_options: Any) -> None:
-        from ..registry import get_io
-
+    def __init__(self, file: str | os.PathLike[str] | FileObject[bytes], io: Facade | None = None, **load_options: Any) -> None:
         self._file_object: FileObject[bytes] | None = None
         self._copy: _PrivateCopy | None = None
         self.read_only = False
@@ -126,7 +127,7 @@ class Pack:
                 path = self._copy.path
             self.namespace = path
         self._own_io = io is None
-        self.io = io if io is not None else get_io("taridx", suffix="")  # the file name as given
+        self.io = io if io is not None else Facade(open_backend("taridx", suffix=""))  # the file name as given
         self.load_options = load_options
         local = self._own_io or self.io.get_type() in ("simple", "taridx")
         if self._copy is not None:
@@ -205,11 +206,11 @@ class Pack:
         entry = self._current()["slots"].get(slot)
         if entry is None:
             raise KeyNotFoundError(self.namespace, [slot])
-        info = self.io.object_info(self.namespace, entry["blob"])
+        info = object_info(self.io, self.namespace, entry["blob"])
         if (info.get("serializer"), info.get(info.get("digest", "sha256"))) != (entry["serializer"], entry["sha256"]):
             raise IntegrityError(f"slot {slot!r} of pack {self.namespace!r} points at an object that is not the "
                                  "one its manifest records (serializer or sha256 differ)")
-        return self.io.load_object(self.namespace, entry["blob"], **self.load_options)
+        return load_object(self.io, self.namespace, entry["blob"], **self.load_options)
 
     def remove(self, slot: str) -> None:
         """Remove ``slot`` (and its data, unless another slot shares it)."""

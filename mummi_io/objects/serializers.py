@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..abc import Parts
-from ..errors import InvalidArgumentError, UnsupportedObjectError
+from ..core.contract import Parts
+from ..core.errors import InvalidArgumentError, UnsupportedObjectError
 from . import values
 
 
@@ -38,7 +38,7 @@ class Serializer:
         raise NotImplementedError
 
     def dump(self, obj: Any) -> bytes | bytearray | memoryview | Parts:
-        """The payload: bytes, or :class:`~mummi_io.abc.Parts` to avoid copying large buffers."""
+        """The payload: bytes, or :class:`~mummi_io.core.contract.Parts` to avoid copying large buffers."""
         raise NotImplementedError
 
     def load(self, payload: memoryview) -> Any:

@@ -29,10 +29,10 @@ from importlib import metadata as importlib_metadata
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import (  # EnvironmentMismatchError: raised here, importable from here as before
+from ..core.contract import Parts
+from ..core.errors import (  # EnvironmentMismatchError: raised here, importable from here as before
     EnvironmentMismatchError, IntegrityError, InvalidArgumentError, PickleRefusedError, UnsupportedObjectError,
 )
-from ..abc import Parts
 from .serializers import Serializer, choose, serializer_named
 
 LOGGER = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ speed), but what a stored value may refer to is decided here, on both sides:
   would name. Plain data, numpy values, the standard library's value types
   and instances of importable classes (rebuilt as pickle does: ``__new__``,
   then ``__setstate__`` or the instance's ``__dict__`` and slots) are encoded;
-  anything else raises :class:`~mummi_io.errors.UnsupportedObjectError`
+  anything else raises :class:`~mummi_io.core.errors.UnsupportedObjectError`
   before a byte is written, so what was saved is what loads.
 - **loading** goes through an unpickler whose ``find_class`` returns only the
   constructors of those value types and this module's rebuild functions.
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PickleRefusedError, UnsupportedObjectError
+from ..core.errors import PickleRefusedError, UnsupportedObjectError
 
 PROTOCOL = 5
 

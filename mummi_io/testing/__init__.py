@@ -1,7 +1,7 @@
 """Test support shipped with the package: the contract suite every backend must pass.
 
 ``BackendContract`` needs pytest and is imported on first use, so that
-:mod:`mummi_io.testing.servers` (real redis-server processes, which the
+:mod:`mummi_io.backends.redis.local_servers` (real redis-server processes, which the
 benchmarks use too) works without the test dependencies.
 """
 

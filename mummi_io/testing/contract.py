@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from ..errors import (
+from ..core.contract import Enumerable, Locating, Maintainable, Sharded
+from ..core.errors import (
     InvalidArgumentError,
     InvalidKeyError,
     InvalidNamespaceError,
@@ -41,10 +42,10 @@ from ..errors import (
     MummiIOError,
     PickleRefusedError,
     UnreadableValueError,
+    UnsupportedOperation,
 )
-from ..facade import IO
-from ..npz import read_npz
-from ..registry import get_interfaces, get_io
+from ..facade.npz import read_npz
+from ..registry import IO, get_interfaces, get_io
 
 #: Keys that must be refused before any I/O, on every backend.
 HOSTILE_KEYS: list[Any] = [
@@ -160,6 +161,18 @@ class BackendContract(ABC):
         assert io.get_type() == self.kind
         assert self.kind in get_interfaces()
         assert io.check_environment() is True
+
+    def test_capabilities_are_declared_exactly_when_implemented(self, io: IO, namespace: str) -> None:
+        """A capability is offered only when declared, and declared only when its methods exist."""
+        for wanted in (Maintainable, Locating, Sharded, Enumerable):
+            declared = wanted in io.backend.capabilities
+            assert declared == isinstance(io.backend, wanted), wanted.__name__
+            assert (io.capability(wanted) is not None) == declared
+        if Maintainable not in io.backend.capabilities:
+            with pytest.raises(UnsupportedOperation, match="taridx"):
+                io.reindex(namespace)
+            with pytest.raises(UnsupportedOperation, match="taridx"):
+                io.compact(namespace)
 
     def test_save_load_single_key(self, io: IO, namespace: str) -> None:
         io.save_files(namespace, "key", "value")

@@ -21,9 +21,8 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from ..errors import KeyNotFoundError
-from ..facade import IO
-from ..registry import get_io
+from ..core.errors import KeyNotFoundError
+from ..registry import IO, get_io
 
 #: A small pool, so that saves overwrite, removes hit and moves collide.
 KEYS = st.sampled_from(["a", "b", "d.npz", "日本", ".hidden", "x" * 120])

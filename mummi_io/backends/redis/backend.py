@@ -16,9 +16,9 @@ from redis.backoff import EqualJitterBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from ...abc import Backend, Buffer
-from ...errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
-from ...keys import key_matcher
+from ...core.contract import Backend, Buffer, Sharded
+from ...core.errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
+from ...core.keys import key_matcher
 from . import scripts
 from .coordination import RedisCoordinator
 from .layout import PREFIX, Layout, owner
@@ -107,6 +107,7 @@ class RedisBackend(HoldsTransport, Backend):
     """
 
     kind = "redis"
+    capabilities = (Sharded,)
 
     def __init__(
         self,

@@ -31,9 +31,9 @@ from typing import Any
 
 import redis
 
-from ...coordination.base import Claim, Coordinator, Notice
-from ...errors import InvalidArgumentError
-from ...keys import as_name_list, validate_name
+from ...core.coordinator import Claim, Coordinator, Notice
+from ...core.errors import InvalidArgumentError
+from ...core.keys import as_name_list, validate_name
 from .transport import TRANSIENT_ERRORS, TransportSource, with_retries
 
 

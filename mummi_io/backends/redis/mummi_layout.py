@@ -25,9 +25,9 @@ from typing import Any
 
 import redis
 
-from ...abc import Backend, Buffer
-from ...errors import InvalidArgumentError
-from ...keys import key_matcher
+from ...core.contract import Backend, Buffer, Enumerable
+from ...core.errors import InvalidArgumentError
+from ...core.keys import key_matcher
 from .layout import PREFIX as LAYOUT_PREFIX
 from .nodes import Node, mummi_server_list, read_registry
 from .transport import HoldsTransport, IndependentNodes
@@ -60,6 +60,7 @@ class MummiRedisBackend(HoldsTransport, Backend):
     """
 
     kind = "mummi-redis"
+    capabilities = (Enumerable,)
 
     def __init__(self, *, servers: str | Sequence[str] | None = None, password: str | None = None,
                  retry_timeout: float = 10.0, socket_timeout: float = 30.0) -> None:

@@ -35,7 +35,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ...errors import InvalidArgumentError, StorageError
+from ...core.errors import InvalidArgumentError, StorageError
 
 LOGGER = logging.getLogger(__name__)
 

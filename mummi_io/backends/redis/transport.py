@@ -11,7 +11,7 @@ are Lua scripts per shard), a batch as a whole is not.
 Replication (``replica_acks=N``): a write batch ends, on every node it wrote
 to, with ``WAIT N timeout`` *on the connection that wrote* (``WAIT`` counts
 the replicas that have that client's writes). Each node's reply is checked:
-fewer than N raises :class:`~mummi_io.errors.ReplicationError` (the batch is
+fewer than N raises :class:`~mummi_io.core.errors.ReplicationError` (the batch is
 not acknowledged), whatever the cluster's view of which masters have replicas.
 
 Independent nodes know their shape: every node holds ``mio:deployment``, a
@@ -43,7 +43,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from ...errors import BackendUnavailableError, ReplicationError, StorageError
+from ...core.errors import BackendUnavailableError, ReplicationError, StorageError
 from .layout import owner
 from .nodes import Node
 

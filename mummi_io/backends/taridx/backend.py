@@ -28,21 +28,20 @@ from zlib import crc32
 import numpy as np
 from filelock import FileLock, Timeout
 
-from ..._fs import fsync_directory, os_error, stat_or_none, storage_errors
-from ...abc import Backend, Buffer, StorageReport
-from ...errors import (
+from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport
+from ...core.errors import (
     BackendUnavailableError, IntegrityError, InvalidNamespaceError, KeyNotFoundError, ReadOnlyError,
     StorageNotFoundError,
 )
-from ...keys import RESERVED_PREFIX, key_matcher, validate_key
+from ...core.fs import fsync_directory, os_error, stat_or_none, storage_errors
+from ...core.keys import RESERVED_PREFIX, key_matcher, validate_key
 from . import index as idx
 from . import repair
 from .repair import ReindexReport
 from .scan import Damage, MappedTar, last_nonzero_end, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .tarformat import BLOCK
 from .state import NamespaceState, StateLoader, apply_batches, pread_exact, require_regular
-from .tarformat import END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
+from .tarformat import BLOCK, END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
 
 LOGGER = logging.getLogger(__name__)
 
@@ -130,6 +129,7 @@ class TarIndexBackend(Backend):
 
     kind = "taridx"
     stores_checksums = True
+    capabilities = (Maintainable, Locating)
     accepts_parts = True
 
     def __init__(

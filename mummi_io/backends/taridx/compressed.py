@@ -21,8 +21,8 @@ import tempfile
 import zlib
 from typing import Any
 
-from ..._fs import os_error
-from ...errors import IntegrityError, StorageError
+from ...core.errors import IntegrityError, StorageError
+from ...core.fs import os_error
 
 _OPENERS: dict[str, Any] = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
 _PIECE = 8 << 20

@@ -20,11 +20,10 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..._fs import atomic_write, fsync_directory
+from ...core.fs import atomic_write, fsync_directory
 from . import index as idx
 from .scan import Damage, ScanResult
 from .state import apply_batches, crc_of_range

@@ -24,7 +24,7 @@ Only regular files are namespaces: a directory, a FIFO, a socket or a device
 When the index knows of values the tar no longer holds (the tar was cut
 short, replaced or restored from an older copy), the state is *diverged*: the
 index is kept, so nothing rolls back and no deleted key comes back; reading a
-lost value raises :class:`~mummi_io.errors.IntegrityError` naming it, and
+lost value raises :class:`~mummi_io.core.errors.IntegrityError` naming it, and
 writers refuse until ``reindex(accept_loss=True)`` accepts the tar's state.
 """
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 from filelock import FileLock
 
-from ..._fs import stat_or_none
-from ...errors import UnsupportedFormatError
+from ...core.errors import UnsupportedFormatError
+from ...core.fs import stat_or_none
 from . import index as idx
 from .compressed import decompress
 from .scan import MappedTar, ScannedBatch, last_nonzero_end, scan

@@ -143,7 +143,7 @@ def crc_of(pieces: Sequence[bytes | bytearray | memoryview]) -> int:
 
 
 def pieces_of(value: object) -> tuple:
-    """A value as a tuple of buffers (a :class:`mummi_io.abc.Parts` already is one)."""
+    """A value as a tuple of buffers (a :class:`mummi_io.core.contract.Parts` already is one)."""
     return value if isinstance(value, tuple) else (value,)
 
 

@@ -13,8 +13,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from .backends.redis.nodes import Node, default_registry_path, read_registry, resolve_password, update_registry
-from .errors import BackendUnavailableError, MummiIOError
+from ...core.errors import BackendUnavailableError, MummiIOError
+from .nodes import Node, default_registry_path, read_registry, resolve_password, update_registry
 
 __all__ = ["PingResult", "ping", "rebalance", "record_shape", "register", "registered", "unregister", "wait_until_ready"]
 
@@ -58,7 +58,7 @@ def ping(nodes: list[Node], password: str | None, timeout: float = 2.0, check_sh
     """
     import redis
 
-    from .backends.redis.transport import SHAPE_KEY, shape_difference, shape_of
+    from .transport import SHAPE_KEY, shape_difference, shape_of
 
     expected = shape_of(nodes)
     results = []
@@ -152,7 +152,7 @@ def record_shape(registry: str | None, deployment_id: str | None = None) -> str 
     """
     import redis
 
-    from .backends.redis.transport import IndependentNodes, shape_difference, shape_of
+    from .transport import IndependentNodes, shape_difference, shape_of
 
     path = registry or default_registry_path()
     nodes, cluster = read_registry(path)
@@ -184,7 +184,7 @@ def record_shape(registry: str | None, deployment_id: str | None = None) -> str 
 
 def rebalance(registry: str | None) -> int:
     """Move every shard to its owner under the registry's node list and record that list; return keys moved."""
-    from .backends.redis.backend import RedisBackend
+    from .backend import RedisBackend
 
     backend = RedisBackend(registry=registry or default_registry_path())
     try:

@@ -2,7 +2,7 @@
 
 One atomic-write routine (temp file in the same directory, then
 ``os.replace``) and one translation of ``OSError`` into
-:class:`~mummi_io.errors.StorageError`, so no caller writes them again.
+:class:`~mummi_io.core.errors.StorageError`, so no caller writes them again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def storage_errors(action: str) -> Iterator[None]:
     ``action`` says what was being done ("write key 'a' in '/x'"), so the
     message tells the user what failed and on which path. The error raised
     is the subclass matching the system's error (a ``PermissionError``
-    becomes a :class:`~mummi_io.errors.StoragePermissionError`, which is
+    becomes a :class:`~mummi_io.core.errors.StoragePermissionError`, which is
     both).
     """
     try:

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import PickleRefusedError, UnreadableValueError
+from ..core.errors import PickleRefusedError, UnreadableValueError
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}

@@ -12,9 +12,9 @@ file system with ``stat`` calls.
 
 from __future__ import annotations
 
-from .coordination.api import wait_signals
-from .coordination.files import FileCoordinator
-from .keys import validate_namespace
+from ..coordination.api import wait_signals
+from ..coordination.files import FileCoordinator
+from ..core.keys import validate_namespace
 
 _FILES = FileCoordinator()
 

@@ -1,18 +1,32 @@
-"""The backend contract: a few batch primitives on bytes.
+"""The backend contract: six batch primitives on bytes, optional overrides, declared capabilities.
 
 A backend is the only thing that differs between ``simple``, ``taridx`` and
-``redis``. It implements the abstract batch methods below; everything a user
-calls (single-or-list handling, validation, npz, checkpoints, signals,
-logging) is written once in :class:`mummi_io.facade.IO`.
+``redis``; everything a user calls (single-or-list handling, validation, npz,
+checkpoints, signals, logging) is written once in :class:`mummi_io.facade.Facade`.
 
-Note for implementers
----------------------
+What a new backend implements
+-----------------------------
+- **Required, six methods:** ``write_many``, ``read_many``, ``delete_many``,
+  ``exists_many``, ``list_matching``, ``namespace_exists``; and the class
+  attribute ``kind``. That is a working backend: the contract suite
+  (:class:`mummi_io.testing.BackendContract`) passes on it.
+- **Optional overrides**, each with a default built on the six: for speed
+  (``move_many``, ``stat_many``, ``read_buffers``, ``read_prefix_many``), for
+  where namespaces live (``normalize_namespace``, ``child_namespace``), and for
+  operations (``check_environment``, ``storage_report``, ``coordinator``,
+  ``close``, ``describe``). Flags say what the storage can hold
+  (``accepts_parts``, ``keys_can_be_prefixes``, ``stores_checksums``).
+- **Capabilities**, declared in ``capabilities`` and asked for with
+  :meth:`Backend.capability` (never by ``isinstance`` outside the backend):
+  :class:`Maintainable` (reindex, compact), :class:`Locating` (byte ranges of
+  values in one file), :class:`Sharded` (which server holds a key),
+  :class:`Enumerable` (lists its namespaces).
+
 The facade has already validated every key, namespace and value when a
 primitive is called, so primitives must not validate again. Keys are
-relative paths of ``/``-separated components (see :mod:`mummi_io.keys`);
-values are bytes-like. A new backend is one
-module plus a subclass of :class:`mummi_io.testing.BackendContract` in the
-tests.
+relative paths of ``/``-separated components (see :mod:`mummi_io.core.keys`);
+values are bytes-like. A new backend is one module plus a subclass of
+:class:`mummi_io.testing.BackendContract` in the tests.
 """
 
 from __future__ import annotations
@@ -21,12 +35,10 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
+from .coordinator import Coordinator
 from .errors import KeyNotFoundError
-
-if TYPE_CHECKING:
-    from .coordination.base import Coordinator
 
 #: A bytes-like value, as handed to :meth:`Backend.write_many`.
 Buffer = bytes | bytearray | memoryview
@@ -65,6 +77,48 @@ class StorageReport:
     unchecked: int = 0
 
 
+@runtime_checkable
+class Maintainable(Protocol):
+    """Storage that keeps an index beside its values, and can rebuild it and reclaim space (``taridx``)."""
+
+    def reindex(self, namespace: str, accept_loss: bool = False) -> Any:
+        """Rebuild the index of ``namespace`` from the values' storage; return a report with ``lines()``."""
+
+    def compact(self, namespace: str) -> tuple[int, int]:
+        """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after)."""
+
+
+@runtime_checkable
+class Locating(Protocol):
+    """Values at known byte ranges of one file (``taridx``): MuMMI's index arrays read them."""
+
+    def index_entries(self, namespace: str) -> list[tuple[str, int, int]]:
+        """``(key, offset, size)`` of every value of ``namespace``, sorted by key."""
+
+
+@runtime_checkable
+class Sharded(Protocol):
+    """Values spread over servers (``redis``): MuMMI's per-server queries read them."""
+
+    def keys_by_node(self, namespace: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        """``{server: [keys]}``: where each of ``keys`` lives."""
+
+
+@runtime_checkable
+class Enumerable(Protocol):
+    """Storage that can list its namespaces (MuMMI's Redis layout, which ``import-mummi-redis`` walks)."""
+
+    #: Stored names found while listing that are not valid namespaces or keys, each with the reason.
+    unusable: list[str]
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that holds a key, sorted."""
+
+
+#: A capability protocol, for :meth:`Backend.capability`.
+Capability = TypeVar("Capability")
+
+
 class Backend(ABC):
     """Abstract storage backend working on batches of keys in one namespace."""
 
@@ -83,6 +137,14 @@ class Backend(ABC):
     #: Whether reads check each value against a checksum stored when it was
     #: written (so ``verify`` can find corruption, not just unreadable keys).
     stores_checksums: ClassVar[bool] = False
+
+    #: The optional capabilities this backend provides (:class:`Maintainable`,
+    #: :class:`Locating`, :class:`Sharded`, :class:`Enumerable`); callers ask with :meth:`capability`.
+    capabilities: ClassVar[tuple[type, ...]] = ()
+
+    def capability(self, wanted: type[Capability]) -> Capability | None:
+        """This backend as a ``wanted`` capability if it declares it, else ``None``."""
+        return cast(Capability, self) if wanted in self.capabilities else None
 
     def normalize_namespace(self, namespace: str) -> str:
         """Return the canonical form of a (validated) namespace.
@@ -127,7 +189,7 @@ class Backend(ABC):
     def list_matching(self, namespace: str, pattern: str) -> Iterable[str]:
         """Yield each key of ``namespace`` matching the glob ``pattern`` once, in any order.
 
-        An absent namespace yields nothing. Use :func:`mummi_io.keys.key_matcher`
+        An absent namespace yields nothing. Use :func:`mummi_io.core.keys.key_matcher`
         for the glob semantics so every backend matches the same way.
         """
 
@@ -195,14 +257,12 @@ class Backend(ABC):
         """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""
         return f"{namespace.rstrip('/')}/{name}"
 
-    def coordinator(self) -> Coordinator:
-        """Where jobs coordinate with ``get_io(..., coordination="backend")``: files unless overridden.
+    def coordinator(self) -> Coordinator | None:
+        """Where jobs coordinate with ``get_io(..., coordination="backend")``; ``None``: in files.
 
         ``redis`` returns its own (signals, queues and counters as Redis keys).
         """
-        from .coordination.files import FileCoordinator
-
-        return FileCoordinator()
+        return None
 
     def close(self) -> None:
         """Release connections and handles; the backend may be reopened lazily."""

@@ -1,6 +1,7 @@
-"""The IO facade: every method of the MuMMI I/O API, written once.
+"""The facade: every method of the MuMMI I/O API, written once, over one backend.
 
-``get_io(kind)`` returns an :class:`IO` wrapping one backend. The facade
+``get_io(kind)`` returns an :class:`~mummi_io.IO`, this facade plus typed
+objects (composed in :mod:`mummi_io.registry`). The facade
 validates arguments before any I/O, turns a single key or a list of keys into
 one batch call of the backend, and implements npz, checkpoints and signals on
 top of the batch primitives, so every backend behaves the same.
@@ -13,19 +14,17 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast, overload
 
-from . import checkpoint
-from .abc import Backend, Buffer, Parts, StorageReport, joined
-from .coordination.api import Barrier, Counter, WorkQueue, wait_signals
-from .coordination.base import Coordinator
-from .coordination.files import FileCoordinator
-from .errors import IntegrityError, InvalidArgumentError, KeyNotFoundError, UnreadableValueError
-from .keys import (
+from ..coordination.api import Barrier, Counter, WorkQueue, wait_signals
+from ..coordination.files import FileCoordinator
+from ..core.contract import Backend, Buffer, Capability, Maintainable, Parts, StorageReport, joined
+from ..core.coordinator import Coordinator
+from ..core.errors import InvalidArgumentError, KeyNotFoundError, UnreadableValueError, UnsupportedOperation
+from ..core.keys import (
     RESERVED_PREFIX, as_key_list, as_name_list, could_match_a_key, pair_keys_values, validate_key, validate_namespace,
     validate_pattern,
 )
+from . import checkpoint
 from .npz import read_npz, write_npz
-from .objects.group import Group
-from .objects.store import INFO_PREFIX, decode_head, decode_object, encode_object
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,10 +45,10 @@ def _with_suffix(key: str, suffix: str) -> str:
     return key if key.endswith(suffix) else key + suffix
 
 
-class IO:
-    """The MuMMI I/O API over one backend; get one with :func:`mummi_io.get_io`.
+class Facade:
+    """The MuMMI I/O API over one backend (``get_io`` returns it with typed objects added).
 
-    Methods that take ``keys`` accept a single key (and then return a single
+    It only knows the backend contract, never a backend. Methods that take ``keys`` accept a single key (and then return a single
     result) or a list of keys (and return a list in the same order). An
     ``IO`` can be pickled to hand it to worker processes, and used as a
     context manager that closes the backend.
@@ -62,7 +61,7 @@ class IO:
         elif coordination == "files":
             self.coordinator = FileCoordinator()
         elif coordination == "backend":
-            self.coordinator = backend.coordinator()
+            self.coordinator = backend.coordinator() or FileCoordinator()
         else:
             raise InvalidArgumentError(
                 f"coordination must be 'files', 'backend' or a Coordinator, not {coordination!r}"
@@ -71,7 +70,7 @@ class IO:
     def __repr__(self) -> str:
         return f"<mummi_io.IO {self.backend.describe()}>"
 
-    def __enter__(self) -> IO:
+    def __enter__(self) -> Facade:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -81,8 +80,11 @@ class IO:
         """Release the backend's connections and open files."""
         self.backend.close()
 
-    def _namespace(self, namespace: object) -> str:
+    def normalize_namespace(self, namespace: str) -> str:
+        """``namespace`` validated, as the backend names it (taridx: ``run`` is ``run.tar``)."""
         return self.backend.normalize_namespace(validate_namespace(namespace))
+
+    _namespace = normalize_namespace
 
     # ------------------------------------------------------------------ info
     def get_type(self) -> str:
@@ -233,6 +235,45 @@ class IO:
         """
         return self.backend.storage_report(self._namespace(namespace))
 
+    @property
+    def stores_checksums(self) -> bool:
+        """Whether reads check each value against a checksum stored when it was written."""
+        return self.backend.stores_checksums
+
+    def capability(self, wanted: type[Capability]) -> Capability | None:
+        """The backend as the optional capability ``wanted`` (see :mod:`mummi_io.core.contract`), or ``None``."""
+        return self.backend.capability(wanted)
+
+    def _maintainable(self, action: str) -> Maintainable:
+        maintainer = self.backend.capability(Maintainable)
+        if maintainer is None:
+            raise UnsupportedOperation(
+                f"{action} rebuilds a backend's own index; {self.get_type()} keeps none (the taridx backend does)"
+            )
+        return maintainer
+
+    def reindex(self, namespace: str, accept_loss: bool = False) -> Any:
+        """Rebuild the index of ``namespace`` from its stored values; return the backend's report.
+
+        Raises
+        ------
+        UnsupportedOperation
+            On a backend that keeps no index (only ``taridx`` does).
+        IntegrityError
+            If the rebuilt index would lose values, unless ``accept_loss``.
+        """
+        return self._maintainable("reindex").reindex(self._namespace(namespace), accept_loss=accept_loss)
+
+    def compact(self, namespace: str) -> tuple[int, int]:
+        """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after).
+
+        Raises
+        ------
+        UnsupportedOperation
+            On a backend that does not append (only ``taridx`` does).
+        """
+        return self._maintainable("compact").compact(self._namespace(namespace))
+
     def stat_keys(self, namespace: str, keys: str | Sequence[str]) -> Any:
         """Return ``{"key", "size", "crc32"}`` for each key (``None`` where it is missing).
 
@@ -379,26 +420,9 @@ class IO:
                                            [_with_suffix(key, ".npz")]) from exc
         return objects[0] if single else objects
 
-    # -------------------------------------------------------------- objects
-    def save_object(
-        self, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False,
-        digest: str = "sha256",
-    ) -> dict[str, Any]:
-        """Store any object with the serializer its type calls for; return its metadata.
-
-        See :mod:`mummi_io.objects` for the serializers and the metadata.
-        ``digest`` is ``"sha256"`` or ``"xxh3_128"`` (much faster for large
-        arrays; needs the xxhash package).
-
-        Raises
-        ------
-        PickleRefusedError
-            If only pickle could store it and ``allow_pickle`` is false.
-        """
-        value, meta = encode_object(obj, serializer, allow_pickle, digest)
-        self.write_value(namespace, key, value)
-        return meta
-
+    # ------------------------------------------------------- values as buffers
+    # What layers above (typed objects) need beyond bytes: writing pieces without a join,
+    # reading a value without a copy, reading only a value's head.
     def write_value(self, namespace: str, key: str, value: Parts) -> None:
         """Store a value given in pieces, without joining them where the backend can write pieces."""
         ns = self._namespace(namespace)
@@ -406,47 +430,36 @@ class IO:
         payload = cast(Buffer, value) if self.backend.accepts_parts else joined(value)
         self.backend.write_many(ns, [(validate_key(key), payload)])
 
-    def load_object(
-        self, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
-    ) -> Any:
-        """Load an object stored by ``save_object``, after checking its sha256 and environment.
+    def load_buffer(self, namespace: str, key: str, backend_check: bool = True) -> Buffer:
+        """The value of ``key`` as a buffer (possibly writable, not copied).
 
-        ``env`` is the policy for package versions that differ from when it was
-        written: ``"ignore"``, ``"warn"``, ``"raise"``, or ``"auto"`` (raise for
-        pickle-based serializers, warn otherwise).
+        ``backend_check=False`` lets the backend skip its own checksum, for a
+        caller that checks a stronger one (``load_object``'s digest).
 
         Raises
         ------
-        IntegrityError
-            If the stored bytes fail their sha256.
-        EnvironmentMismatchError
-            Listing each differing package, under the ``raise`` policy.
-        PickleRefusedError
-            If it was pickled and ``allow_pickle`` is false.
+        KeyNotFoundError
+            If ``key`` does not exist.
         """
         ns = self._namespace(namespace)
-        # The object's own digest is the stronger check: the backend may skip its CRC when we verify.
-        blob = self.backend.read_buffers(ns, [validate_key(key)], verify=not verify)[0]
+        blob = self.backend.read_buffers(ns, [validate_key(key)], verify=backend_check)[0]
         if blob is None:
             raise KeyNotFoundError(ns, [key])
-        return decode_object(blob, f"object {key!r} in {namespace!r}", env, allow_pickle, verify)
+        return blob
 
-    def object_info(self, namespace: str, key: str) -> dict[str, Any]:
-        """The metadata of a stored object, read without loading (or trusting) the object."""
+    def load_head(self, namespace: str, key: str, size: int) -> bytes:
+        """The first ``size`` bytes of ``key``'s value (all of it when shorter), read without the rest.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If ``key`` does not exist.
+        """
         ns = self._namespace(namespace)
-        head = self.backend.read_prefix_many(ns, [validate_key(key)], INFO_PREFIX)[0]
+        head = self.backend.read_prefix_many(ns, [validate_key(key)], size)[0]
         if head is None:
             raise KeyNotFoundError(ns, [key])
-        try:
-            return decode_head(head, f"object {key!r} in {namespace!r}")[0]
-        except IntegrityError:
-            if len(head) < INFO_PREFIX:
-                raise
-            return decode_head(self.load_files(namespace, key), f"object {key!r} in {namespace!r}")[0]
-
-    def group(self, namespace: str) -> Group:
-        """A dict-like view of ``namespace`` holding objects and nested groups (lazy: listing loads nothing)."""
-        return Group(self, namespace)
+        return head
 
     # ------------------------------------------------------------ checkpoints
     # These act on the file system whatever the backend, as in MuMMI.

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ._fs import TEMP_PREFIX, atomic_write, storage_errors
-from .errors import CheckpointError, InvalidArgumentError
+from ..core.errors import CheckpointError, InvalidArgumentError
+from ..core.fs import TEMP_PREFIX, atomic_write, storage_errors
 
 LOGGER = logging.getLogger(__name__)
 
