@@ -156,7 +156,7 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
         tracemalloc.start()
         with mummi_io.get_io("taridx") as probe:
             probe.file_exists(big_ns, "x")
-            table: IndexTable = probe.backend._state(big_ns).table
+            table: IndexTable = probe.backend.sessions(big_ns).table
             in_use, _ = tracemalloc.get_traced_memory()
             assert len(table.slots) == big
         tracemalloc.stop()

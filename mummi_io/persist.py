@@ -1,5 +1,9 @@
 """Parameter-based persisting and loading (the persistable layer), over any backend.
 
+Why one module of this size: the seed's two constructor forms, the parameter
+tree and its hash, and the lock-then-generate protocol are one contract a
+reader checks together; split, each part would be meaningless alone.
+
 Declare an artifact by subclassing :class:`Persistable` with a dataclass of
 parameters and a ``_generate_payload`` method::
 

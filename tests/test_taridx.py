@@ -423,7 +423,7 @@ def test_many_namespaces_with_few_open_handles(tmp_path: Path) -> None:
         for n in range(6):
             io.save_files(str(tmp_path / f"ns{n}"), "k", str(n))
         assert [io.load_files(str(tmp_path / f"ns{n}"), "k") for n in range(6)] == [str(n).encode() for n in range(6)]
-        assert len(io.backend._open) <= 2
+        assert len(io.backend.sessions) <= 2
 
 
 def _use_inherited(io, ns: str, queue) -> None:

@@ -75,7 +75,7 @@ def _member_ranges(ns: str) -> dict[str, tuple[int, int]]:
     """For each live key, the bytes of its current member (first header block to end of data)."""
     with get_io("taridx") as io:
         io.list_keys(ns)  # loads the state
-        table = io.backend._state(ns).table
+        table = io.backend.sessions(ns).table
         locations = {key.decode(): table.lookup(key)[0] for key in table.slots}
     with tarfile.open(ns) as archive:
         members = {member.offset_data: (member.offset, member.offset_data + member.size) for member in archive}
@@ -92,7 +92,7 @@ def _damage(rng: random.Random, ns: str, kind: str) -> tuple[list[int], int | No
         if kind == "tar header flips":
             with get_io("taridx") as io:
                 io.list_keys(ns)
-                state = io.backend._state(ns)
+                state = io.backend.sessions(ns)
                 headers = [state.table.offsets[s] - 512 for s in state.table.slots.values()]
             offsets = [rng.choice(headers) + rng.randrange(512) for _ in range(rng.randint(1, 2))]
         else:

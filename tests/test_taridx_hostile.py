@@ -112,7 +112,7 @@ def test_a_crash_hole_at_the_start_of_a_batch_never_applies_half_of_it(tmp_path:
         io.save_files(ns, ["a", "b"], [b"a1", b"b1"])
         committed = os.path.getsize(ns + ".idx")
         io.save_files(ns, ["a", "b"], [b"a2", b"b2"])
-        first_header = io.backend._state(ns).table.lookup(b"a")[0] - 512
+        first_header = io.backend.sessions(ns).table.lookup(b"a")[0] - 512
     os.truncate(ns + ".idx", committed)  # the writer died before committing...
     with open(ns, "r+b") as handle:  # ...and the page with the batch's first header never reached the disk
         handle.seek(first_header)
@@ -130,7 +130,7 @@ def test_a_damaged_header_over_a_tar_stored_as_a_value_finds_no_phantoms(tmp_pat
         io.save_files(outer, "x", b"NEW")
         io.save_files(outer, "backup.tar", Path(inner).read_bytes())
         io.save_files(outer, "after", b"A")
-        value_at = io.backend._state(outer).table.lookup(b"backup.tar")[0]
+        value_at = io.backend.sessions(outer).table.lookup(b"backup.tar")[0]
     for at in (value_at - 510, value_at - 512 + 126):  # in the header's name, and in its size field
         damaged = str(tmp_path / f"o-{at}.tar")
         shutil.copy(outer, damaged)
@@ -233,7 +233,7 @@ def test_a_damaged_last_batch_without_an_index_is_not_cut(tmp_path: Path) -> Non
     with get_io("taridx") as io:
         io.save_files(ns, "first", b"1" * 700)
         io.save_files(ns, ["second", "third"], [b"2" * 700, b"3" * 700])
-        third = io.backend._state(ns).table.lookup(b"third")[0] - 512
+        third = io.backend.sessions(ns).table.lookup(b"third")[0] - 512
     os.unlink(ns + ".idx")
     _flip(ns, third + 1)  # in the batch-ending member's name: that batch cannot be confirmed complete
     before = Path(ns).read_bytes()
@@ -371,7 +371,7 @@ def test_a_damaged_header_of_the_last_value_costs_nothing_with_the_index(tmp_pat
     with get_io("taridx") as io:
         io.save_files(ns, "a", b"A" * 3000)
         io.save_files(ns, ["b", "c"], [b"B" * 2000, b"C" * 1500])
-        c_header = io.backend._state(ns).table.lookup(b"c")[0] - 512
+        c_header = io.backend.sessions(ns).table.lookup(b"c")[0] - 512
     size = os.path.getsize(ns)
     with open(ns, "r+b") as handle:
         handle.seek(c_header)
@@ -427,7 +427,7 @@ def test_a_damaged_last_member_with_trailing_zero_data_is_not_written_over(tmp_p
     with get_io("taridx") as io:
         io.save_files(ns, "first", b"1")
         io.save_files(ns, "arr", b"\1" * 1000 + bytes(7000))
-        header = io.backend._state(ns).table.lookup(b"arr")[0] - 512
+        header = io.backend.sessions(ns).table.lookup(b"arr")[0] - 512
     os.unlink(ns + ".idx")
     _flip(ns, header + 1)
     before = Path(ns).read_bytes()
@@ -441,7 +441,7 @@ def test_swapped_digits_that_keep_the_tar_checksum_are_caught(tmp_path: Path) ->
     ns = str(tmp_path / "r.tar")
     with get_io("taridx") as io:
         io.save_files(ns, ["x10", "x01"], [b"ten", b"one"])
-        header = io.backend._state(ns).table.lookup(b"x10")[0] - 512
+        header = io.backend.sessions(ns).table.lookup(b"x10")[0] - 512
     os.unlink(ns + ".idx")
     with open(ns, "r+b") as handle:  # "x10" -> "x01": the byte sum, so the tar checksum, is unchanged
         handle.seek(header + 1)

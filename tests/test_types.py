@@ -94,3 +94,15 @@ def test_objects_use_only_the_public_api() -> None:
                 if node.attr == "backend" or node.attr.startswith("_"):
                     found.append(f"{path.name}:{node.lineno}: io.{node.attr}")
     assert found == []
+
+
+def test_a_long_module_says_why_it_is_long() -> None:
+    """Small modules with one job each: a module over 400 lines states, at its top, why it is one module."""
+    import ast
+
+    unexplained = []
+    for path in sorted((REPO / "mummi_io").rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 400 and "Why one module" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(f"{path.relative_to(REPO)} ({text.count(chr(10))} lines)")
+    assert unexplained == []

@@ -1,5 +1,10 @@
 """The ``simple`` backend: a namespace is a directory, a key is a file in it.
 
+Why one module of this size: a directory of files needs no index, so the whole
+backend is its primitives, each walking directories without following links;
+split, the one rule (nothing leads outside the namespace) would be spread
+thin.
+
 Easy to view and edit with ordinary tools. A key's ``/``-separated
 components are subdirectories (``snapshot.3/subset#000000`` is the file
 ``subset#000000`` in ``snapshot.3/``), created on save and removed when a

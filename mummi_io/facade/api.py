@@ -1,5 +1,9 @@
 """The facade: every method of the MuMMI I/O API, written once, over one backend.
 
+Why one module of this size: it is the one class every user calls, one short
+method per API call; keeping it whole shows the full API and its shared
+validation at a glance.
+
 ``get_io(kind)`` returns an :class:`~mummi_io.IO`, this facade plus typed
 objects (composed in :mod:`mummi_io.registry`). The facade
 validates arguments before any I/O, turns a single key or a list of keys into

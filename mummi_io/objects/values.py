@@ -1,5 +1,8 @@
 """Exact round trips of Python values without running code from the data: the ``values`` serializer.
 
+Why one module of this size: what may be saved and what may be loaded are two
+halves of one allow-list; they must change together, so they live together.
+
 The encoding is pickle's (protocol 5, so plain data is written and read at C
 speed), but what a stored value may refer to is decided here, on both sides:
 

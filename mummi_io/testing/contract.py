@@ -1,5 +1,8 @@
 """The contract suite: one set of tests that every backend passes unchanged.
 
+Why one module of this size: it is a checklist, one test per rule of the
+shared semantics, read top to bottom by whoever writes a backend.
+
 A backend's test module subclasses :class:`BackendContract`, names its
 ``kind``, and provides the fixtures and the two "backdoor" methods that read
 and write storage without going through mummi_io, so the API is checked

@@ -1,5 +1,9 @@
 """The ``redis`` backend: sharded namespaces over independent nodes or a Redis Cluster.
 
+Why one module of this size: the backend's primitives are thin, but each write
+is a Lua script call whose keys, arguments and replies are checked here, next
+to the primitive that sends it.
+
 See :mod:`.layout` for the key layout, :mod:`.nodes` for where the nodes
 come from, and :mod:`.transport` for pipelining, parallelism and retries.
 """

@@ -1,5 +1,9 @@
 """Running batches of Redis commands: independent nodes or a Redis Cluster.
 
+Why one module of this size: independent nodes and a Redis Cluster share the
+partition, pipeline, retry and replication steps; both transports sit beside
+the helpers they share.
+
 Both transports take a list of ``(tag, command...)`` and return the results
 in the same order: partition by the node that serves each tag, one pipeline
 per node on one connection, nodes served in parallel threads, results put

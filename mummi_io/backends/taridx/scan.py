@@ -1,5 +1,9 @@
 """Reading a namespace's state from its tar alone, whatever happened to it.
 
+Why one module of this size: recovering batches from a damaged tar (recovery,
+resync, uncertain members, torn tails) is one algorithm whose cases depend on
+each other.
+
 :func:`scan` walks the tar's headers and returns the complete batches in
 order, plus what it could not use:
 

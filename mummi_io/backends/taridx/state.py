@@ -1,5 +1,9 @@
 """What one process holds for one namespace, and how it is brought up to date, read-only.
 
+Why one module of this size: every way a reader may find a namespace (index,
+compaction's index, tar alone, compressed) must agree on one state, and the
+checks that choose between them read best side by side.
+
 Nothing here writes a byte: readers never change the tar, the index, or
 anything else (DESIGN.md, "A read never writes"). What a reader finds that
 needs a repair (no index, a damaged index, an interrupted write) it works

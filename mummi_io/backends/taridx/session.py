@@ -1,0 +1,467 @@
+"""One namespace as this process works on it: open, refresh, read, lock, recover, commit.
+
+Why one module of this size: the order of lock, refresh, repair and commit is
+what keeps a namespace whole across crashes, and it is only visible when the
+whole lifecycle of a namespace is in one class.
+
+A :class:`NamespaceSession` wraps the :class:`~.state.NamespaceState` of one
+tar and is the only way the backend's primitives touch it:
+
+- ``with session.reading():`` brings the state up to date (one ``stat`` of
+  the index when nothing changed) and never writes (:mod:`.state`).
+- :meth:`NamespaceSession.read` is the one read path: a value's bytes at
+  their recorded place, checked against their recorded size and CRC-32.
+- ``with session.writing(action):`` takes the writers' lock, then creates
+  the namespace or repairs what readers worked around: a missing or damaged
+  index, complete batches an interrupted writer did not index, a torn tail
+  (moved to a side file, never cut).
+- :meth:`NamespaceSession.commit` appends one batch: members first, then one
+  index append that commits them.
+
+:class:`Sessions` keeps a bounded number of sessions open per process and
+drops those inherited across a fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from zlib import crc32
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from ...core.contract import Buffer
+from ...core.errors import BackendUnavailableError, IntegrityError, InvalidNamespaceError, ReadOnlyError
+from ...core.fs import os_error, storage_errors
+from ...core.keys import RESERVED_PREFIX, validate_key
+from . import index as idx
+from . import repair
+from .scan import MappedTar, scan
+from .sniff import COMPRESSED_SUFFIXES
+from .state import NamespaceState, StateLoader, apply_batches, pread_exact
+from .tarformat import BLOCK, END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
+
+LOGGER = logging.getLogger(__name__)
+
+_IOV_MAX = 1024
+_LOCK_POLL = 0.0005  # seconds between attempts to take a contended writer lock
+#: Batches of at least this many bytes in at most this many values compute their
+#: CRC-32s in a thread while the bytes are written, then seal the headers.
+_PARALLEL_CRC_BYTES = 8 << 20
+_PARALLEL_CRC_VALUES = 64
+_SHOWN = 20
+
+#: Where a value lies in the tar: (data offset, size, CRC-32 or None when none was recorded).
+Location = tuple[int, int, int | None]
+
+
+def shown(keys: Sequence[str]) -> str:
+    """The first keys of a list for a message, and how many more there are."""
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(repr(k) for k in keys[:_SHOWN]) + more
+
+
+def is_key(name: str) -> bool:
+    """Whether a member name is a key: a valid user key, or one of mummi_io's own reserved keys."""
+    if name.startswith(RESERVED_PREFIX):
+        name = "r" + name[len(RESERVED_PREFIX):]  # e.g. a pack's manifest: keep it, check the rest
+    try:
+        validate_key(name)
+    except ValueError:
+        return False
+    return True
+
+
+def pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int, total: int | None = None) -> None:
+    """Write ``chunks`` back to back at ``offset`` with as few system calls as possible.
+
+    ``total``, the length of all chunks when the caller knows it, saves
+    measuring them in the common case of one system call.
+    """
+    if total is not None and len(chunks) <= _IOV_MAX and os.pwritev(fd, chunks, offset) == total:
+        return  # else (rare) written again below, from the start: the same bytes at the same place
+    for start in range(0, len(chunks), _IOV_MAX):
+        group = chunks[start:start + _IOV_MAX]
+        total = sum(memoryview(chunk).nbytes for chunk in group)
+        written = os.pwritev(fd, group, offset)
+        if written < total:  # rare: finish the group byte by byte
+            rest = memoryview(b"".join(bytes(chunk) for chunk in group))[written:]
+            position = offset + written
+            while rest:
+                count = os.pwrite(fd, rest, position)
+                rest, position = rest[count:], position + count
+        offset += total
+
+
+class NamespaceSession:
+    """One namespace of one process (see the module docstring); its ``mutex`` serializes threads."""
+
+    def __init__(self, namespace: str, loader: StateLoader, fsync: bool, verify: bool, lock_timeout: float) -> None:
+        self.namespace = namespace
+        self.state = NamespaceState(namespace)
+        self.loader = loader
+        self.fsync = fsync
+        self.verify = verify
+        self.lock_timeout = lock_timeout
+
+    @property
+    def table(self) -> idx.IndexTable:
+        return self.state.table
+
+    def close(self) -> None:
+        with self.state.mutex:
+            self.state.close()
+
+    # -------------------------------------------------------------- reading
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[NamespaceSession]:
+        """The session, up to date, for a read (errors of the system as StorageError)."""
+        with self.state.mutex, storage_errors(f"read namespace {self.namespace!r}"):
+            self.loader.refresh(self.state)
+            yield self
+
+    def locate(self, key: str) -> Location | None:
+        """Where the value of ``key`` lies, ``None`` when the key does not exist."""
+        return self.state.table.lookup(key.encode("utf-8"))
+
+    def read(self, key: str, location: Location, into_buffer: bool = False, check: bool = True) -> Buffer:
+        """The value of ``key`` at ``location``, checked against its recorded size and CRC-32.
+
+        ``into_buffer`` reads into fresh numpy memory (writable, far fewer
+        page faults for large values) instead of ``bytes``; ``check=False``
+        skips the CRC for a caller that checks a stronger digest.
+
+        Raises
+        ------
+        IntegrityError
+            If the bytes are short, fail their CRC-32, or are known lost.
+        """
+        offset, size, crc = location
+        state = self.state
+        if state.lost and key in state.lost:  # known lost: whatever lies there now is not its value
+            raise self.corrupt([key])
+        data: Buffer
+        if into_buffer:
+            data = np.empty(size, dtype=np.uint8).data
+            got = os.preadv(state.tar_fd, [data], offset)  # type: ignore[arg-type]  # open while reading
+        else:
+            data = pread_exact(state.tar_fd, size, offset)  # type: ignore[arg-type]
+            got = len(data)
+        if got != size or (check and self.verify and crc is not None and crc32(data) != crc):
+            raise self.corrupt([key])
+        return data
+
+    def read_values(self, keys: Sequence[str], into_buffer: bool = False, check: bool = True) -> list[Buffer | None]:
+        """The value of each key (``None`` where missing); every corrupt one is named in one error."""
+        values: list[Buffer | None] = []
+        bad: list[str] = []
+        for key in keys:
+            location = self.locate(key)
+            if location is None:
+                values.append(None)
+                continue
+            try:
+                values.append(self.read(key, location, into_buffer, check))
+            except IntegrityError:
+                bad.append(key)
+        if bad:
+            raise self.corrupt(bad)
+        return values
+
+    def read_head(self, location: Location, size: int) -> bytes:
+        """The first ``size`` bytes of a value (not checked: the whole value is, on a full read)."""
+        return pread_exact(self.state.tar_fd, min(size, location[1]), location[0])  # type: ignore[arg-type]
+
+    def checksum(self, location: Location) -> int:
+        """The CRC-32 of a value: the recorded one, else computed from the tar."""
+        offset, size, crc = location
+        return crc if crc is not None else repair.crc_of_range(self.state.tar_fd, offset, size)  # type: ignore[arg-type]
+
+    def corrupt(self, keys: list[str]) -> IntegrityError:
+        """The error for values whose bytes are not what the index recorded."""
+        lost = [key for key in keys if key in self.state.lost]
+        if lost:
+            return IntegrityError(
+                f"{len(lost)} value(s) of namespace {self.namespace!r} are no longer in its tar: {shown(lost)} "
+                f"({self.state.lost[lost[0]]}). Restore the tar from a copy; or, to accept the tar's older "
+                "state, run reindex(accept_loss=True) (mummi-io reindex --accept-loss)",
+                lost,
+            )
+        return IntegrityError(
+            f"{len(keys)} value(s) of namespace {self.namespace!r} are corrupt (checksum or size mismatch): "
+            f"{shown(keys)}. Restore them from a copy; mummi-io verify lists every damaged value",
+            keys,
+        )
+
+    # -------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[NamespaceSession]:
+        """Hold the namespace's writer lock for the block (re-entrant within a thread).
+
+        The files are looked at first, read-only, so that a file that is not
+        ours is refused before even a lock file is created beside it.
+        """
+        state = self.state
+        with state.mutex:
+            with storage_errors(f"read namespace {state.tar_path!r}"):
+                self.loader.refresh(state)
+            self._refuse_read_only()
+            if not state.lock_ready:
+                # filelock retries until its timeout when it cannot create the lock file at all; fail
+                # at once, naming the path, instead of blaming "another process" ten minutes later.
+                with storage_errors(f"create the lock file {state.lock_path!r} of namespace {state.tar_path!r}"):
+                    os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
+                    os.close(os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
+                state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
+                state.lock_ready = True
+            lock = state.lock
+            try:
+                # filelock polls a non-blocking flock; its default 50 ms poll would
+                # make every contended batch wait that long.
+                lock.acquire(timeout=self.lock_timeout, poll_interval=_LOCK_POLL)  # type: ignore[union-attr]
+            except Timeout as exc:  # a TimeoutError, so before the OSError below
+                raise BackendUnavailableError(
+                    f"another process has held the write lock {state.lock_path!r} for over "
+                    f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
+                ) from exc
+            except OSError as exc:
+                raise os_error(f"lock {state.lock_path!r}", exc) from exc
+            try:
+                yield self
+            finally:
+                lock.release()  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def writing(self, action: str) -> Iterator[NamespaceSession]:
+        """Locked, up to date, created or repaired: ready for :meth:`commit` (``action`` names it in errors)."""
+        with self.locked(), storage_errors(f"{action} namespace {self.namespace!r}"):
+            self.prepare()
+            yield self
+
+    def _refuse_read_only(self) -> None:
+        """Refuse, before any file is created, a write to a namespace that can only be read."""
+        state = self.state
+        if state.mode == "absent" and state.tar_path.endswith(COMPRESSED_SUFFIXES):
+            raise InvalidNamespaceError(
+                f"{state.tar_path!r}: taridx writes plain tars (compressed ones can only be read); name the new "
+                "namespace .tar, and compress a copy when it is complete"
+            )
+        if state.read_only:
+            raise ReadOnlyError(
+                f"{state.tar_path!r} can only be read: {state.read_only}. To change it, convert it once with: "
+                f"mummi-io cp -b taridx {state.tar_path} <new>.tar"
+            )
+
+    def prepare(self) -> None:
+        """With the lock held: bring the state up to date, then create or repair the namespace."""
+        namespace, state = self.namespace, self.state
+        self.loader.refresh(state)
+        self._refuse_read_only()
+        if not self.loader.still_describes(state):
+            state.close()  # the tar was replaced, cut or restored under this process: look again
+            self.loader.load(state)
+        if state.diverged:
+            lost = sorted(state.lost)
+            raise IntegrityError(
+                f"namespace {namespace!r} is not written to: its tar no longer holds {len(lost)} value(s) its "
+                f"index knows ({state.diverged}): {shown(lost)}. Restore the tar from a copy; or, to accept "
+                "the tar's older state, run reindex(accept_loss=True) (mummi-io reindex --accept-loss)",
+                lost,
+            )
+        if state.mode == "absent":
+            os.makedirs(os.path.dirname(namespace) or ".", exist_ok=True)
+            fd = os.open(namespace, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                os.pwrite(fd, END_OF_ARCHIVE, 0)
+            finally:
+                os.close(fd)
+            repair.write_index(state.index_path, idx.IndexTable())
+            self.loader.refresh(state)
+            return
+        if os.path.exists(namespace + ".compact"):
+            # A compaction stopped before its renames: its half-made copies mean nothing (we hold the lock).
+            LOGGER.warning("%s: removing the leftovers of a compaction that did not finish", namespace)
+            for leftover in (namespace + ".compact", state.compact_index_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        if state.index_repair:
+            # A tar without an index (new, copied, or written by another tool) is normal: INFO; damage: WARNING.
+            LOGGER.log(logging.INFO if state.index_repair == "there is no index" else logging.WARNING,
+                       "rewriting the index of %s because %s", namespace, state.index_repair)
+            repair.complete_checksums(state.table, state.tar_fd)  # type: ignore[arg-type]
+            self.replace_index(state.table)
+            self.loader.refresh(state)
+        self._recover_tail()
+
+    def replace_index(self, table: idx.IndexTable) -> None:
+        """Make ``table`` the namespace's index (an atomic rewrite) and forget a compaction's."""
+        repair.write_index(self.state.index_path, table)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state.compact_index_path)
+
+    def reload(self) -> None:
+        """Forget what is held and read the namespace again (after its files were replaced)."""
+        self.state.close()
+        self.loader.refresh(self.state)
+
+    def _recover_tail(self) -> None:
+        """Index complete batches after the last commit; move a torn tail to a side file."""
+        namespace, state = self.namespace, self.state
+        end = state.table.tar_end
+        fd = os.open(namespace, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size == end + len(END_OF_ARCHIVE) and pread_exact(fd, len(END_OF_ARCHIVE), end) == END_OF_ARCHIVE:
+                return
+            with MappedTar(fd, size) as source:
+                found = scan(source, end, is_key)
+            if found.batches:
+                LOGGER.warning("%s: indexing %d complete batch(es) an interrupted writer left", namespace, len(found.batches))
+                recovered = idx.IndexTable()
+                apply_batches(recovered, found.batches)
+                records = []
+                for batch in found.batches:
+                    puts = [(k.encode("utf-8"), o, s, c if c is not None else repair.crc_of_range(fd, o, s))
+                            for k, o, s, c in batch.puts]
+                    records.append(repair.batch_records(puts, [k.encode("utf-8") for k in batch.deletes], batch.end))
+                self._append_index(b"".join(records))
+            for damage in found.damage:
+                LOGGER.warning("%s: %s", namespace, damage)
+            end = found.end
+            if found.tail is not None and found.tail_is_torn:
+                side = repair.move_aside(namespace, fd, found.tail.start, found.tail.end)
+                LOGGER.warning("%s: %s; moved to %s", namespace, found.tail, side)
+            elif found.tail is not None:
+                # Not provably an interrupted write of ours: never cut. The next batch goes after it.
+                LOGGER.warning("%s: %s; the next batch is written after it", namespace, found.tail)
+                end = found.tail.end + -found.tail.end % BLOCK
+                state.table.tar_end = end
+            repair.end_tar_at(fd, end, self.fsync)
+        finally:
+            os.close(fd)
+
+    def _append_index(self, records: bytes, fd: int | None = None) -> None:
+        """Append committed records to the index (through ``fd`` if given) and apply them."""
+        state = self.state
+        own = fd is None
+        if fd is None:
+            fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            pwrite_all(fd, [records], state.consumed)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            if own:
+                os.close(fd)
+        parsed = idx.apply_records(state.table, records, state.consumed)
+        state.consumed = state.index_size = parsed.committed
+
+    def commit(self, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
+        """Append ``puts`` and ``deletes`` as one batch (inside :meth:`writing`)."""
+        state = self.state
+        mtime = int(time.time())
+        overlap = len(puts) <= _PARALLEL_CRC_VALUES and sum(
+            len(value) if value.__class__ is bytes else sum(memoryview(p).nbytes for p in pieces_of(value))
+            for _, value in puts
+        ) >= _PARALLEL_CRC_BYTES
+        crcs: list[int] = []
+        if overlap:
+            # Large values: write them with unsealed headers while a thread computes their CRC-32s
+            # (both release the GIL), then write the final headers.
+            worker = threading.Thread(target=lambda: crcs.extend(crc_of(pieces_of(v)) for _, v in puts), name="mummi-io-crc")
+            worker.start()
+            chunks, length, placed = build_members(puts, deletes, mtime, None)
+        else:
+            crcs = [crc32(value) if value.__class__ is bytes else crc_of(pieces_of(value)) for _, value in puts]
+            chunks, length, placed = build_members(puts, deletes, mtime, crcs)
+        start = state.table.tar_end
+        end = start + length
+        # The index must take the commit: open it before a byte of the tar is written.
+        index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            try:
+                chunks.append(END_OF_ARCHIVE)
+                pwrite_all(fd, chunks, start, length + len(END_OF_ARCHIVE))
+            finally:
+                if overlap:
+                    worker.join()
+            if overlap:
+                for offset, header in seal_members(placed, crcs, mtime):
+                    os.pwrite(fd, header, start + offset)
+            if os.fstat(fd).st_size > end + len(END_OF_ARCHIVE):
+                os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
+            if self.fsync:
+                os.fsync(fd)
+            values = [p for p in placed if p.is_value]
+            records = repair.batch_records(
+                [(p.key.encode("utf-8"), start + p.data_offset, p.size, crc) for p, crc in zip(values, crcs)],
+                [key.encode("utf-8") for key in deletes], end,
+            )
+            try:
+                self._append_index(records, index_fd)
+            except OSError:
+                # Not committed: take the batch back out of the tar, so that the error means "not written".
+                with contextlib.suppress(OSError):
+                    repair.end_tar_at(fd, start, fsync=self.fsync)
+                raise
+        finally:
+            os.close(fd)
+            os.close(index_fd)
+
+
+class Sessions:
+    """The sessions a backend keeps open in this process: at most ``max_open``, least recently used first out."""
+
+    def __init__(self, fsync: bool, verify: bool, lock_timeout: float, max_open: int) -> None:
+        self.fsync = fsync
+        self.verify = verify
+        self.lock_timeout = lock_timeout
+        self.max_open = max_open
+        self._loader = StateLoader(is_key)
+        self._open: OrderedDict[str, NamespaceSession] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()  # open files stay with this process
+        del state["_guard"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._guard = threading.Lock()
+
+    def __call__(self, namespace: str) -> NamespaceSession:
+        """The session of ``namespace``, opened on first use."""
+        with self._guard:
+            session = self._open.get(namespace)
+            if session is not None and session.state.pid != os.getpid():
+                # Inherited across fork: drop the parent's copies (its mutex may be held).
+                session.state.close()
+                session = None
+            if session is None:
+                session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
+                self._open[namespace] = session
+                while len(self._open) > self.max_open:
+                    _, evicted = self._open.popitem(last=False)
+                    evicted.close()
+            else:
+                self._open.move_to_end(namespace)
+            return session
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def close(self) -> None:
+        """Close every open session."""
+        with self._guard:
+            for session in self._open.values():
+                session.close()
+            self._open.clear()
