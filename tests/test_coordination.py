@@ -12,7 +12,6 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import subprocess

@@ -294,5 +294,5 @@ def test_pack_and_groups_survive_a_taridx_reindex(tmp_path) -> None:
     with get_io("taridx") as io:
         group = io.group(str(tmp_path / "g"))
         group.create_group("sub")["x"] = 1
-        io.backend.reindex(str(tmp_path / "g"))
+        io.reindex(str(tmp_path / "g"))
         assert list(io.group(str(tmp_path / "g"))) == ["sub"]

@@ -66,14 +66,14 @@ class TaridxMachine(_OnDisk):
     def reindex(self) -> None:
         for ns in self.namespaces:
             if os.path.exists(ns + ".tar"):
-                report = self.io.backend.reindex(ns)
+                report = self.io.reindex(ns)
                 assert report.losses == []
 
     @rule()
     def compact(self) -> None:
         for ns in self.namespaces:
             if os.path.exists(ns + ".tar"):
-                self.io.backend.compact(ns)
+                self.io.compact(ns)
 
     @rule(which=st.integers(0, 1))
     def lose_the_index(self, which: int) -> None:

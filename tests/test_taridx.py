@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import random
@@ -54,7 +53,7 @@ class TestTaridxContract(BackendContract):
             info = tarfile.TarInfo(key)
             info.size = len(value)
             archive.addfile(info, BytesIO(value))
-        io.backend.reindex(path)
+        io.reindex(path)
 
 
 # --------------------------------------------------------------------------
@@ -115,7 +114,7 @@ def test_deletes_and_renames_are_appended(io, ns: str) -> None:
     assert io.list_keys(ns) == ["c"]
     with get_io("taridx") as fresh:  # another process's view: rebuilt from the files
         assert fresh.list_keys(ns) == ["c"]
-        fresh.backend.reindex(ns)
+        fresh.reindex(ns)
         assert fresh.list_keys(ns) == ["c"]
         assert fresh.load_files(ns, "c") == b"2" * 1000
 
@@ -240,8 +239,8 @@ def test_truncated_tar_raises_instead_of_rolling_back(io, ns: str) -> None:
         with pytest.raises(IntegrityError, match="accept_loss"):
             fresh.save_files(ns, "third", b"3")
         with pytest.raises(IntegrityError, match="would lose"):
-            fresh.backend.reindex(ns)
-        report = fresh.backend.reindex(ns, accept_loss=True)
+            fresh.reindex(ns)
+        report = fresh.reindex(ns, accept_loss=True)
         assert report.lost == ["second"] and report.rolled_back == ["first"]
         assert fresh.load_files(ns, "first") == b"1" * 5000  # the older value, accepted explicitly
         fresh.save_files(ns, "third", b"3")
@@ -286,7 +285,7 @@ def test_compact_keeps_live_values_only(io, ns: str) -> None:
     expected["b2-2"] = b"overwritten"
     with get_io("taridx") as other:
         other.load_files(ns, "b2-3")  # another process holds the old files open
-        before, after = io.backend.compact(ns)
+        before, after = io.compact(ns)
         assert after < before
         assert os.path.getsize(ns) == after
         assert other.load_files(ns, sorted(expected)) == [expected[k] for k in sorted(expected)]
@@ -301,7 +300,7 @@ def test_crash_before_compaction_swap_loses_nothing(io, ns: str) -> None:
     Path(ns + ".compact").write_bytes(b"half-written new tar")
     Path(ns + ".idx.compact").write_bytes(b"half-written new index")
     _check(ns, expected)
-    io.backend.compact(ns)
+    io.compact(ns)
     expected["after-repair"] = b"ok"
     _check(ns, expected)
 
@@ -309,7 +308,7 @@ def test_crash_before_compaction_swap_loses_nothing(io, ns: str) -> None:
 def test_crash_between_compaction_renames_loses_nothing(io, ns: str) -> None:
     expected = _fill(io, ns)
     old_index = Path(ns + ".idx").read_bytes()
-    io.backend.compact(ns)
+    io.compact(ns)
     # The state a crash between the two renames leaves: the new tar, the old index, the new index beside it.
     Path(ns + ".idx.compact").write_bytes(Path(ns + ".idx").read_bytes())
     Path(ns + ".idx").write_bytes(old_index)
@@ -323,12 +322,12 @@ def test_crash_between_compaction_renames_loses_nothing(io, ns: str) -> None:
 def test_old_index_over_a_compacted_tar_is_refused_then_reindexed_without_loss(io, ns: str) -> None:
     expected = _fill(io, ns)
     old_index = Path(ns + ".idx").read_bytes()
-    io.backend.compact(ns)
+    io.compact(ns)
     Path(ns + ".idx").write_bytes(old_index)  # an index that describes another layout
     with get_io("taridx") as fresh:
         with pytest.raises(IntegrityError):
             fresh.load_files(ns, sorted(expected))
-        report = fresh.backend.reindex(ns)  # every value the index knew is in the tar: no loss
+        report = fresh.reindex(ns)  # every value the index knew is in the tar: no loss
         assert report.losses == []
     _check(ns, expected)
 

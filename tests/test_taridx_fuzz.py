@@ -125,7 +125,7 @@ def _trial(seed: int, parent: Path, outcome: Outcome) -> None:
     if reindexed:
         with get_io("taridx") as io:
             try:
-                io.backend.reindex(ns)
+                io.reindex(ns)
             except IntegrityError:
                 pass  # a loss the caller did not accept: nothing changed
 

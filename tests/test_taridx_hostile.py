@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -300,14 +301,14 @@ def test_foreign_member_names_spelt_with_dots_and_double_slashes_are_their_keys(
 def test_verify_of_a_healthy_foreign_tar_exits_0_and_says_what_it_could_check(tmp_path: Path) -> None:
     archive = tmp_path / "plain.tar"
     archive.write_bytes(_tar_of({"a": b"A", "b": b"B"}))
-    result = subprocess.run(["mummi-io", "verify", "-b", "taridx", str(archive)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mummi_io.cli", "verify", "-b", "taridx", str(archive)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 against checksums" in result.stdout and "no checksum" in result.stdout
 
 
 def test_reindex_and_compact_of_a_mistyped_path_create_nothing(tmp_path: Path) -> None:
     with get_io("taridx") as io:
-        for action in (io.backend.reindex, io.backend.compact):
+        for action in (io.reindex, io.compact):
             with pytest.raises(StorageError, match="no such namespace"):
                 action(str(tmp_path / "typo" / "nothere.tar"))
     assert list(tmp_path.iterdir()) == []
@@ -378,7 +379,7 @@ def test_a_damaged_header_of_the_last_value_costs_nothing_with_the_index(tmp_pat
         handle.write(b"s")  # its name: neither the tar checksum nor mummi_io's check passes
     with get_io("taridx") as fresh:
         assert fresh.load_files(ns, ["a", "b", "c"]) == [b"A" * 3000, b"B" * 2000, b"C" * 1500]
-        report = fresh.backend.reindex(ns)
+        report = fresh.reindex(ns)
         assert report.losses == [] and report.tail_file is None
         assert os.path.getsize(ns) == size and not list(tmp_path.glob("*.torn-*"))
         fresh.save_files(ns, "d", b"D")
@@ -391,7 +392,7 @@ def test_leftovers_of_a_compaction_stopped_before_its_renames_mean_nothing(tmp_p
         io.save_files(ns, ["a", "b"], [b"a-v1", b"b-v1"])
         shutil.copy(ns, copy)
         shutil.copy(ns + ".idx", copy + ".idx")
-        io.backend.compact(copy)  # what the stopped compaction had written beside the namespace
+        io.compact(copy)  # what the stopped compaction had written beside the namespace
         shutil.copy(copy, ns + ".compact")
         shutil.copy(copy + ".idx", ns + ".idx.compact")
         io.save_files(ns, ["a", "c"], [b"a-v2", b"c"])
@@ -410,7 +411,7 @@ def test_another_file_over_a_namespace_whose_index_holds_no_value_is_refused(tmp
     with get_io("taridx") as io:
         io.save_files(ns, "k", b"v")
         io.remove_files(ns, "k")
-        io.backend.compact(ns)  # the index now holds no value at all
+        io.compact(ns)  # the index now holds no value at all
     array = np.zeros(100_000)
     array[:10] = 1
     with open(ns, "wb") as handle:
@@ -508,7 +509,7 @@ def test_reindex_leaves_what_is_not_a_torn_write_in_place(tmp_path: Path) -> Non
         handle.write(bytes(foreign).rstrip(b"\0"))
     before = Path(ns).read_bytes().rstrip(b"\0")
     with get_io("taridx") as io:
-        io.backend.reindex(ns)
+        io.reindex(ns)
         io.save_files(ns, "b", b"B")
         assert io.load_files(ns, ["a", "b"]) == [b"A", b"B"]
     assert Path(ns).read_bytes().startswith(before) and not list(tmp_path.glob("*.torn-*"))

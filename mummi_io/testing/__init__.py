@@ -1,20 +1,9 @@
-"""Test support shipped with the package: the contract suite every backend must pass.
+"""Test support shipped with the package: the contract suite every backend must pass (needs pytest).
 
-``BackendContract`` needs pytest and is imported on first use, so that
-:mod:`mummi_io.backends.redis.local_servers` (real redis-server processes, which the
-benchmarks use too) works without the test dependencies.
+Real redis-server processes for tests and benchmarks are started by
+:mod:`mummi_io.backends.redis.local_servers`, which needs no test dependency.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from .contract import BackendContract
 
 __all__ = ["BackendContract"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "BackendContract":
-        from .contract import BackendContract
-
-        return BackendContract
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
