@@ -34,6 +34,7 @@ import os
 import pickle
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -458,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
     os.makedirs(args.out, exist_ok=True)
+    # A TERM (a CI timeout, a stopped test run) unwinds like Ctrl-C, so the finally below cleans up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     scratch = tempfile.mkdtemp(prefix="mummi-io-bench-")
     backends = Backends(scratch)
     sections: dict[str, list[dict[str, object]]] = {}

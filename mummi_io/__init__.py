@@ -5,6 +5,10 @@
 >>> io.save_files("/tmp/ns", ["a", "b"], ["1", b"2"])
 >>> io.load_files("/tmp/ns", ["a", "b"])
 [b'1', b'2']
+
+Start with :func:`get_io` and the :class:`IO` it returns; the README has the
+whole API, the backends and the command line, and ``docs/design.md`` the
+layers (``core``, ``coordination``, ``backends``, ``facade``, ``objects``...).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ class IO(ObjectMethods, Facade):
 def get_io(kind: str | None = None, **options: Any) -> IO:
     """Return an :class:`IO` object for the backend ``kind``.
 
-    ``kind`` is ``"simple"``, ``"taridx"`` or ``"redis"``; when omitted it is
+    ``kind`` is ``"simple"``, ``"taridx"``, ``"redis"``, or any other of
+    :func:`get_interfaces` (``"mummi-redis"``, registered backends); when omitted it is
     read from the ``MUMMI_IO_BACKEND`` environment variable, else ``"simple"``.
     ``options`` go to the backend (for example ``fsync=True`` for ``simple``),
     except ``coordination``: where signals, queues, counters and barriers

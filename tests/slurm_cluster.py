@@ -167,6 +167,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                     process.kill()
                     process.wait(10)
         self.processes.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start_slurm() -> SlurmCluster:

@@ -137,7 +137,8 @@ def _mlio_pack(path: Path, slots: dict[str, tuple[str, bytes]], damage: str | No
     with zipfile.ZipFile(path, "w") as archive:
         for slot, (serializer, payload) in slots.items():
             digest = hashlib.sha256(payload).hexdigest()
-            archive.writestr(f"{digest}.slot", payload if damage != slot else payload[:-1] + b"!")
+            if f"{digest}.slot" not in archive.namelist():  # slots with equal payloads share one blob
+                archive.writestr(f"{digest}.slot", payload if damage != slot else payload[:-1] + b"!")
             manifest["slots"][slot] = {"serialized_sha256_hash": digest, "serializer": serializer,
                                        "dependencies": list(manifest["dependencies"])}
         archive.writestr("manifest.json", json.dumps(manifest))

@@ -92,7 +92,7 @@ class Facade:
 
     # ------------------------------------------------------------------ info
     def get_type(self) -> str:
-        """Return the backend kind: ``"simple"``, ``"taridx"`` or ``"redis"``."""
+        """Return the backend kind (``"simple"``, ``"taridx"``, ``"redis"``... see ``mummi_io.get_interfaces()``)."""
         return self.backend.kind
 
     def check_environment(self) -> bool:
@@ -115,17 +115,17 @@ class Facade:
         return name
 
     def load_reserved(self, namespace: str, name: str) -> bytes | None:
-        """The bytes of the reserved record ``name`` in ``namespace`` (``None`` when there is none)."""
+        """For layers built on the facade: the bytes of the reserved record ``name`` (``None`` when there is none)."""
         ns = self._namespace(namespace)
         value = self.backend.read_many(ns, [self._reserved(name)])[0]
         return None if value is None else bytes(value)
 
     def save_reserved(self, namespace: str, name: str, data: bytes) -> None:
-        """Store the reserved record ``name`` in ``namespace`` (a layer's own bookkeeping, never listed)."""
+        """For layers built on the facade: store the reserved record ``name`` (their own bookkeeping, never listed)."""
         self.backend.write_many(self._namespace(namespace), [(self._reserved(name), bytes(data))])
 
     def child_namespace(self, namespace: str, name: str) -> str:
-        """The namespace of a group ``name`` inside ``namespace``, as this backend places one (see ``group``)."""
+        """For layers built on the facade: the namespace of group ``name`` inside ``namespace`` (see ``group``)."""
         return self.backend.child_namespace(self._namespace(namespace), validate_key(name))
 
     # ------------------------------------------------------------ existence
@@ -243,6 +243,11 @@ class Facade:
     def stores_checksums(self) -> bool:
         """Whether reads check each value against a checksum stored when it was written."""
         return self.backend.stores_checksums
+
+    @property
+    def keys_can_be_prefixes(self) -> bool:
+        """Whether a key may be a value and the prefix of other keys at once (``a`` and ``a/b``)."""
+        return self.backend.keys_can_be_prefixes
 
     def capability(self, wanted: type[Capability]) -> Capability | None:
         """The backend as the optional capability ``wanted`` (see :mod:`mummi_io.core.contract`), or ``None``."""
@@ -428,14 +433,14 @@ class Facade:
     # What layers above (typed objects) need beyond bytes: writing pieces without a join,
     # reading a value without a copy, reading only a value's head.
     def write_value(self, namespace: str, key: str, value: Parts) -> None:
-        """Store a value given in pieces, without joining them where the backend can write pieces."""
+        """For layers built on the facade: store a value given in pieces, joined only where the backend needs it."""
         ns = self._namespace(namespace)
         # A backend that accepts_parts takes the pieces as the value (see Backend.accepts_parts).
         payload = cast(Buffer, value) if self.backend.accepts_parts else joined(value)
         self.backend.write_many(ns, [(validate_key(key), payload)])
 
     def load_buffer(self, namespace: str, key: str, backend_check: bool = True) -> Buffer:
-        """The value of ``key`` as a buffer (possibly writable, not copied).
+        """For layers built on the facade: the value of ``key`` as a buffer (possibly writable, not copied).
 
         ``backend_check=False`` lets the backend skip its own checksum, for a
         caller that checks a stronger one (``load_object``'s digest).
@@ -452,7 +457,7 @@ class Facade:
         return blob
 
     def load_head(self, namespace: str, key: str, size: int) -> bytes:
-        """The first ``size`` bytes of ``key``'s value (all of it when shorter), read without the rest.
+        """For layers built on the facade: the first ``size`` bytes of ``key``'s value, read without the rest.
 
         Raises
         ------
@@ -504,7 +509,7 @@ class Facade:
     def wait_signal(self, path: str, key: str, timeout: float | None = None) -> bool:
         """Block until the signal ``key`` is raised at ``path``; return ``True``.
 
-        Raises :class:`SignalTimeoutError` after ``timeout`` seconds (``None``: wait forever).
+        Raises :class:`~mummi_io.core.errors.SignalTimeoutError` after ``timeout`` seconds (``None``: wait forever).
         """
         wait_signals(self.coordinator, self._place(path), [key], timeout)
         return True
@@ -516,7 +521,7 @@ class Facade:
 
         On Redis the wait blocks in the server (Pub/Sub); on files it is woken
         by inotify on a local file system and polls with bounded backoff
-        elsewhere. Raises :class:`SignalTimeoutError` naming the missing keys.
+        elsewhere. Raises :class:`~mummi_io.core.errors.SignalTimeoutError` naming the missing keys.
         """
         return wait_signals(self.coordinator, self._place(path), keys, timeout, mode)
 

@@ -32,7 +32,7 @@ class Group(MutableMapping[str, Any]):
         self.load_options = load_options
 
     def __repr__(self) -> str:
-        return f"<mummi_io.Group {self.namespace!r} on {self.io.get_type()}>"
+        return f"<mummi_io.objects.Group {self.namespace!r} on {self.io.get_type()}>"
 
     def groups(self) -> list[str]:
         """Names of the sub-groups, sorted."""
