@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mummi_io import BackendUnavailableError, IntegrityError, get_io
+from mummi_io import BackendUnavailableError, IntegrityError, InvalidArgumentError, get_io
 from mummi_io.backends.taridx.tarformat import parse_journal
 from mummi_io import IO
 from mummi_io.testing import BackendContract
@@ -423,6 +423,74 @@ def test_many_namespaces_with_few_open_handles(tmp_path: Path) -> None:
             io.save_files(str(tmp_path / f"ns{n}"), "k", str(n))
         assert [io.load_files(str(tmp_path / f"ns{n}"), "k") for n in range(6)] == [str(n).encode() for n in range(6)]
         assert len(io.backend.sessions) <= 2
+
+
+def test_threads_racing_the_open_namespace_limit_leak_no_file(tmp_path: Path) -> None:
+    """A thread may still use a namespace the LRU evicts under it: its files are closed when it is done."""
+    import threading
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    namespaces = [str(tmp_path / f"ns{n}") for n in range(6)]
+    before = open_files()
+    with get_io("taridx", max_open=2) as io:
+        for n, ns in enumerate(namespaces):
+            io.save_files(ns, "k", str(n))
+        failures: list[BaseException] = []
+
+        def reader(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(300):
+                    n = rng.randrange(6)
+                    assert io.load_files(namespaces[n], "k") == str(n).encode()
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert len(io.backend.sessions) <= 2
+        assert open_files() <= before + 2 * 2  # at most two namespaces' tar and index
+    assert open_files() == before
+
+
+@pytest.mark.parametrize("max_open", [0, -1, 1.5, "2"])
+def test_a_bad_open_namespace_limit_is_refused(max_open) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_open"):
+        get_io("taridx", max_open=max_open)
+
+
+def test_a_value_the_tar_lost_is_never_answered_by_any_read(tmp_path: Path) -> None:
+    """Every read path (whole, buffer, head, metadata, stat, locations) refuses a value the tar no longer holds."""
+    from mummi_io.core.contract import Locating
+
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "junk", os.urandom(5000))
+        io.save_object(ns, "o1", list(range(100)))
+        shutil.copy(ns, str(tmp_path / "old.tar"))
+        io.remove_files(ns, "junk")
+        io.compact(ns)  # o1 now sits where junk was in the old tar
+    shutil.copy(str(tmp_path / "old.tar"), ns)  # an older tar restored under the newer index
+    with get_io("taridx") as io:
+        reads = {
+            "load_files": lambda: io.load_files(ns, "o1"),
+            "load_object": lambda: io.load_object(ns, "o1"),
+            "object_info": lambda: io.object_info(ns, "o1"),
+            "load_buffer": lambda: io.load_buffer(ns, "o1"),
+            "load_head": lambda: io.load_head(ns, "o1", 16),
+            "stat_keys": lambda: io.stat_keys(ns, "o1"),
+            "index_entries": lambda: io.capability(Locating).index_entries(ns),
+        }
+        for name, read in reads.items():
+            with pytest.raises(IntegrityError, match="no longer in its tar"):
+                read()
+                pytest.fail(f"{name} answered for a lost value")
 
 
 def _use_inherited(io, ns: str, queue) -> None:

@@ -101,13 +101,15 @@ class TarIndexBackend(Backend):
         # docstring inherited (the head is not checksummed: the whole value is, on a full read)
         with self.sessions(namespace).reading() as session:
             found = [session.locate(key) for key in keys]
-            return [None if location is None else session.read_head(location, size) for location in found]
+            return [None if location is None else session.read_head(key, location, size)
+                    for key, location in zip(keys, found)]
 
     def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
         # docstring inherited: from the index, without reading values that have a recorded CRC-32
         with self.sessions(namespace).reading() as session:
             found = [session.locate(key) for key in keys]
-            return [None if location is None else (location[1], session.checksum(location)) for location in found]
+            return [None if location is None else (location[1], session.checksum(key, location))
+                    for key, location in zip(keys, found)]
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
@@ -137,7 +139,7 @@ class TarIndexBackend(Backend):
     def index_entries(self, namespace: str) -> list[tuple[str, int, int]]:
         """``(key, data offset, size)`` of every live key, sorted by key (MuMMI's ``load_index``)."""
         with self.sessions(self.normalize_namespace(namespace)).reading() as session:
-            rows = session.table.live_entries()
+            rows = session.live_entries()
         return sorted((key.decode("utf-8"), offset, size) for key, offset, size, _ in rows)
 
     # -------------------------------------------------------------- writes

@@ -37,7 +37,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ...core.contract import Buffer
-from ...core.errors import BackendUnavailableError, IntegrityError, InvalidNamespaceError, ReadOnlyError
+from ...core.errors import (
+    BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, ReadOnlyError,
+)
 from ...core.fs import os_error, storage_errors
 from ...core.keys import RESERVED_PREFIX, validate_key
 from . import index as idx
@@ -109,6 +111,9 @@ class NamespaceSession:
         self.fsync = fsync
         self.verify = verify
         self.lock_timeout = lock_timeout
+        #: Set when the LRU let go of this session: a thread still using it closes its files when done.
+        self.evicted = False
+        self._depth = 0  # how deep the holder of the mutex is in reading()/locked() blocks
 
     @property
     def table(self) -> idx.IndexTable:
@@ -122,9 +127,21 @@ class NamespaceSession:
     @contextlib.contextmanager
     def reading(self) -> Iterator[NamespaceSession]:
         """The session, up to date, for a read (errors of the system as StorageError)."""
-        with self.state.mutex, storage_errors(f"read namespace {self.namespace!r}"):
-            self.loader.refresh(self.state)
-            yield self
+        with self.state.mutex, self._in_use():
+            with storage_errors(f"read namespace {self.namespace!r}"):
+                self.loader.refresh(self.state)
+                yield self
+
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Mark a block that uses the files; the outermost one closes them if the LRU let go meanwhile (no leak)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self.evicted and self._depth == 0:
+                self.state.close()
 
     def locate(self, key: str) -> Location | None:
         """Where the value of ``key`` lies, ``None`` when the key does not exist."""
@@ -144,8 +161,7 @@ class NamespaceSession:
         """
         offset, size, crc = location
         state = self.state
-        if state.lost and key in state.lost:  # known lost: whatever lies there now is not its value
-            raise self.corrupt([key])
+        self._refuse_lost(key)
         data: Buffer
         if into_buffer:
             data = np.empty(size, dtype=np.uint8).data
@@ -174,14 +190,36 @@ class NamespaceSession:
             raise self.corrupt(bad)
         return values
 
-    def read_head(self, location: Location, size: int) -> bytes:
-        """The first ``size`` bytes of a value (not checked: the whole value is, on a full read)."""
-        return pread_exact(self.state.tar_fd, min(size, location[1]), location[0])  # type: ignore[arg-type]
+    def read_head(self, key: str, location: Location, size: int) -> bytes:
+        """The first ``size`` bytes of a value (its CRC covers the whole value: checked on a full read).
 
-    def checksum(self, location: Location) -> int:
-        """The CRC-32 of a value: the recorded one, else computed from the tar."""
+        Raises
+        ------
+        IntegrityError
+            If the value is known lost, or the tar ends inside the head.
+        """
+        self._refuse_lost(key)
+        wanted = min(size, location[1])
+        head = pread_exact(self.state.tar_fd, wanted, location[0])  # type: ignore[arg-type]
+        if len(head) != wanted:
+            raise self.corrupt([key])
+        return head
+
+    def checksum(self, key: str, location: Location) -> int:
+        """The CRC-32 of a value: the recorded one, else computed from the tar (``IntegrityError`` if lost)."""
+        self._refuse_lost(key)
         offset, size, crc = location
         return crc if crc is not None else repair.crc_of_range(self.state.tar_fd, offset, size)  # type: ignore[arg-type]
+
+    def live_entries(self) -> list[tuple[bytes, int, int, int | None]]:
+        """Every live value's (key, offset, size, CRC-32); ``IntegrityError`` if the tar lost any of them."""
+        if self.state.lost:
+            raise self.corrupt(sorted(self.state.lost))
+        return self.state.table.live_entries()
+
+    def _refuse_lost(self, key: str) -> None:
+        if self.state.lost and key in self.state.lost:  # whatever lies there now is not its value
+            raise self.corrupt([key])
 
     def corrupt(self, keys: list[str]) -> IntegrityError:
         """The error for values whose bytes are not what the index recorded."""
@@ -208,7 +246,7 @@ class NamespaceSession:
         ours is refused before even a lock file is created beside it.
         """
         state = self.state
-        with state.mutex:
+        with state.mutex, self._in_use():
             with storage_errors(f"read namespace {state.tar_path!r}"):
                 self.loader.refresh(state)
             self._refuse_read_only()
@@ -420,6 +458,8 @@ class Sessions:
     """The sessions a backend keeps open in this process: at most ``max_open``, least recently used first out."""
 
     def __init__(self, fsync: bool, verify: bool, lock_timeout: float, max_open: int) -> None:
+        if not isinstance(max_open, int) or max_open < 1:
+            raise InvalidArgumentError(f"max_open is how many namespaces stay open (at least 1), not {max_open!r}")
         self.fsync = fsync
         self.verify = verify
         self.lock_timeout = lock_timeout
@@ -440,6 +480,7 @@ class Sessions:
 
     def __call__(self, namespace: str) -> NamespaceSession:
         """The session of ``namespace``, opened on first use."""
+        evicted: list[NamespaceSession] = []
         with self._guard:
             session = self._open.get(namespace)
             if session is not None and session.state.pid != os.getpid():
@@ -450,11 +491,14 @@ class Sessions:
                 session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
                 self._open[namespace] = session
                 while len(self._open) > self.max_open:
-                    _, evicted = self._open.popitem(last=False)
-                    evicted.close()
+                    _, oldest = self._open.popitem(last=False)
+                    oldest.evicted = True
+                    evicted.append(oldest)
             else:
                 self._open.move_to_end(namespace)
-            return session
+        for oldest in evicted:  # outside the guard: a long compaction there holds up no other namespace
+            oldest.close()
+        return session
 
     def __len__(self) -> int:
         return len(self._open)
@@ -462,6 +506,8 @@ class Sessions:
     def close(self) -> None:
         """Close every open session."""
         with self._guard:
-            for session in self._open.values():
-                session.close()
+            sessions = list(self._open.values())
             self._open.clear()
+        for session in sessions:
+            session.evicted = True
+            session.close()
