@@ -2,10 +2,12 @@
 
 Incremental: a key is copied only when the destination lacks it or holds
 different bytes (size and CRC-32). Verified: each copied batch is read back
-as size and CRC-32 before anything else happens. Resumable: the work is done
-in batches and every run starts by comparing, so a run killed mid-way and
-started again finishes the job without copying twice. ``move`` and
-``archive`` remove a source key only after its copy was verified.
+(the bytes, through the destination's own checks) before anything else
+happens. Resumable: the work is done in batches and every run starts by
+comparing, so a run killed mid-way and started again finishes the job
+without copying twice. ``move`` and ``archive`` remove a source key only
+after its copy was read back identical, also a copy that was already there,
+and refuse a destination that is the source itself, however spelled.
 """
 
 from __future__ import annotations
@@ -80,11 +82,18 @@ def sync(
     Raises
     ------
     IntegrityError
-        If a copied value reads back different; nothing of that batch is
-        removed from the source.
+        If a copied value reads back different (or damaged); nothing of that
+        batch is removed from the source.
+    InvalidArgumentError
+        For a ``move`` onto the source itself (it would remove every key).
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "move" and source.same_namespace(source_namespace, destination, destination_namespace):
+        raise InvalidArgumentError(
+            f"{destination_namespace!r} ({destination.get_type()}) is the source {source_namespace!r} itself: a move "
+            "onto itself would remove every key it copies; nothing was done. Check the destination's spelling"
+        )
     wanted = list(keys) if keys is not None else source.list_keys(source_namespace, pattern)
     report = SyncReport()
     for start in range(0, len(wanted), batch):
@@ -104,19 +113,18 @@ def sync(
         conflicted = set(report.conflicts)
         if todo and not dry_run:
             destination.save_files(destination_namespace, [k for k, _ in todo], [v for _, v in todo])
-            check = destination.stat_keys(destination_namespace, [k for k, _ in todo])
-            bad = [k for (k, v), stat in zip(todo, check) if stat is None or (stat["size"], stat["crc32"]) != _fingerprint(v)]
-            if bad:
-                raise IntegrityError(
-                    f"{len(bad)} value(s) read back different from {destination_namespace!r}: {bad[:10]}; "
-                    "nothing of this batch was removed from the source"
-                )
+            _read_back(destination, destination_namespace, todo)
         report.copied += len(todo)
         report.bytes += sum(len(v) for _, v in todo)
         report.skipped += len(present) - len(todo) - sum(1 for k, _ in present if k in conflicted)
         if mode == "move" and present:
             settled = [k for k, _ in present if k not in conflicted]
             if not dry_run:
+                # What the destination already held was compared by size and CRC-32 (from an index on
+                # taridx): before the source's copy goes, its bytes are read back too.
+                copied = {k for k, _ in todo}
+                _read_back(destination, destination_namespace, [(k, v) for k, v in present
+                                                                 if k not in conflicted and k not in copied])
                 source.remove_files(source_namespace, settled)
             report.removed_from_source += len(settled)
         if progress is not None:
@@ -129,6 +137,24 @@ def sync(
         report.deleted = len(extra)
     LOGGER.info("sync %s -> %s (%s): %s", source_namespace, destination_namespace, mode, report)
     return report
+
+
+def _read_back(destination: IO, namespace: str, items: Sequence[tuple[str, bytes]]) -> None:
+    """Read ``items`` back from the destination (its own checks included) and compare the bytes."""
+    if not items:
+        return
+    keys = [key for key, _ in items]
+    try:
+        stored = destination.load_files(namespace, keys, missing=None)
+    except IntegrityError as exc:
+        raise IntegrityError(f"the destination {namespace!r} holds damaged values ({exc}); nothing of this batch "
+                             "was removed from the source", exc.keys) from exc
+    bad = [key for (key, value), there in zip(items, stored) if there != value]
+    if bad:
+        raise IntegrityError(
+            f"{len(bad)} value(s) read back different from {namespace!r}: {bad[:10]}; "
+            "nothing of this batch was removed from the source", bad,
+        )
 
 
 def archive(

@@ -6,13 +6,15 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mummi_io import IntegrityError, KeyNotFoundError, get_io
+from mummi_io import IntegrityError, InvalidArgumentError, KeyNotFoundError, get_io
 from mummi_io.filer import Filer, SyncedOverwriteError
 from mummi_io.persist import InvalidPayloadError
 from mummi_io.sync import archive, sync
@@ -208,3 +210,56 @@ def test_filer_follows_the_seed_workflow(tmp_path) -> None:
     filer.remove("draft", remove_remote=True)
     assert not remote.file_exists(str(tmp_path / "remote.tar"), "draft")
     assert filer.show_files() == "[no files exist]"
+
+
+# --------------------------------------------------- a move never lands on its own source
+@pytest.mark.parametrize("kind", ["simple", "taridx"])
+@pytest.mark.parametrize("spelling", ["same", "absolute", "link"])
+def test_a_move_onto_its_own_source_is_refused_and_removes_nothing(tmp_path, monkeypatch, kind, spelling) -> None:
+    """``archive run run`` (a typo, or the same storage spelled another way) must not empty ``run``."""
+    monkeypatch.chdir(tmp_path)
+    io = get_io(kind)
+    source = "run.tar" if kind == "taridx" else "run"
+    io.save_files(source, ["a", "b/c"], [b"A", b"C"])
+    if spelling == "link":
+        os.symlink(source, "alias" + (".tar" if kind == "taridx" else ""))
+    target = {"same": source, "absolute": os.path.abspath(source),
+              "link": "alias" + (".tar" if kind == "taridx" else "")}[spelling]
+    for move in (lambda: archive(io, source, get_io(kind), target), lambda: sync(io, source, io, target, mode="move")):
+        with pytest.raises(InvalidArgumentError, match="itself"):
+            move()
+    assert io.load_files(source, ["a", "b/c"]) == [b"A", b"C"]
+    # a move of keys into the same storage spelled another way is a rename in place
+    io.move_keys(source, "a", "a2", dest_namespace=target)
+    io.move_keys(source, "b/c", dest_namespace=target)
+    assert io.list_keys(source) == ["a2", "b/c"] and io.load_files(source, "a2") == b"A"
+
+
+def test_the_archive_command_refuses_a_destination_that_is_its_source(tmp_path) -> None:
+    io = get_io("simple")
+    source = str(tmp_path / "run")
+    io.save_files(source, ["a", "b"], [b"A", b"B"])
+    for command in (["archive", source, source], ["sync", "--move", source, source + "/."]):
+        result = subprocess.run([sys.executable, "-m", "mummi_io.cli", *command], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode != 0 and "itself" in result.stderr, (command, result)
+    assert io.load_files(source, ["a", "b"]) == [b"A", b"B"]
+
+
+def test_archive_reads_an_existing_copy_back_before_removing_the_source(tmp_path) -> None:
+    """A destination copy whose index says "identical" but whose bytes are damaged must not cost the original."""
+    import tarfile
+
+    source, destination = get_io("simple"), get_io("taridx")
+    run, arch = str(tmp_path / "run"), str(tmp_path / "arch.tar")
+    source.save_files(run, ["a", "b"], [b"A" * 1000, b"B" * 1000])
+    destination.save_files(arch, ["a", "b"], [b"A" * 1000, b"B" * 1000])
+    destination.close()
+    with tarfile.open(arch) as members:
+        offset = [m for m in members if m.name == "a"][0].offset_data
+    with open(arch, "r+b") as handle:  # one flipped data byte: the index still records the right CRC-32
+        handle.seek(offset + 10)
+        handle.write(b"X")
+    with pytest.raises(IntegrityError, match="nothing of this batch was removed"):
+        archive(source, run, get_io("taridx"), arch)
+    assert source.load_files(run, ["a", "b"]) == [b"A" * 1000, b"B" * 1000]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -420,3 +421,29 @@ def test_reindex_without_a_tar_says_so(tmp_path: Path) -> None:
         assert isinstance(caught.value, FileNotFoundError)
         with pytest.raises(IntegrityError, match="'k'"):
             io.load_files(ns, "k")
+
+
+def test_compaction_refuses_to_drop_what_is_not_a_value_unless_told(tmp_path: Path) -> None:
+    """A directory member, or a damaged range reindex left in place, is not copied: compact says so first."""
+    ns = str(tmp_path / "run.tar")
+    with tarfile.open(ns, "w") as archive:
+        folder = tarfile.TarInfo("results")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+        data = tarfile.TarInfo("x")
+        data.size = 3
+        archive.addfile(data, BytesIO(b"abc"))
+    with get_io("taridx") as io:
+        io.save_files(ns, ["y", "x"], [b"why", b"new"])
+        before = Path(ns).read_bytes()
+        with pytest.raises(IntegrityError, match="not values") as refused:
+            io.compact(ns)
+        assert "accept-loss" in str(refused.value)
+        assert Path(ns).read_bytes() == before  # nothing changed
+        result = subprocess.run([sys.executable, "-m", "mummi_io.cli", "compact", "-b", "taridx", ns],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 4 and "not values" in result.stderr
+        io.compact(ns, accept_loss=True)
+        assert io.load_files(ns, ["x", "y"]) == [b"new", b"why"]
+        with tarfile.open(ns) as archive:
+            assert "results" not in archive.getnames()

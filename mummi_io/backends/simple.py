@@ -33,13 +33,13 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
 from ..core.contract import Backend, Buffer
 from ..core.errors import InvalidKeyError, KeyNotFoundError, storage_error
-from ..core.fs import atomic_write, os_error, stat_or_none, storage_errors
+from ..core.fs import atomic_write, os_error, path_identity, stat_or_none, storage_errors
 from ..core.keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
@@ -411,6 +411,10 @@ class SimpleBackend(Backend):
         # docstring inherited
         found = stat_or_none(namespace, f"look at namespace {namespace!r}")
         return found is not None and stat.S_ISDIR(found.st_mode)
+
+    def namespace_identity(self, namespace: str) -> Hashable | None:
+        # docstring inherited: the directory's device and inode
+        return path_identity(namespace)
 
     # --------------------------------------------------------- removes, moves
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:

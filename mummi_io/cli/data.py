@@ -240,7 +240,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     with open_backend(args) as io:
-        before, after = io.compact(args.namespace)
+        before, after = io.compact(args.namespace, accept_loss=args.accept_loss)
     emit(args, f"compacted {args.namespace}: {before} -> {after} bytes", {"before": before, "after": after})
     return 0
 
@@ -310,4 +310,7 @@ def add_commands(commands: Any) -> None:
     reindex.add_argument("--accept-loss", action="store_true",
                          help="take the tar's state even if it has lost values, holds older ones, or brings back "
                          "deleted keys (the report lists them)")
-    command("compact", cmd_compact, "taridx: rewrite a namespace with only its live values")
+    compact = command("compact", cmd_compact, "taridx: rewrite a namespace with only its live values; refuse "
+                      "(exit 4) if the tar holds damaged ranges or members that are not values, which it would drop")
+    compact.add_argument("--accept-loss", action="store_true",
+                         help="drop damaged ranges and members that are not values (verify lists them first)")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
@@ -84,8 +84,11 @@ class Maintainable(Protocol):
     def reindex(self, namespace: str, accept_loss: bool = False) -> Any:
         """Rebuild the index of ``namespace`` from the values' storage; return a report with ``lines()``."""
 
-    def compact(self, namespace: str) -> tuple[int, int]:
-        """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after)."""
+    def compact(self, namespace: str, accept_loss: bool = False) -> tuple[int, int]:
+        """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after).
+
+        Refuses (``IntegrityError``) to drop damage it cannot copy, unless ``accept_loss``.
+        """
 
 
 @runtime_checkable
@@ -117,6 +120,9 @@ class Enumerable(Protocol):
 
 #: A capability protocol, for :meth:`Backend.capability`.
 Capability = TypeVar("Capability")
+
+#: Every capability a backend may declare.
+CAPABILITIES: tuple[type, ...] = (Maintainable, Locating, Sharded, Enumerable)
 
 
 class Backend(ABC):
@@ -256,6 +262,16 @@ class Backend(ABC):
     def child_namespace(self, namespace: str, name: str) -> str:
         """The namespace of group ``name`` inside ``namespace`` (see ``IO.group``)."""
         return f"{namespace.rstrip('/')}/{name}"
+
+    def namespace_identity(self, namespace: str) -> Hashable | None:
+        """What makes ``namespace`` one storage: equal for two spellings of it, also across ``IO`` objects.
+
+        ``None`` when it does not exist. Moves and syncs compare it, so a key
+        is never copied onto itself and then removed. The default is the
+        class and the name; file backends return the device and inode (so
+        ``run``, ``/abs/run`` and a link to it are one), redis its nodes.
+        """
+        return (type(self).__qualname__, namespace)
 
     def coordinator(self) -> Coordinator | None:
         """Where jobs coordinate with ``get_io(..., coordination="backend")``; ``None``: in files.

@@ -63,6 +63,16 @@ def stat_or_none(path: str, action: str) -> os.stat_result | None:
         raise os_error(action, exc) from exc
 
 
+def path_identity(path: str) -> tuple[str, int, int] | None:
+    """``("path", device, inode)`` of what ``path`` leads to (links followed), ``None`` if nothing is there.
+
+    Two spellings of one file or directory (relative and absolute, through a
+    symbolic link) have the same identity.
+    """
+    found = stat_or_none(path, f"look at {path!r}")
+    return None if found is None else ("path", found.st_dev, found.st_ino)
+
+
 def fsync_directory(directory: str) -> None:
     """Flush a directory entry to disk so a completed rename survives a power loss."""
     fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)

@@ -20,7 +20,7 @@ from typing import Any, cast, overload
 
 from ..coordination.api import Barrier, Counter, WorkQueue, wait_signals
 from ..coordination.files import FileCoordinator
-from ..core.contract import Backend, Buffer, Capability, Maintainable, Parts, StorageReport, joined
+from ..core.contract import CAPABILITIES, Backend, Buffer, Capability, Maintainable, Parts, StorageReport, joined
 from ..core.coordinator import Coordinator
 from ..core.errors import InvalidArgumentError, KeyNotFoundError, UnreadableValueError, UnsupportedOperation
 from ..core.keys import (
@@ -249,15 +249,35 @@ class Facade:
         """Whether a key may be a value and the prefix of other keys at once (``a`` and ``a/b``)."""
         return self.backend.keys_can_be_prefixes
 
+    def same_namespace(self, namespace: str, other: Facade, other_namespace: str) -> bool:
+        """Whether ``namespace`` here and ``other_namespace`` of ``other`` are one storage (however spelled).
+
+        Moves and syncs ask, so that a key is never copied onto itself and then removed.
+        """
+        mine = self.backend.namespace_identity(self._namespace(namespace))
+        return mine is not None and mine == other.backend.namespace_identity(other._namespace(other_namespace))
+
     def capability(self, wanted: type[Capability]) -> Capability | None:
-        """The backend as the optional capability ``wanted`` (see :mod:`mummi_io.core.contract`), or ``None``."""
+        """The backend as the optional capability ``wanted`` (see :mod:`mummi_io.core.contract`), or ``None``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            If ``wanted`` is not a capability (a typo such as the string ``"Maintainable"``).
+        """
+        if wanted not in CAPABILITIES:
+            raise InvalidArgumentError(
+                f"{wanted!r} is not a capability; ask for one of {', '.join(c.__name__ for c in CAPABILITIES)} "
+                "(from mummi_io.core.contract)"
+            )
         return self.backend.capability(wanted)
 
     def _maintainable(self, action: str) -> Maintainable:
         maintainer = self.backend.capability(Maintainable)
         if maintainer is None:
             raise UnsupportedOperation(
-                f"{action} rebuilds a backend's own index; {self.get_type()} keeps none (the taridx backend does)"
+                f"{action} works on a backend's own index and appended storage; {self.get_type()} keeps none "
+                "(the taridx backend does)"
             )
         return maintainer
 
@@ -273,15 +293,17 @@ class Facade:
         """
         return self._maintainable("reindex").reindex(self._namespace(namespace), accept_loss=accept_loss)
 
-    def compact(self, namespace: str) -> tuple[int, int]:
+    def compact(self, namespace: str, accept_loss: bool = False) -> tuple[int, int]:
         """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after).
 
         Raises
         ------
         UnsupportedOperation
             On a backend that does not append (only ``taridx`` does).
+        IntegrityError
+            If the storage holds damage compaction would drop, unless ``accept_loss``.
         """
-        return self._maintainable("compact").compact(self._namespace(namespace))
+        return self._maintainable("compact").compact(self._namespace(namespace), accept_loss=accept_loss)
 
     def stat_keys(self, namespace: str, keys: str | Sequence[str]) -> Any:
         """Return ``{"key", "size", "crc32"}`` for each key (``None`` where it is missing).
@@ -319,6 +341,8 @@ class Facade:
         """
         source = self._namespace(namespace)
         destination = source if dest_namespace is None else self._namespace(dest_namespace)
+        if destination != source and self.same_namespace(source, self, destination):
+            destination = source  # one storage spelled two ways (a relative path, a link): a rename in place
         old_list, _ = as_key_list(keys)
         new_list = old_list if new_keys is None else as_key_list(new_keys)[0]
         if len(old_list) != len(new_list):

@@ -178,6 +178,18 @@ class BackendContract(ABC):
             with pytest.raises(UnsupportedOperation, match="taridx"):
                 io.compact(namespace)
 
+    def test_namespace_identity_tells_one_storage_from_another(
+        self, io: IO, namespace: str, other_namespace: str
+    ) -> None:
+        """Moves and syncs rely on it never to copy a key onto itself and then remove it."""
+        io.save_files(namespace, "k", b"v")
+        io.save_files(other_namespace, "k", b"v")
+        assert io.same_namespace(namespace, io, namespace)
+        assert io.same_namespace(namespace, pickle.loads(pickle.dumps(io)), namespace)
+        assert not io.same_namespace(namespace, io, other_namespace)
+        with pytest.raises(InvalidArgumentError, match="not a capability"):
+            io.capability("Maintainable")  # type: ignore[arg-type]
+
     def test_save_load_single_key(self, io: IO, namespace: str) -> None:
         io.save_files(namespace, "key", "value")
         assert io.load_files(namespace, "key") == b"value"

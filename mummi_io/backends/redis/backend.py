@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -26,7 +26,7 @@ from ...core.keys import key_matcher
 from . import scripts
 from .coordination import RedisCoordinator
 from .layout import PREFIX, Layout, owner
-from .nodes import Deployment, Node, resolve_deployment, resolve_password
+from .nodes import Deployment, Node, resolve_deployment, resolve_password, servers_identity
 from .transport import ClusterTransport, Command, HoldsTransport, IndependentNodes, with_retries
 
 LOGGER = logging.getLogger(__name__)
@@ -176,6 +176,10 @@ class RedisBackend(HoldsTransport, Backend):
     def describe(self) -> str:
         mode = "cluster" if self.deployment.cluster else f"{len(self.deployment.nodes)} node(s)"
         return f"redis ({mode} from {self.deployment.source})"
+
+    def namespace_identity(self, namespace: str) -> Hashable | None:
+        # docstring inherited: the servers (however spelled) and the name
+        return (self.kind, servers_identity(self.deployment.nodes), namespace)
 
     def coordinator(self) -> RedisCoordinator:
         # docstring inherited

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -29,7 +29,7 @@ from ...core.contract import Backend, Buffer, Enumerable
 from ...core.errors import InvalidArgumentError
 from ...core.keys import key_matcher
 from .layout import PREFIX as LAYOUT_PREFIX
-from .nodes import Node, mummi_server_list, read_registry
+from .nodes import Node, mummi_server_list, read_registry, servers_identity
 from .transport import HoldsTransport, IndependentNodes
 
 LOGGER = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ class MummiRedisBackend(HoldsTransport, Backend):
         if self._transport is None:
             self._transport = IndependentNodes(self.nodes, self.retry_timeout, self._options)
         return self._transport
+
+    def namespace_identity(self, namespace: str) -> Hashable | None:
+        # docstring inherited: the servers (however spelled) and the name
+        return (self.kind, servers_identity(self.nodes), namespace)
 
     def describe(self) -> str:
         return f"mummi-redis ({len(self.nodes)} server(s), MuMMI's layout)"

@@ -31,8 +31,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ...core.errors import InvalidArgumentError, StorageError
@@ -241,3 +242,14 @@ def resolve_password(password: str | None, password_file: str | None, registry: 
         elif path and path in (password_file, os.environ.get(PASSWORD_FILE_ENV)):
             raise InvalidArgumentError(f"the Redis password file {path!r} does not exist")
     return None
+
+
+def servers_identity(nodes: Sequence[Node]) -> frozenset[tuple[str, int]]:
+    """The servers behind ``nodes`` whatever their spelling (``localhost`` and ``127.0.0.1`` are one)."""
+    def address(host: str) -> str:
+        try:
+            return socket.gethostbyname(host)
+        except OSError:  # unresolvable here: its name is all we know
+            return host
+
+    return frozenset((address(node.host), node.port) for node in nodes)

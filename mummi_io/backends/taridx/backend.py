@@ -21,11 +21,11 @@ Files of namespace ``run.tar``: ``run.tar`` (the members, see
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport
 from ...core.errors import KeyNotFoundError
-from ...core.fs import stat_or_none
+from ...core.fs import path_identity, stat_or_none
 from ...core.keys import key_matcher
 from . import maintenance
 from .repair import ReindexReport
@@ -131,6 +131,10 @@ class TarIndexBackend(Backend):
             require_regular(namespace, info.st_mode)
         return info is not None
 
+    def namespace_identity(self, namespace: str) -> Hashable | None:
+        # docstring inherited: the tar's device and inode
+        return path_identity(namespace)
+
     def child_namespace(self, namespace: str, name: str) -> str:
         # docstring inherited: groups of run.tar live in run.groups/<name>.tar
         base = namespace[:-4] if namespace.endswith(".tar") else namespace
@@ -198,13 +202,15 @@ class TarIndexBackend(Backend):
         """
         return maintenance.reindex(self.sessions(self.normalize_namespace(namespace)), accept_loss)
 
-    def compact(self, namespace: str) -> tuple[int, int]:
+    def compact(self, namespace: str, accept_loss: bool = False) -> tuple[int, int]:
         """Rewrite ``namespace`` with only its live values; return (bytes before, bytes after).
 
         Crash-safe: the new tar and index are written beside the old ones and
         renamed into place, tar first; a crash between the renames leaves the
         new tar beside ``run.tar.idx.compact``, which readers use and the next
-        writer renames. Refuses (``IntegrityError``) if a value is corrupt:
-        compaction never copies damage, nor drops it silently.
+        writer renames. Compaction never copies damage, nor drops it silently:
+        it refuses (``IntegrityError``) if a value is corrupt, and, unless
+        ``accept_loss``, if the tar holds damaged ranges or members that are
+        not values (``mummi-io verify`` lists them), which the new tar would not.
         """
-        return maintenance.compact(self.sessions(self.normalize_namespace(namespace)))
+        return maintenance.compact(self.sessions(self.normalize_namespace(namespace)), accept_loss)

@@ -141,11 +141,33 @@ def reindex(session: NamespaceSession, accept_loss: bool) -> ReindexReport:
     return report
 
 
-def compact(session: NamespaceSession) -> tuple[int, int]:
+def _what_compaction_drops(session: NamespaceSession) -> list[str]:
+    """What the tar holds besides live values and superseded ones: compaction would not copy it."""
+    with MappedTar(session.state.tar_fd) as source:  # type: ignore[arg-type]
+        found = scan(source, 0, is_key)
+    dropped = [f"damaged: {damage}" for damage in found.damage]
+    if found.tail is not None:
+        dropped.append(f"bytes after the last complete batch: {found.tail}")
+    if found.not_values:
+        dropped.append(f"{found.not_values} member(s) that are not values (directories, links, sparse files, "
+                       "names that are not keys)")
+    return dropped
+
+
+def compact(session: NamespaceSession, accept_loss: bool = False) -> tuple[int, int]:
     """Rewrite the namespace with only its live values (see ``TarIndexBackend.compact``)."""
     state = session.state
     require_existing(session, "compact")
     with session.writing("compact"):
+        dropped = _what_compaction_drops(session)
+        if dropped and not accept_loss:
+            raise IntegrityError(
+                f"compaction of {session.namespace!r} would drop what its tar holds besides values, so nothing was "
+                f"changed: {'; '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}. Copy out what you need "
+                "(mummi-io verify lists it), then compact(accept_loss=True) (mummi-io compact --accept-loss)",
+            )
+        for line in dropped:
+            LOGGER.warning("compact %s drops %s", session.namespace, line)
         before = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]
         entries = state.table.live_entries()
         new_tar = state.tar_path + ".compact"
