@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mummi_io import BackendUnavailableError, IntegrityError, InvalidArgumentError, get_io
+from mummi_io import BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, get_io
 from mummi_io.backends.taridx.tarformat import parse_journal
 from mummi_io import IO
 from mummi_io.testing import BackendContract
@@ -519,3 +519,12 @@ def test_lock_timeout_is_backend_unavailable(ns: str) -> None:
             with pytest.raises(BackendUnavailableError, match="lock"):
                 io.save_files(ns, "k2", b"v")
         assert io.load_files(ns, "k") == b"v"  # readers never need the lock
+
+
+@pytest.mark.parametrize("namespace", [".", "..", "/", "runs/.."])
+def test_a_directory_is_never_a_taridx_namespace(tmp_path: Path, monkeypatch, namespace: str) -> None:
+    """``mummi_io.save(obj, "name")`` on taridx used to create a hidden ``..tar`` in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with get_io("taridx") as io, pytest.raises(InvalidNamespaceError, match="names a directory"):
+        io.save_files(namespace, "k", b"v")
+    assert os.listdir(tmp_path) == []

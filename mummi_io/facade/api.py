@@ -488,6 +488,8 @@ class Facade:
         KeyNotFoundError
             If ``key`` does not exist.
         """
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidArgumentError(f"size is a number of bytes (an int >= 0), not {size!r}")
         ns = self._namespace(namespace)
         head = self.backend.read_prefix_many(ns, [validate_key(key)], size)[0]
         if head is None:

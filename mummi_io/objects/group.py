@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from ..core.errors import InvalidArgumentError, KeyNotFoundError
+from ..core.errors import IntegrityError, InvalidArgumentError, KeyNotFoundError
 from ..core.keys import RESERVED_PREFIX, validate_name
 from ..facade import Facade
 from .access import load_object, object_info, save_object
@@ -37,7 +37,15 @@ class Group(MutableMapping[str, Any]):
     def groups(self) -> list[str]:
         """Names of the sub-groups, sorted."""
         raw = self.io.load_reserved(self.namespace, GROUPS_KEY)
-        return json.loads(raw) if raw else []
+        if not raw:
+            return []
+        try:
+            names = json.loads(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"the list of sub-groups of {self.namespace!r} is damaged: {exc}") from exc
+        if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+            raise IntegrityError(f"the list of sub-groups of {self.namespace!r} is damaged (not a list of names)")
+        return names
 
     def _child(self, name: str) -> Group:
         return Group(self.io, self.io.child_namespace(self.namespace, name), **self.load_options)

@@ -7,9 +7,12 @@
 
 Identical objects share one stored copy (slots point at a blob named by the
 payload's sha256). Any number of handles and processes may use one pack
-file: each change takes the pack's lock, reads the manifest again, applies
-itself and writes it back, and every read looks at the current manifest, so
-no slot is ever lost. A pack may also be given as a file object: one with a
+*file* (a pack on ``simple`` or ``taridx``, the default): each change takes
+the pack's lock file, reads the manifest again, applies itself and writes it
+back, and every read looks at the current manifest, so no slot is ever lost.
+A pack in a Redis namespace has no lock across processes: there, one process
+at a time may change it (concurrent changes can lose each other's slots).
+A pack may also be given as a file object: one with a
 path is used through its path (read-only when the object is), any other
 (``BytesIO``) through a private copy that is written back after each change.
 ``dump(obj, file)`` and ``load(file)`` are the drop-in compatibility
@@ -108,7 +111,8 @@ class Pack:
 
     ``file`` is a path or a binary file object. ``io`` (optional) is a
     :class:`mummi_io.IO` whose namespace ``file`` names; processes are then
-    coordinated by a lock file only when that namespace is a local file.
+    coordinated by a lock file only when that namespace is a file (``simple``,
+    ``taridx``): on ``redis``, change a pack from one process at a time.
     ``load_options`` (``env=``, ``allow_pickle=``...) apply to every ``load``.
     """
 
@@ -199,7 +203,7 @@ class Pack:
                                        "sha256": meta["sha256"], "size": meta["size"]}
             if previous is not None:
                 self._drop_if_unused(manifest, previous["blob"])
-        return self.slots_info[slot]
+        return SlotInfo(meta["serializer"], meta["sha256"], meta["size"])
 
     def load(self, slot: str) -> Any:
         """Verify and load the object in ``slot``."""

@@ -38,6 +38,7 @@ import pytest
 
 from ..core.contract import Enumerable, Locating, Maintainable, Parts, Sharded, StorageReport
 from ..core.errors import (
+    IntegrityError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidNamespaceError,
@@ -593,7 +594,16 @@ class BackendContract(ABC):
         for read in (lambda: io.load_buffer(namespace, "nope"), lambda: io.load_head(namespace, "nope", 4)):
             with pytest.raises(KeyNotFoundError):
                 read()
+        for size in (-1, None, 1.5, True):
+            with pytest.raises(InvalidArgumentError, match="size"):
+                io.load_head(namespace, "v", size)  # type: ignore[arg-type]
         assert isinstance(io.storage_report(namespace), StorageReport)
+
+    def test_a_damaged_list_of_groups_is_an_integrity_error(self, io: IO, namespace: str) -> None:
+        io.group(namespace).create_group("inner")
+        io.save_reserved(namespace, ".mummi_io.groups", b"{not json")
+        with pytest.raises(IntegrityError, match="sub-groups"):
+            io.group(namespace).groups()
 
     def test_io_pickles_for_worker_processes(self, io: IO, namespace: str) -> None:
         io.save_files(namespace, "k", b"v")

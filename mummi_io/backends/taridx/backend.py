@@ -24,7 +24,7 @@ import os
 from collections.abc import Hashable, Iterator, Sequence
 
 from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport
-from ...core.errors import KeyNotFoundError
+from ...core.errors import InvalidNamespaceError, KeyNotFoundError
 from ...core.fs import path_identity, stat_or_none
 from ...core.keys import key_matcher
 from . import maintenance
@@ -75,6 +75,10 @@ class TarIndexBackend(Backend):
     def normalize_namespace(self, namespace: str) -> str:
         # docstring inherited: a path, so "ns/" and "./ns" name one archive
         namespace = os.path.normpath(namespace)
+        if os.path.basename(namespace) in (".", "..", ""):
+            raise InvalidNamespaceError(
+                f"a taridx namespace is a tar file, and {namespace!r} names a directory: name the file (e.g. run.tar)"
+            )
         if not self.suffix or namespace.endswith(self.suffix) or namespace.endswith(COMPRESSED_SUFFIXES):
             return namespace
         return namespace + self.suffix

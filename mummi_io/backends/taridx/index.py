@@ -20,7 +20,7 @@ The index is a cache of the tar: everything in it can be rebuilt from the tar
 (see :mod:`.scan`), so a damaged index costs time, never data. Version 1
 files (which recorded the tar's inode in the header) are read the same way;
 the inode is no longer used: whether an index describes its tar is checked
-against the tar's content (see ``backend.py``).
+against the tar's content (see :mod:`.state`).
 """
 
 from __future__ import annotations
