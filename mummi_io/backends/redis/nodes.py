@@ -28,6 +28,7 @@ line of a secret file: ``password_file=``, ``MUMMI_REDIS_PASSWORD_FILE``, or
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -244,12 +245,15 @@ def resolve_password(password: str | None, password_file: str | None, registry: 
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _address(host: str) -> str:
+    """``host``'s address, looked up once per process (moves and syncs ask on every call)."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:  # unresolvable here: its name is all we know
+        return host
+
+
 def servers_identity(nodes: Sequence[Node]) -> frozenset[tuple[str, int]]:
     """The servers behind ``nodes`` whatever their spelling (``localhost`` and ``127.0.0.1`` are one)."""
-    def address(host: str) -> str:
-        try:
-            return socket.gethostbyname(host)
-        except OSError:  # unresolvable here: its name is all we know
-            return host
-
-    return frozenset((address(node.host), node.port) for node in nodes)
+    return frozenset((_address(node.host), node.port) for node in nodes)
