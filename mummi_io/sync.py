@@ -85,10 +85,18 @@ def sync(
         If a copied value reads back different (or damaged); nothing of that
         batch is removed from the source.
     InvalidArgumentError
-        For a ``move`` onto the source itself (it would remove every key).
+        For a ``move`` onto the source itself (it would remove every key), and
+        for a destination stored inside the source or the other way round.
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, not {mode!r}")
+    if source.nested_namespace(source_namespace, destination, destination_namespace):
+        raise InvalidArgumentError(
+            f"{destination_namespace!r} ({destination.get_type()}) and {source_namespace!r} ({source.get_type()}) are "
+            "stored one inside the other (e.g. a tar inside the directory being archived): a key of one is a file "
+            "of the other, so a copy could overwrite and a move remove the storage itself; nothing was done. "
+            "Put the destination outside the source"
+        )
     if mode == "move" and source.same_namespace(source_namespace, destination, destination_namespace):
         raise InvalidArgumentError(
             f"{destination_namespace!r} ({destination.get_type()}) is the source {source_namespace!r} itself: a move "

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mummi_io import compat, get_io
+from mummi_io import InvalidArgumentError, compat, get_io
 
 
 @pytest.fixture(params=["simple", "taridx", "redis"])
@@ -554,3 +554,19 @@ def test_import_leaves_what_it_cannot_place_and_goes_on_with_the_rest(redis_sing
         assert code == 1 and "empty namespace" in " ".join(report["left"])
     finally:
         client.delete("::stray")
+
+
+def test_a_move_between_two_spellings_of_one_mummi_redis_server_is_refused(redis_single, tmp_path) -> None:
+    """``127.0.0.1:P`` and ``localhost:P`` are one server: compared by its run_id, a move onto it is refused."""
+    from mummi_io.sync import sync
+
+    server = redis_single[0]
+    ns = f"spelled-{tmp_path.name}"
+    with get_io("mummi-redis", servers=f"127.0.0.1:{server.port}", password=server.password) as first, \
+            get_io("mummi-redis", servers=f"localhost:{server.port}", password=server.password) as second:
+        first.save_files(ns, ["a", "b"], [b"A", b"B"])
+        assert first.same_namespace(ns, second, ns) and not first.same_namespace(ns, second, ns + "-other")
+        with pytest.raises(InvalidArgumentError, match="itself"):
+            sync(first, ns, second, ns, mode="move")
+        assert first.load_files(ns, ["a", "b"]) == [b"A", b"B"]
+        first.remove_files(ns, ["a", "b"])

@@ -263,3 +263,33 @@ def test_archive_reads_an_existing_copy_back_before_removing_the_source(tmp_path
     with pytest.raises(IntegrityError, match="nothing of this batch was removed"):
         archive(source, run, get_io("taridx"), arch)
     assert source.load_files(run, ["a", "b"]) == [b"A" * 1000, b"B" * 1000]
+
+
+def test_a_destination_stored_inside_its_source_is_refused(tmp_path, monkeypatch) -> None:
+    """Archiving ``run`` into ``run/archive.tar`` twice used to list the tar as a key of ``run``, copy it into
+    itself, then remove it: the whole archive and the source were gone."""
+    monkeypatch.chdir(tmp_path)
+    files, tars = get_io("simple"), get_io("taridx")
+    files.save_files("run", ["k1", "k2"], [b"1", b"2"])
+    tars.save_files("run/archive.tar", "old", b"0")  # an archive already there, inside the source
+    files.save_files("d", ["a", "sub/a"], [b"AAAA", b"SSSS"])
+    tars.save_files("d/x.tar", ["a", "x.tar"], [b"A", b"X"])
+    cases = [
+        lambda: archive(files, "run", tars, "run/archive.tar"),
+        lambda: sync(files, "run", tars, "run/archive.tar"),  # a copy too: the tar would be copied into itself
+        lambda: sync(files, "d", files, "d/sub", mode="move"),
+        lambda: sync(files, "d/sub", files, "d", mode="move"),
+        lambda: sync(tars, "d/x.tar", files, "d", mode="move"),  # the key x.tar would replace the source tar
+    ]
+    for case in cases:
+        with pytest.raises(InvalidArgumentError, match="inside"):
+            case()
+    with pytest.raises(InvalidArgumentError, match="inside"):
+        files.move_keys("d", ["a", "sub/a"], ["a", "x"], dest_namespace="d/sub")
+    assert files.load_files("run", ["k1", "k2"]) == [b"1", b"2"] and tars.list_keys("run/archive.tar") == ["old"]
+    assert files.load_files("d", ["a", "sub/a"]) == [b"AAAA", b"SSSS"]
+    assert tars.load_files("d/x.tar", ["a", "x.tar"]) == [b"A", b"X"]
+    result = subprocess.run([sys.executable, "-m", "mummi_io.cli", "archive", "run", "run/archive.tar", "--to-backend",
+                             "taridx"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "inside" in result.stderr
+    assert files.load_files("run", ["k1", "k2"]) == [b"1", b"2"]

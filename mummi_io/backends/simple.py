@@ -416,6 +416,10 @@ class SimpleBackend(Backend):
         # docstring inherited: the directory's device and inode
         return path_identity(namespace)
 
+    def namespace_path(self, namespace: str) -> str | None:
+        # docstring inherited
+        return os.path.realpath(namespace)
+
     # --------------------------------------------------------- removes, moves
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited

@@ -273,6 +273,15 @@ class Backend(ABC):
         """
         return (type(self).__qualname__, namespace)
 
+    def namespace_path(self, namespace: str) -> str | None:
+        """Where ``namespace`` lives on the file system (links resolved), ``None`` when not in files.
+
+        Moves and syncs refuse a namespace stored inside another one (a tar
+        inside the directory being archived, ``run`` and ``run/sub``), where
+        a key of one is a file of the other.
+        """
+        return None
+
     def coordinator(self) -> Coordinator | None:
         """Where jobs coordinate with ``get_io(..., coordination="backend")``; ``None``: in files.
 

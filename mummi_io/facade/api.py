@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, cast, overload
 
@@ -257,6 +258,18 @@ class Facade:
         mine = self.backend.namespace_identity(self._namespace(namespace))
         return mine is not None and mine == other.backend.namespace_identity(other._namespace(other_namespace))
 
+    def nested_namespace(self, namespace: str, other: Facade, other_namespace: str) -> bool:
+        """Whether one of the two namespaces is stored inside the other (``run`` and ``run/archive.tar``).
+
+        Then a key of one is a file of the other: copying, mirroring or moving
+        between them would overwrite or remove the storage itself.
+        """
+        mine = self.backend.namespace_path(self._namespace(namespace))
+        theirs = other.backend.namespace_path(other._namespace(other_namespace))
+        if mine is None or theirs is None or mine == theirs:
+            return False
+        return theirs.startswith(mine.rstrip(os.sep) + os.sep) or mine.startswith(theirs.rstrip(os.sep) + os.sep)
+
     def capability(self, wanted: type[Capability]) -> Capability | None:
         """The backend as the optional capability ``wanted`` (see :mod:`mummi_io.core.contract`), or ``None``.
 
@@ -341,8 +354,14 @@ class Facade:
         """
         source = self._namespace(namespace)
         destination = source if dest_namespace is None else self._namespace(dest_namespace)
-        if destination != source and self.same_namespace(source, self, destination):
+        spelled_apart = destination != source and self.backend.namespace_path(source) is not None  # files only
+        if spelled_apart and self.same_namespace(source, self, destination):
             destination = source  # one storage spelled two ways (a relative path, a link): a rename in place
+        elif spelled_apart and self.nested_namespace(source, self, destination):
+            raise InvalidArgumentError(
+                f"{destination!r} is stored inside {source!r} (or the other way round), so their keys overlap; "
+                "move the keys within the outer namespace instead (e.g. key 'a' to 'sub/a')"
+            )
         old_list, _ = as_key_list(keys)
         new_list = old_list if new_keys is None else as_key_list(new_keys)[0]
         if len(old_list) != len(new_list):

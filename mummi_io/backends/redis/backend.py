@@ -178,8 +178,11 @@ class RedisBackend(HoldsTransport, Backend):
         return f"redis ({mode} from {self.deployment.source})"
 
     def namespace_identity(self, namespace: str) -> Hashable | None:
-        # docstring inherited: the servers (however spelled) and the name
-        return (self.kind, servers_identity(self.deployment.nodes), namespace)
+        # docstring inherited: the servers (their run_ids: any spelling of an address) and the name
+        transport = self.transport
+        if isinstance(transport, IndependentNodes):
+            return (self.kind, transport.server_ids(), namespace)
+        return (self.kind, servers_identity(self.deployment.nodes), namespace)  # a cluster: its nodes' addresses
 
     def coordinator(self) -> RedisCoordinator:
         # docstring inherited

@@ -29,7 +29,7 @@ from ...core.contract import Backend, Buffer, Enumerable
 from ...core.errors import InvalidArgumentError
 from ...core.keys import key_matcher
 from .layout import PREFIX as LAYOUT_PREFIX
-from .nodes import Node, mummi_server_list, read_registry, servers_identity
+from .nodes import Node, mummi_server_list, read_registry
 from .transport import HoldsTransport, IndependentNodes
 
 LOGGER = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ class MummiRedisBackend(HoldsTransport, Backend):
         return self._transport
 
     def namespace_identity(self, namespace: str) -> Hashable | None:
-        # docstring inherited: the servers (however spelled) and the name
-        return (self.kind, servers_identity(self.nodes), namespace)
+        # docstring inherited: the servers (their run_ids: any spelling of an address) and the name
+        return (self.kind, self.transport.server_ids(), namespace)
 
     def describe(self) -> str:
         return f"mummi-redis ({len(self.nodes)} server(s), MuMMI's layout)"

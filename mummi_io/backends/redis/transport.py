@@ -368,6 +368,10 @@ class IndependentNodes:
             for client, node in zip(self.clients, self.nodes)
         ]
 
+    def server_ids(self) -> frozenset[str]:
+        """Each server's ``run_id``: the same servers however their addresses are spelled (asked each time)."""
+        return frozenset(self.on_each_node(lambda client, _: str(client.info("server")["run_id"])))
+
     def recorded_shapes(self) -> list[str | None]:
         """Each node's recorded node set (``None`` where a node holds no record)."""
         found = self.on_each_node(lambda client, _: client.hget(SHAPE_KEY, "nodes"))

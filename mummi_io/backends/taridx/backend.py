@@ -139,6 +139,10 @@ class TarIndexBackend(Backend):
         # docstring inherited: the tar's device and inode
         return path_identity(namespace)
 
+    def namespace_path(self, namespace: str) -> str | None:
+        # docstring inherited
+        return os.path.realpath(namespace)
+
     def child_namespace(self, namespace: str, name: str) -> str:
         # docstring inherited: groups of run.tar live in run.groups/<name>.tar
         base = namespace[:-4] if namespace.endswith(".tar") else namespace
