@@ -528,3 +528,42 @@ def test_a_directory_is_never_a_taridx_namespace(tmp_path: Path, monkeypatch, na
     with get_io("taridx") as io, pytest.raises(InvalidNamespaceError, match="names a directory"):
         io.save_files(namespace, "k", b"v")
     assert os.listdir(tmp_path) == []
+
+
+def test_readers_never_see_a_false_loss_while_a_thread_compacts(tmp_path: Path) -> None:
+    """A reader opening the files between a compaction's two renames (new tar, old index) must look again,
+    not report the values as lost (and point the user at reindex --accept-loss)."""
+    import threading
+
+    ns, others = str(tmp_path / "x.tar"), [str(tmp_path / f"o{n}.tar") for n in range(3)]
+    keys = [f"k{i}" for i in range(200)]
+    values = {key: os.urandom(2000) for key in keys}
+    errors: list[str] = []
+    with get_io("taridx", max_open=1) as io:  # evictions: sessions of one namespace come and go between threads
+        io.save_files(ns, keys, [values[k] for k in keys])
+        for other in others:
+            io.save_files(other, "a", b"a")
+        done = threading.Event()
+
+        def reader(seed: int) -> None:
+            n = seed
+            while not done.is_set():
+                try:
+                    assert io.load_files(ns, keys[:100]) == [values[k] for k in keys[:100]]
+                    io.load_files(others[n % 3], "a")
+                except Exception as exc:  # reported below
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                n += 1
+
+        threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(60):
+                io.save_files(ns, keys[:50], [values[k] for k in keys[:50]])
+                io.compact(ns)
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+    assert errors == []

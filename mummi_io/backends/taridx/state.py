@@ -296,11 +296,12 @@ class StateLoader:
                     # writer is committing: take the complete batches the tar holds after it.
                     self._complete_from_tar(state, parsed.stopped_early)
                 return None
-            current = stat_or_none(state.index_path, f"look at the index of {state.tar_path!r}")
-            if current is None or (current.st_ino, current.st_dev) != state.index_identity:
+            if self._index_was_replaced(state):
                 continue  # the files changed while we opened them (a compaction): look again
             if self._use_compaction_index(state):
                 return None
+            if self._index_was_replaced(state):
+                continue  # a compaction renamed its index into place while we looked for it: look again
             lost = lost_values(state.table, state.tar_fd)
             if not lost:
                 with MappedTar(state.tar_fd) as source:
@@ -315,6 +316,12 @@ class StateLoader:
         raise UnsupportedFormatError(  # pragma: no cover - needs a compaction every few microseconds
             f"the index of {state.tar_path!r} kept changing while being opened; retry"
         )
+
+    @staticmethod
+    def _index_was_replaced(state: NamespaceState) -> bool:
+        """Whether the index on disk is no longer the one just read (a compaction renamed another over it)."""
+        current = stat_or_none(state.index_path, f"look at the index of {state.tar_path!r}")
+        return current is None or (current.st_ino, current.st_dev) != state.index_identity
 
     def _read_index_tail(self, state: NamespaceState, size: int) -> None:
         """Apply the records other processes appended since our last look."""
