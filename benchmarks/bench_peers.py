@@ -244,7 +244,7 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
                     times[kind.name].append(_timed(load_all))
                     exists_times[kind.name].append(_timed(exists_all))
                     contestant.close()
-            rows += _rows(f"random load {label}", times, count)
+            rows += _rows(f"random load {count:,} x {size} B, batches of 100", times, count)
             rows += _rows(f"file_exists per call, {count:,} keys", exists_times, len(probes))
             if count == big:
                 # ---- open + list every key in a fresh process
