@@ -127,21 +127,20 @@ class NamespaceSession:
     @contextlib.contextmanager
     def reading(self) -> Iterator[NamespaceSession]:
         """The session, up to date, for a read (errors of the system as StorageError)."""
-        with self.state.mutex, self._in_use():
-            with storage_errors(f"read namespace {self.namespace!r}"):
-                self.loader.refresh(self.state)
-                yield self
+        with self.state.mutex:
+            self._depth += 1
+            try:
+                with storage_errors(f"read namespace {self.namespace!r}"):
+                    self.loader.refresh(self.state)
+                    yield self
+            finally:
+                self._done()
 
-    @contextlib.contextmanager
-    def _in_use(self) -> Iterator[None]:
-        """Mark a block that uses the files; the outermost one closes them if the LRU let go meanwhile (no leak)."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self.evicted and self._depth == 0:
-                self.state.close()
+    def _done(self) -> None:
+        """End a block that used the files; the outermost one closes them if the LRU let go meanwhile (no leak)."""
+        self._depth -= 1
+        if self.evicted and self._depth == 0:
+            self.state.close()
 
     def locate(self, key: str) -> Location | None:
         """Where the value of ``key`` lies, ``None`` when the key does not exist."""
@@ -245,35 +244,44 @@ class NamespaceSession:
         The files are looked at first, read-only, so that a file that is not
         ours is refused before even a lock file is created beside it.
         """
-        state = self.state
-        with state.mutex, self._in_use():
-            with storage_errors(f"read namespace {state.tar_path!r}"):
-                self.loader.refresh(state)
-            self._refuse_read_only()
-            if not state.lock_ready:
-                # filelock retries until its timeout when it cannot create the lock file at all; fail
-                # at once, naming the path, instead of blaming "another process" ten minutes later.
-                with storage_errors(f"create the lock file {state.lock_path!r} of namespace {state.tar_path!r}"):
-                    os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
-                    os.close(os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
-                state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
-                state.lock_ready = True
-            lock = state.lock
+        with self.state.mutex:
+            self._depth += 1
             try:
-                # filelock polls a non-blocking flock; its default 50 ms poll would
-                # make every contended batch wait that long.
-                lock.acquire(timeout=self.lock_timeout, poll_interval=_LOCK_POLL)  # type: ignore[union-attr]
-            except Timeout as exc:  # a TimeoutError, so before the OSError below
-                raise BackendUnavailableError(
-                    f"another process has held the write lock {state.lock_path!r} for over "
-                    f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
-                ) from exc
-            except OSError as exc:
-                raise os_error(f"lock {state.lock_path!r}", exc) from exc
-            try:
-                yield self
+                lock = self._take_lock()
+                try:
+                    yield self
+                finally:
+                    lock.release()
             finally:
-                lock.release()  # type: ignore[union-attr]
+                self._done()
+
+    def _take_lock(self) -> FileLock:
+        """With the mutex held: refuse what cannot be written, then take the writers' lock file."""
+        state = self.state
+        with storage_errors(f"read namespace {state.tar_path!r}"):
+            self.loader.refresh(state)
+        self._refuse_read_only()
+        if not state.lock_ready:
+            # filelock retries until its timeout when it cannot create the lock file at all; fail
+            # at once, naming the path, instead of blaming "another process" ten minutes later.
+            with storage_errors(f"create the lock file {state.lock_path!r} of namespace {state.tar_path!r}"):
+                os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
+                os.close(os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
+            state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
+            state.lock_ready = True
+        lock = state.lock
+        try:
+            # filelock polls a non-blocking flock; its default 50 ms poll would
+            # make every contended batch wait that long.
+            lock.acquire(timeout=self.lock_timeout, poll_interval=_LOCK_POLL)  # type: ignore[union-attr]
+        except Timeout as exc:  # a TimeoutError, so before the OSError below
+            raise BackendUnavailableError(
+                f"another process has held the write lock {state.lock_path!r} for over "
+                f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
+            ) from exc
+        except OSError as exc:
+            raise os_error(f"lock {state.lock_path!r}", exc) from exc
+        return lock  # type: ignore[return-value]
 
     @contextlib.contextmanager
     def writing(self, action: str) -> Iterator[NamespaceSession]:
