@@ -13,6 +13,8 @@ top of the batch primitives, so every backend behaves the same.
 
 from __future__ import annotations
 
+import bisect
+
 import io
 import logging
 import os
@@ -171,7 +173,12 @@ class Facade:
             return []  # its literal part names no valid key ("../x*", "/etc/*"): nothing to look at
         keys = sorted(self.backend.list_matching(ns, pattern))
         if pattern[0] in "*?[.":  # a pattern that could match mummi_io's own (reserved) keys
-            keys = [key for key in keys if not key.startswith(RESERVED_PREFIX)]
+            # Sorted, the reserved keys are one run: cut it out without looking at every key.
+            first = bisect.bisect_left(keys, RESERVED_PREFIX)
+            end = bisect.bisect_left(keys, RESERVED_PREFIX + "\U0010ffff", first)
+            while end < len(keys) and keys[end].startswith(RESERVED_PREFIX):
+                end += 1  # (a key with U+10FFFF right after the prefix)
+            del keys[first:end]
         return keys
 
     # ------------------------------------------------------------ save/load

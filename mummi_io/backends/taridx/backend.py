@@ -124,7 +124,7 @@ class TarIndexBackend(Backend):
     def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
         with self.sessions(namespace).reading() as session:
-            names = [key.decode("utf-8") for key in session.table.slots]
+            names = session.table.key_names()
         matches = key_matcher(pattern)
         return iter(names if pattern == "*" else [name for name in names if matches(name)])
 

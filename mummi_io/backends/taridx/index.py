@@ -25,6 +25,7 @@ against the tar's content (see :mod:`.state`).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from array import array
@@ -90,19 +91,37 @@ class IndexTable:
     ``unchecked`` holds the slots whose value has no known checksum (a member
     written by another tool, seen by a reader that may not write an index);
     their reads are not verified.
+
+    Opening a large index is dominated by building the key -> slot dict
+    (about half a microsecond a key here), so puts read from an index file
+    are *deferred*: their locations go into the arrays at once, their keys
+    into the dict only when something needs it (:attr:`slots`). Listing the
+    keys of a freshly opened index never builds it.
     """
 
-    slots: dict[bytes, int] = field(default_factory=dict)
+    _slots: dict[bytes, int] = field(default_factory=dict)
     offsets: array = field(default_factory=lambda: array("q"))
     sizes: array = field(default_factory=lambda: array("q"))
     crcs: array = field(default_factory=lambda: array("I"))
     unchecked: set[int] = field(default_factory=set)
     tar_end: int = 0
+    #: Puts not yet in the dict, in order: (keys, slot of the first key).
+    _deferred: list[tuple[list[bytes], int]] = field(default_factory=list)
+
+    @property
+    def slots(self) -> dict[bytes, int]:
+        """Key -> slot of every live key (deferred puts are applied first, in order)."""
+        if self._deferred:
+            for keys, base in self._deferred:
+                self._slots.update(zip(keys, range(base, base + len(keys))))
+            self._deferred.clear()
+        return self._slots
 
     def put(
         self, keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int | None]
     ) -> None:
         """Point each key at a new location (an overwritten key's old slot is left unused)."""
+        slots = self.slots
         base = len(self.offsets)
         self.offsets.extend(offsets)
         self.sizes.extend(sizes)
@@ -110,13 +129,33 @@ class IndexTable:
             self.unchecked.update(base + i for i, crc in enumerate(crcs) if crc is None)
             crcs = [0 if crc is None else crc for crc in crcs]
         self.crcs.extend(crcs)  # type: ignore[arg-type]
-        self.slots.update(zip(keys, range(base, base + len(keys))))
+        slots.update(zip(keys, range(base, base + len(keys))))
+
+    def put_deferred(self, keys: list[bytes], entries: np.ndarray) -> None:
+        """:meth:`put` from index entries (an ``ENTRY`` array), the keys deferred (see the class docstring)."""
+        base = len(self.offsets)
+        self.offsets.frombytes(entries["offset"].astype("<i8").tobytes())
+        self.sizes.frombytes(entries["size"].astype("<i8").tobytes())
+        self.crcs.frombytes(entries["crc"].astype("<u4").tobytes())
+        self._deferred.append((keys, base))
 
     def delete(self, keys: Sequence[bytes]) -> None:
         """Forget each key; absent keys are skipped."""
         pop = self.slots.pop
         for key in keys:
             pop(key, None)
+
+    def key_names(self) -> list[str]:
+        """Every live key, decoded and sorted (without building the dict if it is not built yet)."""
+        deferred_only = bool(self._deferred) and not self._slots
+        encoded = [key for keys, _ in self._deferred for key in keys] if deferred_only else list(self.slots)
+        names = b"\0".join(encoded).decode("utf-8").split("\0") if encoded else []
+        if len(names) != len(encoded):  # a key with NUL in it (never a valid key): decode one by one
+            names = [key.decode("utf-8") for key in encoded]
+        names.sort()
+        if deferred_only and any(map(str.__eq__, names, itertools.islice(names, 1, None))):
+            names = list(dict.fromkeys(names))  # a key put twice: keep one (still sorted)
+        return names
 
     def lookup(self, key: bytes) -> tuple[int, int, int | None] | None:
         """Return (offset, size, crc) of a key (crc ``None`` if unknown), or ``None``."""
@@ -197,6 +236,8 @@ def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> Par
     pos = 0
     committed = 0
     pending: list[tuple[int, int, list[bytes]]] = []
+    applied: list[tuple[int, int, list[bytes]]] = []
+    committed_tar_end = table.tar_end
     while pos < len(buf):
         decoded = _decode_record(buf, pos)
         if decoded is None:
@@ -205,17 +246,33 @@ def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> Par
         pending.append((op, entries_at, keys))
         pos = end
         if flags & FLAG_COMMIT:
-            for pending_op, at, pending_keys in pending:
-                if pending_op == OP_PUT:
-                    entries = np.frombuffer(buf, ENTRY, len(pending_keys), offset=at)
-                    table.put(
-                        pending_keys, entries["offset"].tolist(), entries["size"].tolist(),
-                        entries["crc"].tolist(),
-                    )
-                else:
-                    table.delete(pending_keys)
+            applied.extend(pending)
             pending.clear()
-            table.tar_end = tar_end
+            committed_tar_end = tar_end
             committed = pos
+    _apply(table, buf, applied)
+    if committed:
+        table.tar_end = committed_tar_end
     return ParseResult(base + committed, committed < len(buf))
+
+
+def _apply(table: IndexTable, buf: memoryview, records: list[tuple[int, int, list[bytes]]]) -> None:
+    """Apply decoded records in order; each run of puts goes into the table in one step (opening is fast)."""
+    run_keys: list[bytes] = []
+    run_entries: list[np.ndarray] = []
+
+    def flush() -> None:
+        if run_keys:
+            table.put_deferred(list(run_keys), np.concatenate(run_entries) if len(run_entries) > 1 else run_entries[0])
+            run_keys.clear()
+            run_entries.clear()
+
+    for op, at, keys in records:
+        if op == OP_PUT:
+            run_keys.extend(keys)
+            run_entries.append(np.frombuffer(buf, ENTRY, len(keys), offset=at))
+        else:
+            flush()
+            table.delete(keys)
+    flush()
 

@@ -195,8 +195,7 @@ def _compact_into(session: NamespaceSession, new_tar: str, before: int, entries:
             crcs = [crc if crc is not None else crc32(value) for (_, value), (*_, crc) in zip(values, group)]
             chunks, group_length, placed = build_members(values, [], int(time.time()), crcs)
             pwrite_all(fd, chunks, length, group_length)
-            table.put([p.key.encode("utf-8") for p in placed], [length + p.data_offset for p in placed],
-                      [p.size for p in placed], [p.crc for p in placed])
+            table.put(placed.keys, [length + offset for offset in placed.data_offsets], placed.sizes, placed.crcs)
             length += group_length
         table.tar_end = length
         repair.end_tar_at(fd, length, fsync=True)

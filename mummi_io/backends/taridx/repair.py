@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ...core.fs import atomic_write, fsync_directory
@@ -78,13 +78,15 @@ def write_index(index_path: str, table: idx.IndexTable) -> None:
     fsync_directory(os.path.dirname(index_path))
 
 
-def batch_records(puts: list[tuple[bytes, int, int, int]], deletes: list[bytes], end: int) -> bytes:
-    """The index records of one batch (puts, then deletes, the last record committing)."""
+def batch_records(
+    keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int], deletes: Sequence[bytes],
+    end: int,
+) -> bytes:
+    """The index records of one batch: its puts (one column per field), then deletes; the last record commits."""
     records = []
-    if puts:
-        records.append(idx.encode_put([p[0] for p in puts], [p[1] for p in puts], [p[2] for p in puts],
-                                      [p[3] for p in puts], end, commit=not deletes))
-    if deletes or not puts:
+    if keys:
+        records.append(idx.encode_put(keys, offsets, sizes, crcs, end, commit=not deletes))
+    if deletes or not keys:
         records.append(idx.encode_delete(deletes, end, commit=True))
     return b"".join(records)
 

@@ -373,9 +373,12 @@ class NamespaceSession:
                 apply_batches(recovered, found.batches)
                 records = []
                 for batch in found.batches:
-                    puts = [(k.encode("utf-8"), o, s, c if c is not None else repair.crc_of_range(fd, o, s))
-                            for k, o, s, c in batch.puts]
-                    records.append(repair.batch_records(puts, [k.encode("utf-8") for k in batch.deletes], batch.end))
+                    records.append(repair.batch_records(
+                        [k.encode("utf-8") for k, _, _, _ in batch.puts], [o for _, o, _, _ in batch.puts],
+                        [s for _, _, s, _ in batch.puts],
+                        [c if c is not None else repair.crc_of_range(fd, o, s) for _, o, s, c in batch.puts],
+                        [k.encode("utf-8") for k in batch.deletes], batch.end,
+                    ))
                 self._append_index(b"".join(records))
             for damage in found.damage:
                 LOGGER.warning("%s: %s", namespace, damage)
@@ -424,7 +427,10 @@ class NamespaceSession:
             worker.start()
             chunks, length, placed = build_members(puts, deletes, mtime, None)
         else:
-            crcs = [crc32(value) if value.__class__ is bytes else crc_of(pieces_of(value)) for _, value in puts]
+            values = [value for _, value in puts]
+            crcs = list(map(crc32, values)) if all(value.__class__ is bytes for value in values) else [
+                crc32(value) if value.__class__ is bytes else crc_of(pieces_of(value)) for value in values
+            ]
             chunks, length, placed = build_members(puts, deletes, mtime, crcs)
         start = state.table.tar_end
         end = start + length
@@ -445,10 +451,10 @@ class NamespaceSession:
                 os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
             if self.fsync:
                 os.fsync(fd)
-            values = [p for p in placed if p.is_value]
+            count = placed.values
             records = repair.batch_records(
-                [(p.key.encode("utf-8"), start + p.data_offset, p.size, crc) for p, crc in zip(values, crcs)],
-                [key.encode("utf-8") for key in deletes], end,
+                placed.keys[:count], [start + offset for offset in placed.data_offsets[:count]],
+                placed.sizes[:count], placed.crcs[:count], [key.encode("utf-8") for key in deletes], end,
             )
             try:
                 self._append_index(records, index_fd)

@@ -1,5 +1,9 @@
 """The POSIX tar members of a ``taridx`` namespace: building and parsing headers.
 
+Why one module: the writer and the parser of one on-disk format, with the
+fast batch writer next to the one-member reference it must match byte for
+byte; split apart, a change to one side would not show on the other.
+
 Members are plain regular files named by their key, so ``tar -tvf`` lists
 them and any tar extracts them. What mummi_io needs to rebuild its index from
 the tar alone lives in the last 12 bytes of each member's ustar header, a
@@ -23,7 +27,9 @@ list of keys twice, each copy with its own CRC-32 (see :func:`journal_bytes`);
 it is the only extra member, and only where something is deleted.
 
 Headers are built by hand for the common case (an ASCII name of at most 100
-bytes): a ustar header of exactly 512 bytes. Any other name, or a size that
+bytes): a ustar header of exactly 512 bytes, for a whole batch at once with
+numpy (:func:`build_members`; small values are laid out with their headers
+as the rows of one array). Any other name, or a size that
 needs more than 11 octal digits, goes through :mod:`tarfile`'s PAX writer,
 and the mark goes into the ustar header that follows the PAX header. Either
 way the data offset is computed from the length of the header bytes actually
@@ -39,9 +45,12 @@ from __future__ import annotations
 import json
 import struct
 import tarfile
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -121,17 +130,19 @@ def pax_comment(name: str, size: int) -> str:
 
 
 @dataclass
-class PlacedMember:
-    """Where one member landed in a blob of members built by :func:`build_members`."""
+class Placement:
+    """Where the members of a blob built by :func:`build_members` landed, one column per field.
 
-    key: str
-    header_offset: int  # relative to the start of the blob
-    data_offset: int
-    size: int
-    crc: int
-    back_blocks: int
-    ends_batch: bool
-    is_value: bool  # False for the journal member
+    Offsets are relative to the start of the blob. The first ``values``
+    members are the batch's values; a journal member, if any, is last.
+    """
+
+    keys: list[bytes]  # member names, UTF-8
+    header_offsets: list[int]
+    data_offsets: list[int]
+    sizes: list[int]
+    crcs: list[int]
+    values: int
 
 
 def crc_of(pieces: Sequence[bytes | bytearray | memoryview]) -> int:
@@ -151,9 +162,139 @@ def _nbytes(pieces: tuple) -> int:
     return sum(len(p) if isinstance(p, (bytes, bytearray)) else memoryview(p).nbytes for p in pieces)
 
 
+# The ustar header of a plain member (ASCII name of at most 100 bytes) with
+# name, size, checksum and mark left to fill: see :func:`_plain_headers`.
+_PLAIN_TEMPLATE = np.frombuffer(
+    b"".join((bytes(100), _MODE, _UID, _GID, bytes(12), bytes(12), b" " * 8, b"0", bytes(100), _MAGIC, _OWNER,
+              _OWNER, _DEV, _DEV, _PREFIX_PAD, bytes(12))), np.uint8,
+)
+_TEMPLATE_SUM = int(_PLAIN_TEMPLATE.sum())
+_MARK_DTYPE = np.dtype([("mark", "u1"), ("flag", "u1"), ("crc", "<u4"), ("back", "<u4"), ("check", "<u2")])
+_OCTAL_11 = np.arange(30, -1, -3, dtype=np.int64)
+_OCTAL_6 = np.arange(15, -1, -3, dtype=np.int64)
+_PADS = tuple(bytes(n) for n in range(BLOCK))
+#: Batches up to this many bytes are joined into one buffer (one system call, no per-piece bookkeeping).
+_JOIN_BYTES = 4 << 20
+
+
+def _octal_digits(numbers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each number as ASCII octal digits, one row per number (as many digits as ``shifts``)."""
+    return ((numbers[:, None] >> shifts) & 7).astype(np.uint8) + ord("0")
+
+
+def _is_plain(encoded: list[bytes], sizes: list[int]) -> bool:
+    """Whether every member gets a single 512-byte ustar header (short ASCII names, ustar sizes)."""
+    return bool(encoded) and max(map(len, encoded)) <= 100 and b"".join(encoded).isascii() and max(
+        sizes) <= _MAX_USTAR_SIZE
+
+
+def _plain_blocks(
+    encoded: list[bytes], sizes: list[int], crcs: Sequence[int], mtime: int, sealed: bool,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """The 512-byte headers of plain members (see :func:`_is_plain`), built for the whole batch at once.
+
+    The same bytes :func:`member_header` gives one member at a time (a test
+    checks that), computed with numpy: per-member Python would cost more
+    than the write itself. Returns one row per header, and the headers'
+    offsets in the blob. With ``out`` (``count`` rows of 512 bytes, possibly
+    a view of a larger array), the headers are written there.
+    """
+    count = len(encoded)
+    size_array = np.array(sizes, dtype=np.int64)
+    strides = BLOCK + ((size_array + (BLOCK - 1)) & ~(BLOCK - 1))
+    offsets = np.zeros(count, dtype=np.int64)
+    np.cumsum(strides[:-1], out=offsets[1:])
+    back = offsets >> 9
+    if int(back[-1]) > _MAX_BACK_BLOCKS:
+        raise ValueError("a batch larger than 2 TiB cannot be written as one tar batch; split it")
+    ends = [0] * count
+    ends[-1] = int(sealed)
+    # The name check of each member (see name_check): the CRC-32 of the name continued over "/size/back/ends".
+    suffixes = "\0".join(map("/%d/%d/%d".__mod__, zip(sizes, back.tolist(), ends))).encode().split(b"\0")
+    marks = np.empty(count, dtype=_MARK_DTYPE)
+    marks["mark"] = _MARK
+    marks["flag"] = _CONTINUES
+    marks["flag"][-1] = _ENDS if sealed else _CONTINUES
+    marks["crc"] = crcs
+    marks["back"] = back
+    marks["check"] = np.fromiter(map(zlib.crc32, suffixes, map(zlib.crc32, encoded)), np.uint32, count) & 0xFFFF
+    names = np.frombuffer(np.array(encoded, dtype="S100").tobytes(), np.uint8).reshape(count, 100)
+    mark_bytes = marks.view(np.uint8).reshape(count, 12)
+    size_digits = _octal_digits(size_array, _OCTAL_11)
+    mtime_field = b"%011o\0" % mtime
+    blocks = np.empty((count, BLOCK), dtype=np.uint8) if out is None else out
+    blocks[:] = _PLAIN_TEMPLATE
+    blocks[:, :100] = names
+    blocks[:, 124:135] = size_digits
+    blocks[:, 136:148] = np.frombuffer(mtime_field, np.uint8)
+    blocks[:, 500:512] = mark_bytes
+    checksums = (_TEMPLATE_SUM + sum(mtime_field) + names.sum(axis=1, dtype=np.int64)
+                 + size_digits.sum(axis=1, dtype=np.int64) + mark_bytes.sum(axis=1, dtype=np.int64))
+    blocks[:, 148:154] = _octal_digits(checksums, _OCTAL_6)
+    blocks[:, 154] = 0
+    return blocks, offsets.tolist()
+
+
+def _headers(
+    encoded: list[bytes], sizes: list[int], crcs: Sequence[int], mtime: int, sealed: bool,
+) -> tuple[list[bytes], list[int]]:
+    """The headers of a batch's members and their offsets in the blob (data follows each header)."""
+    if _is_plain(encoded, sizes):
+        blocks, offsets = _plain_blocks(encoded, sizes, crcs, mtime, sealed)
+        flat = blocks.tobytes()
+        return [flat[at:at + BLOCK] for at in range(0, len(flat), BLOCK)], offsets
+    headers, offsets = [], []
+    position = 0
+    last = len(encoded) - 1
+    for number, (name, size, crc) in enumerate(zip(encoded, sizes, crcs)):
+        back = position >> 9
+        if back > _MAX_BACK_BLOCKS:
+            raise ValueError("a batch larger than 2 TiB cannot be written as one tar batch; split it")
+        header = member_header(name.decode("utf-8"), size, mtime, crc, sealed and number == last, back)
+        headers.append(header)
+        offsets.append(position)
+        position += len(header) + size + (-size % BLOCK)
+    return headers, offsets
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """``size`` bytes of this thread's reusable buffer: fresh memory costs a page fault per 4 KiB."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.buffer = np.empty(max(size, 1 << 20), dtype=np.uint8)
+    return buffer[:size]
+
+
+def _small_uniform_blob(
+    encoded: list[bytes], values: list[bytes], sizes: list[int], crcs: Sequence[int], mtime: int, sealed: bool,
+) -> tuple[memoryview, list[int]] | None:
+    """The whole batch as one buffer when every value is ``bytes`` padded to one block; else ``None``.
+
+    The common case of many small values: headers and values are laid out
+    as the rows of one array, with no per-member Python at all. The buffer
+    is this thread's scratch memory: valid until its next batch is built.
+    """
+    if not values or max(sizes) > BLOCK or not _is_plain(encoded, sizes):
+        return None
+    rows = _scratch(len(values) * 2 * BLOCK).reshape(len(values), 2 * BLOCK)
+    _, offsets = _plain_blocks(encoded, sizes, crcs, mtime, sealed, out=rows[:, :BLOCK])
+    # A fixed-width bytes array pads each value with zeros, which is the tar's padding; an empty value
+    # still takes its header's row, so rows whose size is 0 are dropped below.
+    rows[:, BLOCK:] = np.frombuffer(np.array(values, dtype=f"S{BLOCK}").tobytes(), np.uint8).reshape(-1, BLOCK)
+    if min(sizes) == 0:
+        keep = np.ones((len(values), 2), dtype=bool)
+        keep[:, 1] = np.array(sizes) > 0
+        rows = rows.reshape(-1, BLOCK)[keep.ravel()]
+    return rows.data.cast("B"), offsets
+
+
 def build_members(
     items: Sequence[tuple[str, object]], deletes: Sequence[str], mtime: int, crcs: Sequence[int] | None,
-) -> tuple[list[bytes | bytearray | memoryview], int, list[PlacedMember]]:
+) -> tuple[list[bytes | bytearray | memoryview], int, Placement]:
     """Serialize one batch: its values, then (only if it deletes keys) its journal member.
 
     With ``crcs`` (one per value) the headers are final and the last member
@@ -164,57 +305,57 @@ def build_members(
     incomplete batch, which no reader applies.
 
     Returns the byte chunks to write in order, their total length, and the
-    placement of every member relative to the start of the chunks.
+    placement of every member relative to the start of the chunks. The
+    chunks may be views of this thread's scratch memory: write (or copy)
+    them before this thread builds its next batch.
     """
-    members: list[tuple[str, object, int, bool]] = [
-        (key, value, crcs[number] if crcs is not None else 0, True) for number, (key, value) in enumerate(items)
-    ]
+    sealed = crcs is not None
+    values: list[object] = [value for _, value in items]
+    encoded = "\0".join([key for key, _ in items]).encode("utf-8").split(b"\0") if items else []
+    if len(encoded) != len(items):  # a name with NUL in it (never a key): encode one by one
+        encoded = [key.encode("utf-8") for key, _ in items]
+    member_crcs = list(crcs) if crcs is not None else [0] * len(values)
     if deletes:
         journal = journal_bytes(deletes)
-        members.append((JOURNAL_NAME, journal, zlib.crc32(journal), False))
-    chunks: list[bytes | bytearray | memoryview] = []
-    placed: list[PlacedMember] = []
-    append, extend = chunks.append, chunks.extend
-    position = 0
-    last = len(members) - 1
-    sealed = crcs is not None
-    for number, (key, value, crc, is_value) in enumerate(members):
-        if value.__class__ is bytes:
-            size = len(value)  # type: ignore[arg-type]
-            append_value = True
-        else:
-            pieces = pieces_of(value)
-            size = _nbytes(pieces)
-            append_value = False
-        back = position >> 9
-        if back > _MAX_BACK_BLOCKS:
-            raise ValueError("a batch larger than 2 TiB cannot be written as one tar batch; split it")
-        ends = number == last
-        header = member_header(key, size, mtime, crc, ends and sealed, back)
-        pad = -size % BLOCK
-        append(header)
-        if append_value:
-            append(value)  # type: ignore[arg-type]
-        else:
-            extend(pieces)
-        if pad:
-            append(_ZEROS[:pad])
-        data_offset = position + len(header)
-        placed.append(PlacedMember(key, position, data_offset, size, crc, back, ends, is_value))
-        position = data_offset + size + pad
-    return chunks, position, placed
+        values.append(journal)
+        encoded.append(JOURNAL_NAME.encode())
+        member_crcs.append(zlib.crc32(journal))
+    all_bytes = all(value.__class__ is bytes for value in values)
+    sizes = list(map(len, values)) if all_bytes else [  # type: ignore[arg-type]
+        len(value) if value.__class__ is bytes else _nbytes(pieces_of(value)) for value in values  # type: ignore[arg-type]
+    ]
+    uniform = _small_uniform_blob(encoded, values, sizes, member_crcs, mtime, sealed) if all_bytes else None  # type: ignore[arg-type]
+    if uniform is not None:
+        blob, offsets = uniform
+        placement = Placement(encoded, offsets, [offset + BLOCK for offset in offsets], sizes, member_crcs, len(items))
+        return [blob], len(blob), placement
+    headers, offsets = _headers(encoded, sizes, member_crcs, mtime, sealed)
+    data_offsets = [offset + len(header) for offset, header in zip(offsets, headers)]
+    length = data_offsets[-1] + sizes[-1] + (-sizes[-1] % BLOCK) if values else 0
+    pads = list(map(_PADS.__getitem__, (-np.array(sizes, dtype=np.int64) % BLOCK).tolist()))
+    chunks: list[bytes | bytearray | memoryview]
+    if all_bytes:
+        chunks = [b""] * (3 * len(values))
+        chunks[0::3], chunks[1::3], chunks[2::3] = headers, values, pads  # type: ignore[assignment]
+    else:
+        chunks = []
+        for header, value, pad in zip(headers, values, pads):
+            chunks.append(header)
+            chunks.extend(pieces_of(value))
+            chunks.append(pad)
+    if length <= _JOIN_BYTES and len(chunks) > 3:
+        chunks = [b"".join(chunks)]
+    placement = Placement(encoded, offsets, data_offsets, sizes, member_crcs, len(items))
+    return chunks, length, placement
 
 
-def seal_members(placed: list[PlacedMember], crcs: Sequence[int], mtime: int) -> list[tuple[int, bytes]]:
+def seal_members(placement: Placement, crcs: Sequence[int], mtime: int) -> list[tuple[int, bytes]]:
     """The final headers of an unsealed batch: ``(relative offset, header bytes)`` per member."""
-    values = iter(crcs)
-    sealed = []
-    for member in placed:
-        if member.is_value:
-            member.crc = next(values)
-        header = member_header(member.key, member.size, mtime, member.crc, member.ends_batch, member.back_blocks)
-        sealed.append((member.header_offset, header))
-    return sealed
+    placement.crcs[:placement.values] = crcs
+    headers, offsets = _headers(placement.keys, placement.sizes, placement.crcs, mtime, sealed=True)
+    if offsets != placement.header_offsets:  # cannot happen: a checksum never changes a header's length
+        raise AssertionError("sealing moved a member header")
+    return list(zip(offsets, headers))
 
 
 # --------------------------------------------------------------------------
