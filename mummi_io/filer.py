@@ -103,8 +103,10 @@ class Filer:
                 )
             if not overwrite:
                 raise InvalidArgumentError(f"{name!r} exists locally; pass overwrite=True to replace it")
+        if save_options.setdefault("digest", "sha256") != "sha256":
+            raise InvalidArgumentError("the file registry records each object's sha256: leave digest unset")
         meta = self.local.save_object(self.local_dir, name, obj, **save_options)
-        entries[name] = (meta[meta.get("digest", "sha256")], "local")
+        entries[name] = (meta["sha256"], "local")
         self._write(entries)
         if push:
             self.push(name)

@@ -66,7 +66,7 @@ def test_each_serializer_round_trips(io, ns, label) -> None:
     assert meta["serializer"] == expected
     assert _equal(obj, io.load_object(ns, label))
     info = io.object_info(ns, label)
-    assert info["serializer"] == expected and info["size"] == meta["size"] and len(info["sha256"]) == 64
+    assert info["serializer"] == expected and info["size"] == meta["size"] and len(info["blake3"]) == 64
     assert info["environment"]["python"].count(".") == 2
 
 
@@ -108,7 +108,7 @@ def test_tampered_value_is_caught(io, ns) -> None:
     blob = bytearray(io.load_files(ns, "arr"))
     blob[-5] ^= 0xFF
     io.save_files(ns, "arr", bytes(blob))
-    with pytest.raises(IntegrityError, match="sha256"):
+    with pytest.raises(IntegrityError, match="blake3"):
         io.load_object(ns, "arr")
     assert io.load_object(ns, "arr", verify=False)[0] == 0
     io.save_files(ns, "plain", b"not an object")
@@ -269,6 +269,30 @@ def test_save_load_delete_by_path(tmp_path, monkeypatch) -> None:
     assert not target.exists()
     assert mummi_io.save([1, 2], tmp_path / "t.tar" / "k", backend="taridx")["serializer"] == "values"
     assert mummi_io.load(tmp_path / "t.tar" / "k", backend="taridx") == [1, 2]
+
+
+@pytest.mark.parametrize("digest", ["blake3", "sha256", "xxh3_128"])
+@pytest.mark.parametrize("size", [1000, 3 << 20])  # below and above the size BLAKE3 hashes on every core
+def test_every_digest_round_trips_and_catches_a_flipped_bit(io, ns, digest: str, size: int) -> None:
+    """Objects written with any digest load (sha256 was the default before blake3), and a changed bit fails."""
+    array = np.arange(size // 8, dtype=np.float64)
+    meta = io.save_object(ns, "a", array, digest=digest)
+    assert meta["digest"] == digest and io.object_info(ns, "a")[digest] == meta[digest]
+    assert np.array_equal(io.load_object(ns, "a"), array)
+    blob = bytearray(io.load_files(ns, "a"))
+    blob[len(blob) // 2] ^= 4
+    io.save_files(ns, "a", bytes(blob))
+    with pytest.raises(IntegrityError, match=digest):
+        io.load_object(ns, "a")
+
+
+def test_the_default_digest_is_blake3_and_packs_keep_mlios_sha256(io, ns, tmp_path) -> None:
+    assert io.save_object(ns, "d", [1, 2])["digest"] == "blake3"
+    with Pack(tmp_path / "p.pack") as pack:
+        info = pack.dump("s", np.arange(10))
+    assert len(info.serialized_sha256_hash) == 64
+    with Pack(tmp_path / "p.pack") as pack:
+        assert np.array_equal(pack.load("s"), np.arange(10))
 
 
 def test_fast_digest_round_trip_and_tamper(io, ns) -> None:

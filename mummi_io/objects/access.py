@@ -11,12 +11,12 @@ from typing import Any
 
 from ..core.errors import IntegrityError
 from ..facade import Facade
-from .store import INFO_PREFIX, decode_head, decode_object, encode_object
+from .store import DEFAULT_DIGEST, INFO_PREFIX, decode_head, decode_object, encode_object
 
 
 def save_object(
     io: Facade, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False,
-    digest: str = "sha256",
+    digest: str = DEFAULT_DIGEST,
 ) -> dict[str, Any]:
     """Store ``obj`` under ``key`` with the serializer its type calls for; return its metadata."""
     value, meta = encode_object(obj, serializer, allow_pickle, digest)

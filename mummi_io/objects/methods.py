@@ -11,6 +11,7 @@ from typing import Any
 
 from ..facade import Facade
 from . import access
+from .store import DEFAULT_DIGEST
 from .group import Group
 
 
@@ -19,13 +20,14 @@ class ObjectMethods(Facade):
 
     def save_object(
         self, namespace: str, key: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False,
-        digest: str = "sha256",
+        digest: str = DEFAULT_DIGEST,
     ) -> dict[str, Any]:
         """Store any object with the serializer its type calls for; return its metadata.
 
         See :mod:`mummi_io.objects` for the serializers and the metadata.
-        ``digest`` is ``"sha256"`` or ``"xxh3_128"`` (much faster for large
-        arrays; needs the xxhash package).
+        ``digest`` is ``"blake3"`` (the default: cryptographic, and on
+        every core for large payloads), ``"sha256"`` (what MLIO records) or
+        ``"xxh3_128"`` (non-cryptographic; needs the xxhash package).
 
         Raises
         ------
@@ -37,7 +39,7 @@ class ObjectMethods(Facade):
     def load_object(
         self, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
     ) -> Any:
-        """Load an object stored by ``save_object``, after checking its sha256 and environment.
+        """Load an object stored by ``save_object``, after checking its digest and environment.
 
         ``env`` is the policy for package versions that differ from when it was
         written: ``"ignore"``, ``"warn"``, ``"raise"``, or ``"auto"`` (raise for
@@ -48,7 +50,7 @@ class ObjectMethods(Facade):
         KeyNotFoundError
             If ``key`` does not exist.
         IntegrityError
-            If the stored bytes fail their sha256.
+            If the stored bytes fail their digest (whichever was recorded: blake3, sha256 or xxh3_128).
         EnvironmentMismatchError
             Listing each differing package, under the ``raise`` policy.
         PickleRefusedError

@@ -189,7 +189,7 @@ class Pack:
     # ---------------------------------------------------------------- slots
     def dump(self, slot: str, obj: Any, serializer: str | None = None, allow_pickle: bool = False) -> SlotInfo:
         """Store ``obj`` in ``slot`` (replacing what was there); identical data is stored once."""
-        value, meta = encode_object(obj, serializer, allow_pickle)
+        value, meta = encode_object(obj, serializer, allow_pickle, digest="sha256")  # MLIO's manifests record sha256
         return self._put(slot, value, meta)
 
     def _put(self, slot: str, value: Any, meta: dict[str, Any]) -> SlotInfo:
@@ -327,7 +327,7 @@ def import_mlio_pack(source: str | os.PathLike[str] | FileObject[bytes], destina
                     raise IntegrityError(f"MLIO slot {slot!r} changed while it was imported")
                 value, meta = encode_payload(payload, serializer, {"python": None, "packages": packages,
                                                                    "module": "mlio", "class": slot,
-                                                                   "git_revision": None})
+                                                                   "git_revision": None}, digest="sha256")
                 pack._put(slot, value, meta)
         return {slot: pack.slots_info[slot] for slot in slots}
     finally:

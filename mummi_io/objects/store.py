@@ -5,11 +5,11 @@ A stored object is one value::
     b"MIOOBJ1\\n"  u64 little-endian length of the metadata  metadata (JSON)  payload
 
 The metadata (readable without loading the object: ``object_info`` reads only
-the head of the value) holds the serializer, the payload's digest (sha256 by
-default, or xxh3_128) and size,
+the head of the value) holds the serializer, the payload's digest (BLAKE3 by
+default; sha256 or xxh3_128 on request) and size,
 the creation time, the Python version, the versions of the packages the
 serializer depends on, and the object's module and class (with the git
-revision of the module's checkout when it lives in one). On load the sha256 is
+revision of the module's checkout when it lives in one). On load the digest is
 checked and the environment compared before anything is deserialized.
 """
 
@@ -118,7 +118,21 @@ def environment(serializer: Serializer, obj: Any) -> dict[str, Any]:
     }
 
 
-def _hasher(digest: str) -> Any:
+#: The digest new objects record: BLAKE3 is cryptographic like sha256 and, on every core, several
+#: times faster (100 MB: ~27 ms on 2 cores against ~70 ms); objects recording another digest still load.
+DEFAULT_DIGEST = "blake3"
+DIGESTS = ("blake3", "sha256", "xxh3_128")
+#: Payloads from this size are hashed by BLAKE3 on every core (below it, threads cost more than they save).
+_THREADED_HASH_BYTES = 1 << 20
+
+
+def _hasher(digest: str, size: int = 0) -> Any:
+    """A hashlib-style hasher for ``digest`` (one of :data:`DIGESTS`)."""
+    if digest == "blake3":
+        import blake3
+
+        threads = blake3.blake3.AUTO if size >= _THREADED_HASH_BYTES else 1
+        return blake3.blake3(max_threads=threads)
     if digest == "sha256":
         return hashlib.sha256()
     if digest == "xxh3_128":
@@ -127,17 +141,17 @@ def _hasher(digest: str) -> Any:
         except ImportError:
             raise InvalidArgumentError("digest='xxh3_128' needs the xxhash package: pip install xxhash") from None
         return xxhash.xxh3_128()
-    raise InvalidArgumentError(f"digest must be 'sha256' or 'xxh3_128', not {digest!r}")
+    raise InvalidArgumentError(f"digest must be one of {', '.join(map(repr, DIGESTS))}, not {digest!r}")
 
 
 def encode_object(
-    obj: Any, serializer: str | None = None, allow_pickle: bool = False, digest: str = "sha256"
+    obj: Any, serializer: str | None = None, allow_pickle: bool = False, digest: str = DEFAULT_DIGEST
 ) -> tuple[Parts, dict[str, Any]]:
     """Serialize ``obj`` into a stored value (head, metadata, payload pieces) and return it with its metadata.
 
-    ``digest`` is the checksum recorded and verified on load: ``sha256`` (the
-    default, as MLIO) or ``xxh3_128`` (non-cryptographic, about 30 times
-    faster: for large arrays where hashing would dominate).
+    ``digest`` is the checksum recorded and verified on load: ``blake3`` (the
+    default: cryptographic, multi-threaded for large payloads), ``sha256``
+    (as MLIO records) or ``xxh3_128`` (non-cryptographic, fastest on one core).
     """
     chosen = choose(obj, serializer, allow_pickle)
     if chosen.unsafe and not allow_pickle:
@@ -156,7 +170,7 @@ def encode_object(
 
 
 def encode_payload(
-    dumped: bytes | bytearray | memoryview | Parts, serializer: str, env: dict[str, Any], digest: str = "sha256"
+    dumped: bytes | bytearray | memoryview | Parts, serializer: str, env: dict[str, Any], digest: str = DEFAULT_DIGEST
 ) -> tuple[Parts, dict[str, Any]]:
     """Wrap an already serialized payload (of serializer ``serializer``) as a stored object, with its metadata.
 
@@ -164,7 +178,7 @@ def encode_payload(
     use it to carry bytes over without deserializing them.
     """
     payload = dumped if isinstance(dumped, Parts) else Parts((dumped,))
-    hasher = _hasher(digest)
+    hasher = _hasher(digest, payload.nbytes)
     for part in payload:
         hasher.update(part)
     meta = {
@@ -242,7 +256,7 @@ def decode_object(
     payload = view[offset:]
     digest = meta.get("digest", "sha256")
     if verify:
-        hasher = _hasher(digest)
+        hasher = _hasher(digest, payload.nbytes)
         hasher.update(payload)
         if hasher.hexdigest() != meta.get(digest):
             raise IntegrityError(f"{where} fails its {digest} check: the stored bytes were changed or damaged")

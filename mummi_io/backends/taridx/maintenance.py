@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from zlib import crc32
+from ...core.crc import crc32
 
 from ...core.contract import StorageReport
 from ...core.errors import IntegrityError, StorageNotFoundError

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import mmap
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ...core.crc import crc32
 from .tarformat import (
     BLOCK, JOURNAL_NAME, OWNER, ZERO_BLOCK, Mark, name_check, padding, parse_header, parse_journal, parse_pax,
     pax_comment,
@@ -253,7 +253,7 @@ def _read_member(source: Source, start: int) -> Member:
         # its name, size and batch (the mark's check above), and its data (the CRC-32).
         if mark is None or typeflag not in _REGULAR:
             raise _Unreadable("a header fails its checksum (damaged)", size_hint=size, name=name)
-        if position + BLOCK + size > source.size or zlib.crc32(source.read(position + BLOCK, size)) != mark.crc:
+        if position + BLOCK + size > source.size or crc32(source.read(position + BLOCK, size)) != mark.crc:
             raise _Unreadable("a header fails its checksum (damaged)", size_hint=size, name=name)
     kind = "other" if sparse or typeflag == b"S" else "file" if typeflag in _REGULAR else (
         "hardlink" if typeflag == b"1" else "other")
@@ -338,7 +338,7 @@ class _Scan:
                     self.result.damage.append(Damage(part.start, part.end, "a delete record is damaged: the "
                                                      "keys it deleted are not known from the tar"))
                 else:
-                    if zlib.crc32(data) != part.mark.crc:  # type: ignore[union-attr]
+                    if crc32(data) != part.mark.crc:  # type: ignore[union-attr]
                         self.result.damage.append(Damage(part.start, part.end, "a delete record is damaged; "
                                                          "its other copy is intact and was used"))
                     deletes += [key for key in listed if self.is_key(key)]

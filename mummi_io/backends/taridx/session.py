@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from zlib import crc32
+from ...core.crc import crc32
 
 import numpy as np
 from filelock import FileLock, Timeout

@@ -38,12 +38,12 @@ import logging
 import os
 import stat
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from filelock import FileLock
 
+from ...core.crc import crc32
 from ...core.errors import UnsupportedFormatError
 from ...core.fs import stat_or_none
 from . import index as idx
@@ -162,7 +162,7 @@ def crc_of_range(fd: int, offset: int, size: int) -> int:
         piece = os.pread(fd, min(size - done, 8 << 20), offset + done)
         if not piece:
             break
-        crc = zlib.crc32(piece, crc)
+        crc = crc32(piece, crc)
         done += len(piece)
     return crc
 

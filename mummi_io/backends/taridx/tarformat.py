@@ -52,6 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...core.crc import crc32
+
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -149,7 +151,7 @@ def crc_of(pieces: Sequence[bytes | bytearray | memoryview]) -> int:
     """CRC-32 of consecutive pieces."""
     crc = 0
     for piece in pieces:
-        crc = zlib.crc32(piece, crc)
+        crc = crc32(piece, crc)
     return crc
 
 
@@ -218,7 +220,7 @@ def _plain_blocks(
     marks["flag"][-1] = _ENDS if sealed else _CONTINUES
     marks["crc"] = crcs
     marks["back"] = back
-    marks["check"] = np.fromiter(map(zlib.crc32, suffixes, map(zlib.crc32, encoded)), np.uint32, count) & 0xFFFF
+    marks["check"] = np.fromiter(map(crc32, suffixes, map(crc32, encoded)), np.uint32, count) & 0xFFFF
     names = np.frombuffer(np.array(encoded, dtype="S100").tobytes(), np.uint8).reshape(count, 100)
     mark_bytes = marks.view(np.uint8).reshape(count, 12)
     size_digits = _octal_digits(size_array, _OCTAL_11)
