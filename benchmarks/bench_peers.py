@@ -1,16 +1,22 @@
-"""taridx against what a user would pick instead: sqlite3 (WAL) and LMDB, in the same runs.
+"""taridx against what a user would pick instead (sqlite3, LMDB, diskcache, zarr, h5py), in the same runs.
 
     python benchmarks/bench_peers.py            # the issue's sizes (10k x 1 KiB, 1M x 100 B)
     python benchmarks/bench_peers.py --quick    # small sizes, for CI
 
-Every contestant stores the same keys and values in one container file and
+Key-value workloads: every contestant stores the same keys and values and
 none flushes to disk per batch: taridx with its default ``fsync=False``,
 sqlite3 in WAL mode with ``synchronous=NORMAL`` (one transaction per batch),
-LMDB with ``sync=False`` (one write transaction per batch). Each repetition
-runs the contestants in a rotated order, so none always goes first (or last)
-on a shared machine. The ratio is the peer's median time over taridx's: above
-1, taridx is faster. LMDB is skipped when the ``lmdb`` package is missing
-(``pip install 'mummi_io[bench]'``).
+LMDB with ``sync=False`` (one write transaction per batch), diskcache (one
+transaction per batch; small sizes only: it lists a million keys in minutes),
+and zarr v3's ``LocalStore`` used as a key-value store (a file per key;
+small sizes only). One large array: taridx
+``save_object`` (BLAKE3, the default digest, and xxh3_128) against
+``np.save``/``np.load``, h5py and zarr v3 with its default codecs.
+
+Each repetition runs the contestants in a rotated order, so none always
+goes first (or last) on a shared machine. The ratio is the peer's median
+time over taridx's: above 1, taridx is faster. A peer whose package is
+missing is skipped (``pip install 'mummi_io[bench]'`` installs them all).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+
+import numpy as np
 from multiprocessing import get_context
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +45,21 @@ try:
     import lmdb
 except ImportError:  # optional contestant
     lmdb = None
+try:
+    import diskcache
+except ImportError:  # optional contestant
+    diskcache = None
+try:
+    import h5py
+except ImportError:  # optional contestant
+    h5py = None
+try:
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync as zarr_sync
+    from zarr.storage import LocalStore
+except ImportError:  # optional contestant
+    zarr = None
 
 
 class Contestant:
@@ -144,7 +167,74 @@ class Lmdb(Contestant):
         self.env.close()
 
 
-CONTESTANTS: list[type[Contestant]] = [Taridx, Sqlite] + ([Lmdb] if lmdb is not None else [])
+class Diskcache(Contestant):
+    name = "diskcache"
+    small_only = True  # listing a million keys (iterkeys) took over 4 minutes per repetition here
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path + ".diskcache")
+        self.cache = diskcache.Cache(self.path, size_limit=1 << 40, eviction_policy="none")
+
+    def write(self, keys: Sequence[str], values: Sequence[bytes]) -> None:
+        with self.cache.transact():
+            for key, value in zip(keys, values):
+                self.cache.set(key, value)
+
+    def read(self, keys: Sequence[str]) -> list[bytes]:
+        return [self.cache.get(key) for key in keys]
+
+    def exists(self, key: str) -> bool:
+        return key in self.cache
+
+    def list_all(self) -> list[str]:
+        return sorted(self.cache.iterkeys())
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class ZarrLocalStore(Contestant):
+    """zarr v3's own LocalStore used as a key-value store (a file per key, as zarr writes chunks)."""
+
+    name = "zarr LocalStore"
+    small_only = True  # a file per key: a million keys would take most of an hour per repetition
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path + ".zarr")
+        self.store = zarr_sync(LocalStore.open(self.path))
+        self.prototype = default_buffer_prototype()
+
+    def write(self, keys: Sequence[str], values: Sequence[bytes]) -> None:
+        async def set_all() -> None:
+            import asyncio
+
+            await asyncio.gather(*(self.store.set(key, self.prototype.buffer.from_bytes(value))
+                                   for key, value in zip(keys, values)))
+
+        zarr_sync(set_all())
+
+    def read(self, keys: Sequence[str]) -> list[bytes]:
+        async def get_all() -> list[object]:
+            import asyncio
+
+            return await asyncio.gather(*(self.store.get(key, self.prototype) for key in keys))
+
+        return [buffer.to_bytes() for buffer in zarr_sync(get_all())]  # type: ignore[attr-defined]
+
+    def exists(self, key: str) -> bool:
+        return zarr_sync(self.store.exists(key))
+
+    def list_all(self) -> list[str]:
+        async def listed() -> list[str]:
+            return [key async for key in self.store.list()]
+
+        return sorted(zarr_sync(listed()))
+
+
+CONTESTANTS: list[type[Contestant]] = (
+    [Taridx, Sqlite] + ([Lmdb] if lmdb is not None else []) + ([Diskcache] if diskcache is not None else [])
+    + ([ZarrLocalStore] if zarr is not None else [])
+)
 
 
 def _writer_process(kind: str, base: str, keys: list[str], values: list[bytes], batch: int, ready: object,
@@ -174,9 +264,10 @@ def _timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _rotated(repeat: int) -> list[list[type[Contestant]]]:
+def _rotated(repeat: int, contestants: Sequence[type[Contestant]] | None = None) -> list[list[type[Contestant]]]:
     """Per repetition, the contestants in a rotated order."""
-    return [CONTESTANTS[r % len(CONTESTANTS):] + CONTESTANTS[:r % len(CONTESTANTS)] for r in range(repeat)]
+    pool = list(CONTESTANTS if contestants is None else contestants)
+    return [pool[r % len(pool):] + pool[:r % len(pool)] for r in range(repeat)]
 
 
 def _rows(workload: str, times: dict[str, list[float]], operations: int) -> list[dict[str, object]]:
@@ -207,10 +298,11 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
             keys = [f"sim-{i:07d}.npz" for i in range(count)]
             values = [os.urandom(size) for _ in range(count)]
             label = f"{count:,} x {size} B, batches of {batch}"
+            pool = [c for c in CONTESTANTS if not (count == big and getattr(c, "small_only", False))]
             # ---- write into a new container
-            times: dict[str, list[float]] = {c.name: [] for c in CONTESTANTS}
+            times: dict[str, list[float]] = {c.name: [] for c in pool}
             kept: dict[str, str] = {}
-            for order in _rotated(repeat):
+            for order in _rotated(repeat, pool):
                 for kind in order:
                     base = fresh()
                     contestant = kind(base)
@@ -226,9 +318,9 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
             # ---- random loads in batches of 100, and file_exists per call, on the last containers written
             shuffled = random.Random(7).sample(keys, len(keys))
             probes = shuffled[: min(count, 20_000)]
-            times = {c.name: [] for c in CONTESTANTS}
-            exists_times: dict[str, list[float]] = {c.name: [] for c in CONTESTANTS}
-            for order in _rotated(repeat):
+            times = {c.name: [] for c in pool}
+            exists_times: dict[str, list[float]] = {c.name: [] for c in pool}
+            for order in _rotated(repeat, pool):
                 for kind in order:
                     contestant = kind(kept[kind.name])
                     contestant.exists(keys[0])  # opened and warm, as a campaign's reader is
@@ -248,8 +340,8 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
             rows += _rows(f"file_exists per call, {count:,} keys", exists_times, len(probes))
             if count == big:
                 # ---- open + list every key in a fresh process
-                times = {c.name: [] for c in CONTESTANTS}
-                for order in _rotated(repeat):
+                times = {c.name: [] for c in pool}
+                for order in _rotated(repeat, pool):
                     for kind in order:
                         script = _LIST_SCRIPT.format(here=os.path.dirname(os.path.abspath(__file__)), kind=kind.name,
                                                      base=kept[kind.name])
@@ -283,8 +375,70 @@ def collect(quick: bool = False, repeat_default: int = 5) -> list[dict[str, obje
                 times[kind.name].append(time.perf_counter() - started)
                 assert all(worker.exitcode == 0 for worker in workers), kind.name
         rows += _rows(f"4 writer processes, {count:,} x 1 KiB, batches of 100", times, count)
+        rows += arrays(scratch, 10 if quick else 100, repeat)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def _array_contestants(scratch: str) -> dict[str, tuple[Callable[[object, str], None], Callable[[str], object]]]:
+    """name -> (save(array, path), load(path)) of each way to keep one large array in a file."""
+    ios = {digest: mummi_io.get_io("taridx") for digest in ("blake3", "xxh3_128")}
+
+    def object_saver(digest: str) -> Callable[[object, str], None]:
+        return lambda array, path: ios[digest].save_object(path + ".tar", "a", array, digest=digest)
+
+    def object_loader(digest: str) -> Callable[[str], object]:
+        return lambda path: ios[digest].load_object(path + ".tar", "a")
+
+    contestants: dict[str, tuple[Callable[[object, str], None], Callable[[str], object]]] = {
+        "taridx save_object (blake3, default)": (object_saver("blake3"), object_loader("blake3")),
+        "taridx save_object (xxh3_128)": (object_saver("xxh3_128"), object_loader("xxh3_128")),
+        "np.save / np.load": (lambda array, path: np.save(path + ".npy", array), lambda path: np.load(path + ".npy")),
+    }
+    if h5py is not None:
+        def h5_save(array: object, path: str) -> None:
+            with h5py.File(path + ".h5", "w") as handle:
+                handle.create_dataset("a", data=array)
+
+        def h5_load(path: str) -> object:
+            with h5py.File(path + ".h5", "r") as handle:
+                return handle["a"][()]
+
+        contestants["h5py"] = (h5_save, h5_load)
+    if zarr is not None:
+        contestants["zarr v3 LocalStore (default codecs)"] = (
+            lambda array, path: zarr.save_array(path + ".zarr", array),
+            lambda path: zarr.open_array(path + ".zarr", mode="r")[...],
+        )
+    return contestants
+
+
+def arrays(scratch: str, megabytes: int, repeat: int) -> list[dict[str, object]]:
+    """Save (into a new file) and load one float64 array of ``megabytes``, each way, order rotated."""
+    array = np.random.default_rng(7).random(megabytes * (1 << 20) // 8)
+    contestants = _array_contestants(scratch)
+    names = list(contestants)
+    saves: dict[str, list[float]] = {name: [] for name in names}
+    loads: dict[str, list[float]] = {name: [] for name in names}
+    for repetition in range(repeat):
+        for name in names[repetition % len(names):] + names[:repetition % len(names)]:
+            save, load = contestants[name]
+            path = os.path.join(scratch, f"array-{repetition}-{names.index(name)}")
+            saves[name].append(_timed(lambda: save(array, path)))
+            loaded: list[object] = []
+            loads[name].append(_timed(lambda: loaded.append(load(path))))
+            assert np.array_equal(loaded[0], array), name  # type: ignore[arg-type]
+    rows = []
+    for operation, times in (("save", saves), ("load", loads)):
+        ours = statistics.median(times[names[0]])
+        for name, seconds in times.items():
+            median = statistics.median(seconds)
+            rows.append({
+                "workload": f"{operation} one {megabytes} MB float64 array", "contestant": name, "median s": median,
+                "spread": f"{100 * (max(seconds) - min(seconds)) / median:.0f}%",
+                "peer / taridx": "" if name == names[0] else median / ours,
+            })
     return rows
 
 

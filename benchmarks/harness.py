@@ -56,6 +56,22 @@ def measure(
     return result
 
 
+def measure_rotated(
+    workloads: list[tuple[str, int, Callable[[], object]]], repeat: int, setup: Callable[[], object] | None = None,
+) -> list[Measurement]:
+    """Time contestants of one workload in the same run: each repetition runs them all, in a rotated order."""
+    results = [Measurement(name, operations) for name, operations, _ in workloads]
+    order = list(range(len(workloads)))
+    for repetition in range(repeat):
+        for number in order[repetition % len(order):] + order[:repetition % len(order)]:
+            if setup is not None:
+                setup()
+            started = time.perf_counter()
+            workloads[number][2]()
+            results[number].seconds.append(time.perf_counter() - started)
+    return results
+
+
 def machine() -> dict[str, object]:
     """A short description of where the numbers were taken."""
     return {
@@ -116,4 +132,4 @@ def suite_main(title: str, description: str, collect: Callable[[bool, int], list
     return 0
 
 
-__all__ = ["Measurement", "asdict", "machine", "measure", "report", "row", "suite_main"]
+__all__ = ["Measurement", "asdict", "machine", "measure", "measure_rotated", "report", "row", "suite_main"]

@@ -16,6 +16,8 @@ it); each section announces itself on stderr. Workloads:
 - concurrent writers: 1, 2 and 4 processes;
 - MPI: 1, 2 and 4 ranks writing directly vs through ``aggregated_save``;
 - the taridx and redis issue targets (bench_taridx.py, bench_redis.py);
+- taridx against its peers: sqlite3, LMDB, diskcache, zarr v3's LocalStore,
+  and for one large array np.save, h5py and zarr (bench_peers.py);
 - coordination: signal latency and file-system calls while 1,000 jobs wait
   (bench_coordination.py).
 
@@ -45,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import bench_coordination  # noqa: E402
+import bench_peers  # noqa: E402
 import bench_redis  # noqa: E402
 import bench_taridx  # noqa: E402
 from harness import Measurement, machine, measure, report, row  # noqa: E402
@@ -448,6 +451,18 @@ def plot(results: dict[str, list[dict[str, object]]], out: str) -> list[str]:
         path = os.path.join(out, "ratios.png")
         figure.savefig(path, dpi=100)
         written.append(path)
+    peer_rows = [r for r in results.get("peers", []) if isinstance(r.get("peer / taridx"), float)]
+    if peer_rows:
+        labels = [f"{r['workload']}: {r['contestant']}" for r in peer_rows]
+        figure, axis = plt.subplots(figsize=(11, 0.3 * len(peer_rows) + 1))
+        axis.barh(labels, [r["peer / taridx"] for r in peer_rows])
+        axis.axvline(1.0, color="black", linewidth=0.8)
+        axis.set(xscale="log", xlabel="peer's time / taridx's time (above 1: taridx is faster)")
+        axis.invert_yaxis()
+        figure.tight_layout()
+        path = os.path.join(out, "peers.png")
+        figure.savefig(path, dpi=100)
+        written.append(path)
     return written
 
 
@@ -476,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         ("concurrent writers", lambda: concurrent_writers(backends, 200 if args.quick else 5_000, repeat)),
         ("MPI ranks", lambda: mpi_ranks(backends, 100 if args.quick else 2_000, repeat)),
         ("taridx targets", lambda: bench_taridx.collect(args.quick, repeat)),
+        ("peers", lambda: bench_peers.collect(args.quick, repeat)),
     ]
     if redis_server_binary() is not None:
         steps.append(("redis targets", lambda: bench_redis.collect(args.quick, repeat)))

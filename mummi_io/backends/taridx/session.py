@@ -31,6 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from typing import Literal
 from ...core.crc import crc32
 
 import numpy as np
@@ -38,7 +39,7 @@ from filelock import FileLock, Timeout
 
 from ...core.contract import Buffer
 from ...core.errors import (
-    BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, ReadOnlyError,
+    BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, MummiIOError, ReadOnlyError,
 )
 from ...core.fs import os_error, storage_errors
 from ...core.keys import RESERVED_PREFIX, validate_key
@@ -46,7 +47,7 @@ from . import index as idx
 from . import repair
 from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .state import NamespaceState, StateLoader, apply_batches, pread_exact
+from .state import NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
 from .tarformat import BLOCK, END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
 
 LOGGER = logging.getLogger(__name__)
@@ -101,6 +102,36 @@ def pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int, total: int | None
         offset += total
 
 
+class _Reading:
+    """The block of :meth:`NamespaceSession.reading`: a class, not a generator, as it runs on every read."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: NamespaceSession) -> None:
+        self.session = session
+
+    def __enter__(self) -> NamespaceSession:
+        session = self.session
+        session.state.mutex.acquire()
+        session._depth += 1
+        try:
+            session.loader.refresh(session.state)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)  # lets go, and raises a StorageError for an OSError
+            raise
+        return session
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> Literal[False]:
+        session = self.session
+        try:
+            session._done()
+        finally:
+            session.state.mutex.release()
+        if isinstance(exc, OSError) and not isinstance(exc, MummiIOError):
+            raise os_error(f"read namespace {session.namespace!r}", exc) from exc
+        return False
+
+
 class NamespaceSession:
     """One namespace of one process (see the module docstring); its ``mutex`` serializes threads."""
 
@@ -124,17 +155,10 @@ class NamespaceSession:
             self.state.close()
 
     # -------------------------------------------------------------- reading
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[NamespaceSession]:
-        """The session, up to date, for a read (errors of the system as StorageError)."""
-        with self.state.mutex:
-            self._depth += 1
-            try:
-                with storage_errors(f"read namespace {self.namespace!r}"):
-                    self.loader.refresh(self.state)
-                    yield self
-            finally:
-                self._done()
+    def reading(self) -> _Reading:
+        """``with session.reading() as session:`` the session, up to date, for a read (errors of the system
+        as StorageError)."""
+        return _Reading(self)
 
     def _done(self) -> None:
         """End a block that used the files; the outermost one closes them if the LRU let go meanwhile (no leak)."""
@@ -481,10 +505,12 @@ class Sessions:
         self._loader = StateLoader(is_key)
         self._open: OrderedDict[str, NamespaceSession] = OrderedDict()
         self._guard = threading.Lock()
+        self._latest: str | None = None  # the namespace asked for last
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # open files stay with this process
+        state["_latest"] = None
         del state["_guard"]
         return state
 
@@ -494,10 +520,14 @@ class Sessions:
 
     def __call__(self, namespace: str) -> NamespaceSession:
         """The session of ``namespace``, opened on first use."""
+        session = self._open.get(namespace)
+        if session is not None and namespace == self._latest and session.state.forks == forks_seen():
+            return session  # the namespace used last, as most calls are: already first in line to stay open
         evicted: list[NamespaceSession] = []
         with self._guard:
+            self._latest = namespace
             session = self._open.get(namespace)
-            if session is not None and session.state.pid != os.getpid():
+            if session is not None and session.state.forks != forks_seen():
                 # Inherited across fork: drop the parent's copies (its mutex may be held).
                 session.state.close()
                 session = None

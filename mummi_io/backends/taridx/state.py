@@ -77,12 +77,29 @@ def pread_exact(fd: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
+_FORKS = [0]
+
+
+def forks_seen() -> int:
+    """How many forks led to this process since mummi_io was imported: state from before a fork is the parent's.
+
+    Cheaper than ``os.getpid()`` (a system call) on every read.
+    """
+    return _FORKS[0]
+
+
+def _after_fork_in_child() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 @dataclass
 class NamespaceState:
     """What one process keeps open for one namespace (see the module docstring)."""
 
     tar_path: str
-    pid: int = field(default_factory=os.getpid)
+    forks: int = field(default_factory=forks_seen)  # of this process's ancestry: see forks_seen
     mutex: threading.RLock = field(default_factory=threading.RLock)
     table: idx.IndexTable = field(default_factory=idx.IndexTable)
     #: "absent", "index" or "scan" (the tar alone, or a decompressed copy of a compressed tar).
