@@ -63,8 +63,7 @@ class _Piece:
     def tag(self) -> bytes:
         return self.layout.tag(self.namespace, self.shards[0])
 
-    def add(self, shard: int, positions: list[int], encoded: list[bytes]) -> None:
-        prefix = self.layout.shard_prefix(self.namespace, shard)
+    def add(self, shard: int, positions: list[int], encoded: list[bytes], prefix: bytes) -> None:
         self.shards.append(shard)
         self.prefixes.append(prefix)
         self.counts.append(len(positions))
@@ -220,17 +219,22 @@ class RedisBackend(HoldsTransport, Backend):
         layout = self.layout
         encoded = [key.encode("utf-8") for key in keys]
         by_shard = layout.group_by_shard(encoded)
+        tags, prefixes = layout.shard_names(namespace)
+        group_of = self.transport.group_of
         by_group: dict[Any, list[int]] = {}
         for shard in by_shard:
-            by_group.setdefault(self.transport.group_of(layout.tag(namespace, shard)), []).append(shard)
+            by_group.setdefault(group_of(tags[shard]), []).append(shard)
         for shards in by_group.values():
             piece = _Piece(namespace, layout)
             for shard in shards:
                 positions = by_shard[shard]
+                if len(positions) + piece.size < _KEYS_PER_COMMAND:
+                    piece.add(shard, positions, encoded, prefixes[shard])  # the common case: it fits, with room
+                    continue
                 taken = 0
                 while taken < len(positions):
                     part = positions[taken:taken + _KEYS_PER_COMMAND - piece.size]
-                    piece.add(shard, part, encoded)
+                    piece.add(shard, part, encoded, prefixes[shard])
                     taken += len(part)
                     if piece.size >= _KEYS_PER_COMMAND:
                         yield piece

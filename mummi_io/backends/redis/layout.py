@@ -24,20 +24,28 @@ import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 
-import numpy as np
-
 from ...core.crc import crc32
 from .nodes import Node
 
 PREFIX = b"mio:{"
 CHUNK_TABLE_SUFFIX = b"\0chunks"
-#: Batches of at least this many keys are grouped by shard with numpy.
-_VECTOR_KEYS = 64
 
 
 @lru_cache(maxsize=4096)
 def _namespace_hash(namespace: str) -> bytes:
     return hashlib.sha1(namespace.encode("utf-8")).hexdigest()[:16].encode("ascii")
+
+
+@lru_cache(maxsize=256)
+def _shard_names(namespace: str, shards: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The hash tag and the index SET name (the value-key prefix) of each shard of ``namespace``.
+
+    Made once per namespace: a batch of 100 keys touches about 84 of 256 shards.
+    """
+    base = _namespace_hash(namespace) + b"."
+    tags = tuple(base + b"%d" % shard for shard in range(shards))
+    suffix = b"}:" + namespace.encode("utf-8") + b"\0"
+    return tags, tuple(PREFIX + tag + suffix for tag in tags)
 
 
 class Layout:
@@ -52,16 +60,9 @@ class Layout:
     def group_by_shard(self, encoded_keys: Sequence[bytes]) -> dict[int, list[int]]:
         """Positions of the (UTF-8 encoded) keys grouped by shard, in input order within a shard."""
         shards = self.shards
-        if len(encoded_keys) >= _VECTOR_KEYS:
-            # One pass in C: the shard of every key, then positions sorted by shard (stable: input order kept).
-            of_key = np.fromiter(map(crc32, encoded_keys), np.uint32, len(encoded_keys)) % shards
-            order = np.argsort(of_key, kind="stable")
-            present, starts = np.unique(of_key[order], return_index=True)
-            runs = np.split(order, starts[1:])
-            return dict(zip(present.tolist(), (run.tolist() for run in runs)))
         groups: dict[int, list[int]] = {}
-        for position, key in enumerate(encoded_keys):
-            shard = crc32(key) % shards
+        for position, shard in enumerate(map(crc32, encoded_keys)):
+            shard %= shards
             bucket = groups.get(shard)
             if bucket is None:
                 groups[shard] = [position]
@@ -73,9 +74,13 @@ class Layout:
     def tag(namespace: str, shard: int | str) -> bytes:
         return _namespace_hash(namespace) + b"." + str(shard).encode("ascii")
 
+    def shard_names(self, namespace: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The tag and the prefix of every shard of ``namespace``, by shard number."""
+        return _shard_names(namespace, self.shards)
+
     def shard_prefix(self, namespace: str, shard: int) -> bytes:
         """The index SET's name, and the prefix of every value key of the shard."""
-        return PREFIX + self.tag(namespace, shard) + b"}:" + namespace.encode("utf-8") + b"\0"
+        return _shard_names(namespace, self.shards)[1][shard]
 
     def chunk_table(self, namespace: str, shard: int) -> bytes:
         return self.shard_prefix(namespace, shard) + CHUNK_TABLE_SUFFIX
