@@ -62,6 +62,8 @@ from mummi_io import BackendUnavailableError, InvalidArgumentError, UnsupportedO
 from mummi_io.core.errors import ReplicationError  # noqa: E402
 from mummi_io.backends.redis.layout import Layout, owner  # noqa: E402
 from mummi_io.backends.redis.nodes import Node, read_registry, resolve_deployment, resolve_password  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 ENV_VARS = ["MUMMI_REDIS_NODES", "MUMMI_REDIS_CLUSTER", "MUMMI_REDIS_REGISTRY", "MUMMI_REDIS_DIR",
             "MUMMI_REDIS_PASSWORD", "MUMMI_REDIS_PASSWORD_FILE"]
@@ -427,3 +429,22 @@ def test_a_read_never_writes_the_deployment_record(tmp_path, redis_password) -> 
         assert servers[0].cli("HGET", "mio:deployment", "nodes") == servers[0].name
     finally:
         stop_servers(servers)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("abcdefgh/", min_size=1, max_size=6).filter(lambda k: "//" not in k), max_size=3000),
+       st.integers(1, 4), st.sampled_from([4, 256]))
+def test_batches_are_split_into_commands_covering_every_key_once(keys: list[str], nodes: int, shards: int) -> None:
+    """How a batch becomes per-node commands: every key once, at its shard's Redis name, no command too long."""
+    from mummi_io.backends.redis.backend import _KEYS_PER_COMMAND, RedisBackend
+
+    backend = RedisBackend(nodes=[f"127.0.0.1:{port}" for port in range(1, nodes + 1)], password="x", shards=shards)
+    pieces = list(backend._grouped("ns", keys))
+    assert sorted(p for piece in pieces for p in piece.positions) == list(range(len(keys)))
+    for piece in pieces:
+        assert 0 < piece.size <= _KEYS_PER_COMMAND and sum(piece.counts) == piece.size
+        assert len({backend.transport.group_of(backend.layout.tag("ns", shard)) for shard in piece.shards}) == 1
+        expected = [backend.layout.shard_prefix("ns", backend.layout.shard_of(keys[p])) + keys[p].encode()
+                    for p in piece.positions]
+        assert piece.value_keys == expected
+        assert piece.prefixes == [backend.layout.shard_prefix("ns", shard) for shard in piece.shards]
