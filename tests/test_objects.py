@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mummi_io
 from mummi_io import EnvironmentMismatchError, IntegrityError, KeyNotFoundError, PickleRefusedError, get_io
@@ -320,3 +322,50 @@ def test_pack_and_groups_survive_a_taridx_reindex(tmp_path) -> None:
         group.create_group("sub")["x"] = 1
         io.reindex(str(tmp_path / "g"))
         assert list(io.group(str(tmp_path / "g"))) == ["sub"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["blake3", "sha256", "xxh3_128"]), st.sampled_from([10, 3000, (1 << 20) + 8]),
+       st.lists(st.integers(1, 1 << 21), min_size=1, max_size=8))
+def test_a_streamed_digest_is_the_digest_however_the_value_is_cut(digest: str, size: int, cuts: list[int]) -> None:
+    """StreamingDigest sees a stored object in pieces (the head may be cut anywhere) and hashes exactly the payload."""
+    from mummi_io.objects.store import StreamingDigest, decode_head, encode_object
+
+    value, meta = encode_object(np.frombuffer(bytes(range(256)) * (size // 256 + 1), np.uint8)[:size], digest=digest)
+    blob = b"".join(bytes(part) for part in value)
+    stream = StreamingDigest()
+    position = 0
+    for cut in cuts + [len(blob)]:
+        stream.feed(memoryview(blob)[position:position + cut])
+        position = min(len(blob), position + cut)
+    stream.feed(memoryview(blob)[position:])
+    assert stream.result() == (digest, meta[digest])
+    assert decode_head(blob, "x")[0][digest] == meta[digest]
+
+
+def test_a_streamed_digest_gives_up_on_what_is_not_an_object_and_load_object_says_so(io, ns) -> None:
+    from mummi_io.objects.store import StreamingDigest
+
+    stream = StreamingDigest()
+    stream.feed(memoryview(b"not an object at all, and long enough"))
+    assert stream.result() is None
+    io.save_files(ns, "plain", b"not an object at all, and long enough")
+    with pytest.raises(IntegrityError, match="not a mummi_io object"):
+        io.load_object(ns, "plain")
+
+
+@pytest.mark.parametrize("digest", ["blake3", "sha256"])
+def test_objects_read_in_many_pieces_load_and_catch_a_flipped_bit(io, ns, monkeypatch, digest: str) -> None:
+    """load_object hashes a large object while it is read, piece by piece: the same answers as hashing after."""
+    import mummi_io.core.fs
+
+    monkeypatch.setattr(mummi_io.core.fs, "STREAM_PIECE", 4099)  # many pieces, cut inside the head too
+    array = np.arange((3 << 20) // 8, dtype=np.float64)
+    io.save_object(ns, "big", array, digest=digest)
+    assert np.array_equal(io.load_object(ns, "big"), array)
+    blob = bytearray(io.load_files(ns, "big"))
+    blob[-12345] ^= 1
+    io.save_files(ns, "big", bytes(blob))
+    with pytest.raises(IntegrityError, match=digest):
+        io.load_object(ns, "big")
+    assert io.load_object(ns, "big", verify=False)[0] == 0.0

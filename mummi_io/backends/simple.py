@@ -39,7 +39,7 @@ import numpy as np
 
 from ..core.contract import Backend, Buffer
 from ..core.errors import InvalidKeyError, KeyNotFoundError, storage_error
-from ..core.fs import atomic_write, os_error, path_identity, stat_or_none, storage_errors
+from ..core.fs import atomic_write, fill_buffer, os_error, path_identity, stat_or_none, storage_errors
 from ..core.keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
 
 LOGGER = logging.getLogger(__name__)
@@ -344,6 +344,12 @@ class SimpleBackend(Backend):
         # docstring inherited: read straight into numpy-allocated memory (far fewer page faults)
         return self._read_each(namespace, keys, _read_into_numpy)
 
+    def read_buffer_streamed(
+        self, namespace: str, key: str, consume: Callable[[memoryview], object], verify: bool = True,
+    ) -> Buffer | None:
+        # docstring inherited: pieces handed over as they are read from the file
+        return self._read_each(namespace, [key], lambda fd: _read_into_numpy(fd, consume))[0]
+
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited
         return self._read_each(namespace, keys, lambda fd: os.read(fd, size))  # type: ignore[return-value]
@@ -500,8 +506,6 @@ def _write_at(value: Buffer, fsync: bool, fd: int, name: str) -> None:
     atomic_write(name, value, fsync=fsync, dir_fd=fd)
 
 
-def _read_into_numpy(fd: int) -> memoryview | None:
+def _read_into_numpy(fd: int, consume: Callable[[memoryview], object] | None = None) -> memoryview | None:
     buffer = np.empty(os.fstat(fd).st_size, dtype=np.uint8).data
-    with open(fd, "rb", buffering=0, closefd=False) as handle:
-        got = handle.readinto(buffer)
-    return buffer[:got] if got is not None else None
+    return buffer[:fill_buffer(fd, buffer, 0, consume)]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
@@ -244,6 +244,21 @@ class Backend(ABC):
         caller verifies a stronger one. The default returns ``read_many``'s bytes.
         """
         return list(self.read_many(namespace, keys))
+
+    def read_buffer_streamed(
+        self, namespace: str, key: str, consume: Callable[[memoryview], object], verify: bool = True,
+    ) -> Buffer | None:
+        """Like :meth:`read_buffers` for one key, also handing consecutive pieces of the value to ``consume``.
+
+        The pieces cover the value once, in order, each as soon as it is
+        read: ``load_object`` hashes a large value while the rest of it is
+        still being read. The default reads the whole value, then hands it
+        over in one piece.
+        """
+        value = self.read_buffers(namespace, [key], verify)[0]
+        if value is not None:
+            consume(memoryview(value))
+        return value
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         """Return the first ``size`` bytes of each value (``None`` where missing).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .errors import MummiIOError, StorageError, storage_error
 from .keys import RESERVED_PREFIX
@@ -71,6 +71,32 @@ def path_identity(path: str) -> tuple[str, int, int] | None:
     """
     found = stat_or_none(path, f"look at {path!r}")
     return None if found is None else ("path", found.st_dev, found.st_ino)
+
+
+#: Pieces in which a value read for a consumer is read: the consumer (a hash) works on one while the next is read.
+STREAM_PIECE = 8 << 20
+
+
+def fill_buffer(fd: int, buffer: memoryview, offset: int,
+                consume: Callable[[memoryview], object] | None = None) -> int:
+    """Read into ``buffer`` from ``fd`` at ``offset``; return the bytes read (fewer only at end of file).
+
+    With ``consume``, the buffer is filled in pieces of :data:`STREAM_PIECE`
+    and each piece is handed to ``consume`` as soon as it is read, so that a
+    consumer which releases the GIL (a hash) overlaps with the next read.
+    Short reads (Linux reads at most 2 GiB at once) are continued.
+    """
+    total = buffer.nbytes
+    step = STREAM_PIECE if consume is not None else total
+    done = 0
+    while done < total:
+        got = os.preadv(fd, [buffer[done:done + step]], offset + done)
+        if got <= 0:
+            break
+        if consume is not None:
+            consume(buffer[done:done + got])
+        done += got
+    return done
 
 
 def fsync_directory(directory: str) -> None:

@@ -508,11 +508,14 @@ class Facade:
         payload = cast(Buffer, value) if self.backend.accepts_parts else joined(value)
         self.backend.write_many(ns, [(validate_key(key), payload)])
 
-    def load_buffer(self, namespace: str, key: str, backend_check: bool = True) -> Buffer:
+    def load_buffer(self, namespace: str, key: str, backend_check: bool = True,
+                    consume: Callable[[memoryview], object] | None = None) -> Buffer:
         """For layers built on the facade: the value of ``key`` as a buffer (possibly writable, not copied).
 
         ``backend_check=False`` lets the backend skip its own checksum, for a
         caller that checks a stronger one (``load_object``'s digest).
+        ``consume`` is handed consecutive pieces of the value as they are
+        read (all of it, once, in order), so that hashing overlaps reading.
 
         Raises
         ------
@@ -520,6 +523,11 @@ class Facade:
             If ``key`` does not exist.
         """
         ns = self._namespace(namespace)
+        if consume is not None:
+            found = self.backend.read_buffer_streamed(ns, validate_key(key), consume, verify=backend_check)
+            if found is None:
+                raise KeyNotFoundError(ns, [key])
+            return found
         blob = self.backend.read_buffers(ns, [validate_key(key)], verify=backend_check)[0]
         if blob is None:
             raise KeyNotFoundError(ns, [key])

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.errors import IntegrityError
 from ..facade import Facade
-from .store import DEFAULT_DIGEST, INFO_PREFIX, decode_head, decode_object, encode_object
+from .store import DEFAULT_DIGEST, INFO_PREFIX, StreamingDigest, decode_head, decode_object, encode_object
 
 
 def save_object(
@@ -28,9 +28,18 @@ def load_object(
     io: Facade, namespace: str, key: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
 ) -> Any:
     """Load an object stored by :func:`save_object`, after checking its digest and environment."""
-    # The object's own digest is the stronger check: the backend may skip its CRC when we verify.
-    blob = io.load_buffer(namespace, key, backend_check=not verify)
-    return decode_object(blob, f"object {key!r} in {namespace!r}", env, allow_pickle, verify)
+    # The object's own digest is the stronger check: the backend may skip its CRC when we verify,
+    # and the digest is computed while the object is read.
+    where = f"object {key!r} in {namespace!r}"
+    if not verify:
+        return decode_object(io.load_buffer(namespace, key, backend_check=True), where, env, allow_pickle, False)
+    digest = StreamingDigest()
+    try:
+        blob = io.load_buffer(namespace, key, backend_check=False, consume=digest.feed)
+        streamed = digest.result()
+    finally:
+        digest.close()
+    return decode_object(blob, where, env, allow_pickle, verify, streamed)
 
 
 def object_info(io: Facade, namespace: str, key: str) -> dict[str, Any]:

@@ -22,8 +22,10 @@ import json
 import logging
 import os
 import platform
+import queue
 import struct
 import sys
+import threading
 import warnings
 from importlib import metadata as importlib_metadata
 from collections.abc import Mapping
@@ -247,18 +249,122 @@ def check_environment(meta: dict[str, Any], policy: str, unsafe: bool, where: st
     return differences
 
 
+#: The longest object head :class:`StreamingDigest` follows (longer ones are checked after the read).
+_STREAMED_HEAD_LIMIT = 1 << 20
+
+
+class StreamingDigest:
+    """The digest of a stored object's payload, computed in a thread while the object is still being read.
+
+    Give :meth:`feed` to a streamed read (``io.load_buffer(..., consume=)``):
+    it finds the head in the first bytes, then hashes each later piece of the
+    payload in a worker thread while the backend reads the next one, so a
+    large object costs about its read time, not its read time plus its hash
+    time. :meth:`result` gives ``(digest name, hex digest)``, or ``None``
+    when the head could not be read (:func:`decode_object` then checks, and
+    reports, as usual). Pieces are memoryviews into the final buffer: none is
+    copied.
+    """
+
+    def __init__(self) -> None:
+        self._seen: list[memoryview] = []  # pieces fed before the head was complete
+        self._seen_bytes = 0
+        self._digest: str | None = None
+        self._queue: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._hasher: Any = None
+        self._failed = False
+        self._error: BaseException | None = None
+
+    def feed(self, piece: memoryview) -> None:
+        """Take the next piece of the stored object."""
+        if self._failed:
+            return
+        if self._thread is not None:
+            self._queue.put(piece)
+            return
+        if self._hasher is not None:
+            self._hasher.update(piece)  # a small payload: hashed here, a thread would cost more
+            return
+        self._seen.append(piece)
+        self._seen_bytes += piece.nbytes
+        if self._seen_bytes < HEAD.size:
+            return
+        collected = bytearray()
+        for seen in self._seen:
+            collected += seen[:_STREAMED_HEAD_LIMIT - len(collected)]
+        head = bytes(collected)
+        magic, length = HEAD.unpack_from(head)
+        if magic != MAGIC or HEAD.size + length > _STREAMED_HEAD_LIMIT:
+            self._failed = True  # not an object, or a head too large to follow: decode_object says what it is
+            return
+        if HEAD.size + length > self._seen_bytes:
+            return  # the head goes on in the next piece
+        try:
+            meta = json.loads(head[HEAD.size:HEAD.size + length])
+            digest = str(meta.get("digest", "sha256"))
+            self._hasher = _hasher(digest, int(meta.get("size", 0)))
+        except (ValueError, TypeError, AttributeError, InvalidArgumentError):
+            self._failed = True
+            return
+        self._digest = digest
+        if int(meta.get("size", 0)) >= _THREADED_HASH_BYTES:
+            self._thread = threading.Thread(target=self._hash_pieces, name="mummi-io-digest", daemon=True)
+            self._thread.start()
+        skip = HEAD.size + length
+        seen_pieces, self._seen = self._seen, []
+        for seen in seen_pieces:
+            if skip < seen.nbytes:
+                self.feed(seen[skip:])
+            skip = max(0, skip - seen.nbytes)
+
+    def _hash_pieces(self) -> None:
+        try:
+            while (piece := self._queue.get()) is not None:
+                self._hasher.update(piece)
+        except BaseException as exc:  # handed to the reader in result()
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def close(self) -> None:
+        """Stop the worker (after a failed read too); idempotent."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def result(self) -> tuple[str, str] | None:
+        """``(digest name, hex digest)`` of the payload fed, or ``None`` if it could not be followed."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        if self._failed or self._digest is None:
+            return None
+        return self._digest, self._hasher.hexdigest()
+
+
 def decode_object(
-    blob: bytes | bytearray | memoryview, where: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True
+    blob: bytes | bytearray | memoryview, where: str, env: str = "auto", allow_pickle: bool = False, verify: bool = True,
+    streamed: tuple[str, str] | None = None,
 ) -> Any:
-    """Check and deserialize a stored object (the inverse of :func:`encode_object`)."""
+    """Check and deserialize a stored object (the inverse of :func:`encode_object`).
+
+    ``streamed`` is a :class:`StreamingDigest`'s result for ``blob``: the
+    digest is then not computed again.
+    """
     view = memoryview(blob)
     meta, offset = decode_head(view, where)
     payload = view[offset:]
     digest = meta.get("digest", "sha256")
     if verify:
-        hasher = _hasher(digest, payload.nbytes)
-        hasher.update(payload)
-        if hasher.hexdigest() != meta.get(digest):
+        if streamed is not None and streamed[0] == digest:
+            computed = streamed[1]
+        else:
+            hasher = _hasher(digest, payload.nbytes)
+            hasher.update(payload)
+            computed = hasher.hexdigest()
+        if computed != meta.get(digest):
             raise IntegrityError(f"{where} fails its {digest} check: the stored bytes were changed or damaged")
     serializer = serializer_named(meta.get("serializer", ""))
     if serializer.unsafe and not allow_pickle:

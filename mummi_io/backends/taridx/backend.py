@@ -21,7 +21,7 @@ Files of namespace ``run.tar``: ``run.tar`` (the members, see
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport
 from ...core.errors import InvalidNamespaceError, KeyNotFoundError
@@ -100,6 +100,14 @@ class TarIndexBackend(Backend):
         # docstring inherited: preadv into numpy-allocated memory; CRC-32 checked unless verify=False
         with self.sessions(namespace).reading() as session:
             return session.read_values(keys, into_buffer=True, check=verify)
+
+    def read_buffer_streamed(
+        self, namespace: str, key: str, consume: Callable[[memoryview], object], verify: bool = True,
+    ) -> Buffer | None:
+        # docstring inherited: pieces handed over as they are read from the tar
+        with self.sessions(namespace).reading() as session:
+            location = session.locate(key)
+            return None if location is None else session.read(key, location, True, verify, consume)
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
         # docstring inherited (the head is not checksummed: the whole value is, on a full read)

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 from ...core.crc import crc32
 
@@ -41,7 +41,7 @@ from ...core.contract import Buffer
 from ...core.errors import (
     BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, MummiIOError, ReadOnlyError,
 )
-from ...core.fs import os_error, storage_errors
+from ...core.fs import fill_buffer, os_error, storage_errors
 from ...core.keys import RESERVED_PREFIX, validate_key
 from . import index as idx
 from . import repair
@@ -170,12 +170,15 @@ class NamespaceSession:
         """Where the value of ``key`` lies, ``None`` when the key does not exist."""
         return self.state.table.lookup(key.encode("utf-8"))
 
-    def read(self, key: str, location: Location, into_buffer: bool = False, check: bool = True) -> Buffer:
+    def read(self, key: str, location: Location, into_buffer: bool = False, check: bool = True,
+             consume: Callable[[memoryview], object] | None = None) -> Buffer:
         """The value of ``key`` at ``location``, checked against its recorded size and CRC-32.
 
         ``into_buffer`` reads into fresh numpy memory (writable, far fewer
         page faults for large values) instead of ``bytes``; ``check=False``
-        skips the CRC for a caller that checks a stronger digest.
+        skips the CRC for a caller that checks a stronger digest; ``consume``
+        (with ``into_buffer``) is handed each piece as it is read (see
+        :func:`~mummi_io.core.fs.fill_buffer`).
 
         Raises
         ------
@@ -188,7 +191,7 @@ class NamespaceSession:
         data: Buffer
         if into_buffer:
             data = np.empty(size, dtype=np.uint8).data
-            got = os.preadv(state.tar_fd, [data], offset)  # type: ignore[arg-type]  # open while reading
+            got = fill_buffer(state.tar_fd, data, offset, consume)  # type: ignore[arg-type]  # open while reading
         else:
             data = pread_exact(state.tar_fd, size, offset)  # type: ignore[arg-type]
             got = len(data)
