@@ -252,7 +252,7 @@ def test_a_named_serializer_that_would_change_the_value_refuses_it(io, tmp_path)
 # --------------------------------------------------------------------------
 def _store_payload(io, namespace: str, payload: bytes) -> None:
     """Store ``payload`` as a 'values' object whose digest matches, as an attacker with write access could."""
-    value, _ = encode_object({"placeholder": True})
+    value, _ = encode_object({"placeholder": True}, digest="sha256")
     head, *_ = value
     import hashlib
     import json
