@@ -107,3 +107,12 @@ def test_a_freshly_opened_index_lists_and_finds_what_was_written(
     with get_io("taridx") as reader:
         assert reader.load_files(ns, sorted(model)) == [model[key] for key in sorted(model)]
         assert reader.list_keys(ns) == sorted(model)
+
+
+def test_a_built_batch_stays_as_built_when_another_is_built_before_it_is_written() -> None:
+    """A save from a signal handler (or any nested save in the same thread) runs between building a batch
+    and writing it: the first batch's bytes must not change under it (a reused buffer did exactly that)."""
+    first, _, _ = build_members([(f"a{i}", b"A" * 100) for i in range(50)], [], _MTIME, [zlib.crc32(b"A" * 100)] * 50)
+    before = b"".join(bytes(chunk) for chunk in first)
+    build_members([(f"b{i}", b"B" * 100) for i in range(50)], [], _MTIME, [zlib.crc32(b"B" * 100)] * 50)
+    assert b"".join(bytes(chunk) for chunk in first) == before

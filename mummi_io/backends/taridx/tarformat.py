@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import struct
 import tarfile
-import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -260,29 +259,19 @@ def _headers(
     return headers, offsets
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(size: int) -> np.ndarray:
-    """``size`` bytes of this thread's reusable buffer: fresh memory costs a page fault per 4 KiB."""
-    buffer = getattr(_SCRATCH, "buffer", None)
-    if buffer is None or buffer.size < size:
-        buffer = _SCRATCH.buffer = np.empty(max(size, 1 << 20), dtype=np.uint8)
-    return buffer[:size]
-
-
 def _small_uniform_blob(
     encoded: list[bytes], values: list[bytes], sizes: list[int], crcs: Sequence[int], mtime: int, sealed: bool,
 ) -> tuple[memoryview, list[int]] | None:
     """The whole batch as one buffer when every value is ``bytes`` padded to one block; else ``None``.
 
     The common case of many small values: headers and values are laid out
-    as the rows of one array, with no per-member Python at all. The buffer
-    is this thread's scratch memory: valid until its next batch is built.
+    as the rows of one array, with no per-member Python at all. (A buffer
+    reused between batches was tried: a save from a signal handler, or any
+    nested save in the same thread, would overwrite a batch not yet written.)
     """
     if not values or max(sizes) > BLOCK or not _is_plain(encoded, sizes):
         return None
-    rows = _scratch(len(values) * 2 * BLOCK).reshape(len(values), 2 * BLOCK)
+    rows = np.empty((len(values), 2 * BLOCK), dtype=np.uint8)
     _, offsets = _plain_blocks(encoded, sizes, crcs, mtime, sealed, out=rows[:, :BLOCK])
     # A fixed-width bytes array pads each value with zeros, which is the tar's padding; an empty value
     # still takes its header's row, so rows whose size is 0 are dropped below.
@@ -307,9 +296,7 @@ def build_members(
     incomplete batch, which no reader applies.
 
     Returns the byte chunks to write in order, their total length, and the
-    placement of every member relative to the start of the chunks. The
-    chunks may be views of this thread's scratch memory: write (or copy)
-    them before this thread builds its next batch.
+    placement of every member relative to the start of the chunks.
     """
     sealed = crcs is not None
     values: list[object] = [value for _, value in items]
