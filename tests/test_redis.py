@@ -33,7 +33,8 @@ class TestRedisContract(BackendContract):
     def _locate(self, io: IO, namespace: str, key: str) -> tuple[Any, bytes, bytes]:
         """The redis-py client that holds ``key``, its value key and its index key."""
         backend = io.backend
-        layout = backend.layout
+        layout = backend.layout_of(namespace)
+        assert layout is not None, "the namespace exists (the contract tests save first)"
         shard = layout.shard_of(key)
         prefix = layout.shard_prefix(namespace, shard)
         transport = backend.transport
@@ -151,7 +152,8 @@ def test_each_value_lives_on_exactly_one_node(redis_three, tmp_path) -> None:
         keys = [f"k{i}" for i in range(300)]
         io.save_files(namespace, keys, keys)
         clients = io.backend.transport.clients
-        layout = io.backend.layout
+        layout = io.backend.layout_of(namespace)
+        assert layout is not None and layout.shards == 48  # 16 per node
         for key in keys:
             shard = layout.shard_of(key)
             value_key = layout.shard_prefix(namespace, shard) + key.encode()
@@ -248,6 +250,86 @@ def _all_redis_keys(io, namespace: str) -> list[bytes]:
         connection = transport.client.get_redis_connection(client) if io.backend.deployment.cluster else client
         found.extend(connection.scan_iter(match=b"mio:{*", count=1000))
     return [k for k in found if namespace.encode() in k]
+
+
+# --------------------------------------------------------------------------
+# Shard counts: recorded per namespace; namespaces of the 256-shard layout still read
+# --------------------------------------------------------------------------
+def test_a_namespace_keeps_the_shard_count_it_was_created_with(redis_single, tmp_path) -> None:
+    """Clients configured with other counts read and write a namespace at the count its marker records."""
+    server = redis_single[0]
+    options = {"nodes": [server.name], "password": server.password}
+    namespace = str(tmp_path)
+    keys = [f"k{i:03d}" for i in range(200)]
+    with get_io("redis", shards=8, **options) as creator:
+        creator.save_files(namespace, keys[:100], keys[:100])
+    assert server.cli("GET", Layout.marker(namespace).decode()) == "shards=8"
+    with get_io("redis", **options) as default, get_io("redis", shards=64, **options) as other:
+        assert default.backend.new_shards == 16 and other.backend.new_shards == 64
+        assert default.load_files(namespace, keys[:100]) == [k.encode() for k in keys[:100]]
+        other.save_files(namespace, keys[100:], keys[100:])
+        assert default.list_keys(namespace) == keys
+        assert all(default.file_exists(namespace, keys))
+        other.remove_files(namespace, keys[::2])
+        assert default.list_keys(namespace) == keys[1::2]
+    prefixes = {bytes(k).split(b"}")[0] for k in _all_redis_keys_on(server, namespace)}
+    assert len(prefixes - {b"mio:{" + Layout.tag(namespace, "meta")}) <= 8  # every value in one of the 8 shards
+
+
+def _all_redis_keys_on(server, namespace: str) -> list[bytes]:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        return [k for k in client.scan_iter(match=b"mio:{*", count=1000) if namespace.encode() in k]
+    finally:
+        client.close()
+
+
+def test_a_namespace_of_the_256_shard_layout_is_read_and_written(redis_single, tmp_path) -> None:
+    """Data written before shard counts were recorded (marker ``1``, 256 shards) is found where it was put."""
+    import redis
+
+    server = redis_single[0]
+    namespace = str(tmp_path)
+    old = Layout(256)
+    raw = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    keys = [f"old-{i:03d}" for i in range(50)]
+    for key in keys:  # what the previous release wrote: value at its shard's prefix, the key in its index SET
+        prefix = old.shard_prefix(namespace, old.shard_of(key))
+        raw.set(prefix + key.encode(), key.encode())
+        raw.sadd(prefix, key)
+    raw.set(Layout.marker(namespace), b"1")
+    with get_io("redis", nodes=[server.name], password=server.password) as io:
+        assert io.list_keys(namespace) == keys
+        assert io.load_files(namespace, keys) == [k.encode() for k in keys]
+        assert all(io.file_exists(namespace, keys))
+        io.save_files(namespace, "new", b"n")
+        io.remove_files(namespace, keys[:10])
+        assert io.list_keys(namespace) == sorted(keys[10:] + ["new"])
+    new_prefix = old.shard_prefix(namespace, old.shard_of("new"))
+    assert raw.get(new_prefix + b"new") == b"n"  # written in the namespace's own (256-shard) layout
+    assert raw.get(Layout.marker(namespace)) == b"1"  # and the marker left as it was
+    raw.close()
+
+
+@pytest.mark.parametrize("marker", [b"shards=", b"shards=0", b"shards=x", b"2", b"\xff"])
+def test_an_unreadable_namespace_marker_is_named(redis_single, tmp_path, marker: bytes) -> None:
+    """A marker changed outside mummi_io is refused, naming it, never read with a guessed shard count."""
+    import redis
+
+    from mummi_io.core.errors import StorageError
+
+    server = redis_single[0]
+    namespace = str(tmp_path)
+    raw = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    raw.set(Layout.marker(namespace), marker)
+    raw.close()
+    with get_io("redis", nodes=[server.name], password=server.password) as io:
+        for action in (lambda: io.load_files(namespace, "k"), lambda: io.list_keys(namespace),
+                       lambda: io.save_files(namespace, "k", b"v")):
+            with pytest.raises(StorageError, match="marker of namespace"):
+                action()
 
 
 # --------------------------------------------------------------------------
@@ -439,12 +521,30 @@ def test_batches_are_split_into_commands_covering_every_key_once(keys: list[str]
     from mummi_io.backends.redis.backend import _KEYS_PER_COMMAND, RedisBackend
 
     backend = RedisBackend(nodes=[f"127.0.0.1:{port}" for port in range(1, nodes + 1)], password="x", shards=shards)
-    pieces = list(backend._grouped("ns", keys))
+    layout = Layout.of(shards)
+    pieces = list(backend._grouped("ns", keys, layout))
     assert sorted(p for piece in pieces for p in piece.positions) == list(range(len(keys)))
     for piece in pieces:
         assert 0 < piece.size <= _KEYS_PER_COMMAND and sum(piece.counts) == piece.size
-        assert len({backend.transport.group_of(backend.layout.tag("ns", shard)) for shard in piece.shards}) == 1
-        expected = [backend.layout.shard_prefix("ns", backend.layout.shard_of(keys[p])) + keys[p].encode()
+        assert len({backend.transport.group_of(layout.tag("ns", shard)) for shard in piece.shards}) == 1
+        expected = [layout.shard_prefix("ns", layout.shard_of(keys[p])) + keys[p].encode()
                     for p in piece.positions]
         assert piece.value_keys == expected
-        assert piece.prefixes == [backend.layout.shard_prefix("ns", shard) for shard in piece.shards]
+        assert piece.prefixes == [layout.shard_prefix("ns", shard) for shard in piece.shards]
+
+
+def test_without_hiredis_redis_py_pipelines_the_same_commands(redis_single, tmp_path, monkeypatch) -> None:
+    """The packing fallback (redis-py without hiredis) runs the same batches, transactions and errors."""
+    from mummi_io.backends.redis import transport
+
+    monkeypatch.setattr(transport, "pack_command", None)
+    server = redis_single[0]
+    namespace = str(tmp_path)
+    keys = [f"k{i:04d}" for i in range(2500)]  # three pieces per node: three MULTI/EXEC
+    values = [bytearray(b"%d" % i) for i in range(2500)]
+    with get_io("redis", nodes=[server.name], password=server.password) as io:
+        io.save_files(namespace, keys, values)
+        assert io.load_files(namespace, keys) == [bytes(v) for v in values]
+        assert io.file_exists(namespace, ["k0001", "nope"]) == [True, False]
+        io.remove_files(namespace, keys[:100])
+        assert len(io.list_keys(namespace)) == 2400

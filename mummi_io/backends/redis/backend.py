@@ -21,11 +21,12 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from ...core.contract import Backend, Buffer, Sharded
-from ...core.errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperation
+from ...core.crc import crc32
+from ...core.errors import BackendUnavailableError, InvalidArgumentError, StorageError, UnsupportedOperation
 from ...core.keys import key_matcher
 from . import scripts
 from .coordination import RedisCoordinator
-from .layout import PREFIX, Layout, owner
+from .layout import LEGACY_MARKER, MARKER_PREFIX, PREFIX, Layout, owner
 from .nodes import Deployment, Node, resolve_deployment, resolve_password, servers_identity
 from .transport import ClusterTransport, Command, HoldsTransport, IndependentNodes, with_retries
 
@@ -41,6 +42,22 @@ _MOVE_ROUND = 10_000
 _NODES_RETRY_TIMEOUT = 10.0
 #: Times a reader follows a value that writers keep switching between chunked and plain.
 _READ_ATTEMPTS = 20
+#: Shards per listed node for a new namespace, and at most this many in all (see ``new_namespace_shards``).
+SHARDS_PER_NODE = 16
+MAX_DEFAULT_SHARDS = 256
+#: The shard count of namespaces whose marker predates recorded counts (``b"1"``), unless ``shards=`` says otherwise.
+LEGACY_SHARDS = 256
+
+
+def new_namespace_shards(node_count: int) -> int:
+    """Shards for a new namespace: 16 per node (at most 256), recorded in its marker.
+
+    Each shard a batch touches costs an index update on the server and its
+    share of the Python grouping, and a batch of 100 keys touches almost
+    every shard of 16 (84 of 256). 16 per node still spreads a namespace
+    over the nodes (rendezvous placement) within about 20%.
+    """
+    return min(MAX_DEFAULT_SHARDS, SHARDS_PER_NODE * max(1, node_count))
 
 
 class _Piece:
@@ -86,7 +103,12 @@ class RedisBackend(HoldsTransport, Backend):
     password, password_file:
         Authentication (else ``$MUMMI_REDIS_PASSWORD``, the secret file).
     shards:
-        Shards per namespace; every client of a deployment must use the same.
+        Shards of each namespace this client creates (default: 16 per node,
+        at most 256). A namespace records its count in its marker when it is
+        created, and every client reads it from there, so clients with
+        different values still agree. Namespaces made before counts were
+        recorded (marker ``1``) are read with this value, else 256: the
+        count they were written with.
     replica_acks:
         After each write (a batch, or a queue, counter, barrier or signal
         operation under ``coordination="backend"``), every master written to
@@ -120,7 +142,7 @@ class RedisBackend(HoldsTransport, Backend):
         registry: str | None = None,
         password: str | None = None,
         password_file: str | None = None,
-        shards: int = 256,
+        shards: int | None = None,
         replica_acks: int = 0,
         replica_timeout: float = 1.0,
         retry_timeout: float | None = None,
@@ -131,8 +153,9 @@ class RedisBackend(HoldsTransport, Backend):
     ) -> None:
         self.deployment: Deployment = resolve_deployment(nodes, cluster, registry)
         self._password = resolve_password(password, password_file, self.deployment.registry)
-        self.layout = Layout(shards)
-        for name, value, least in (("replica_acks", replica_acks, 0), ("shards", shards, 1), ("chunk_size", chunk_size, 1)):
+        checked = (("replica_acks", replica_acks, 0), ("chunk_size", chunk_size, 1)) + (
+            () if shards is None else (("shards", shards, 1),))
+        for name, value, least in checked:
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise InvalidArgumentError(f"{name} must be a whole number >= {least}, not {value!r}")
         for name, seconds in (("replica_timeout", replica_timeout), ("retry_timeout", retry_timeout),
@@ -153,7 +176,10 @@ class RedisBackend(HoldsTransport, Backend):
             **redis_options,
         }
         self._transport: IndependentNodes | ClusterTransport | None = None
-        self._marked: set[str] = set()
+        #: Shards of the namespaces this client creates, and of those whose marker records no count.
+        self.new_shards = new_namespace_shards(len(self.deployment.nodes)) if shards is None else shards
+        self.legacy_shards = LEGACY_SHARDS if shards is None else shards
+        self._layouts: dict[str, Layout] = {}
         try:
             self.transport  # noqa: B018  (validates redis_options now, not at first use)
         except TypeError as exc:
@@ -196,27 +222,51 @@ class RedisBackend(HoldsTransport, Backend):
             transport.on_each_node(lambda client, _: client.ping())
         return True
 
-    def _shard_commands(
-        self, namespace: str, keys: Sequence[str], build: Any
-    ) -> tuple[list[Command], list[list[int]]]:
-        """Group key positions by shard (and into pieces) and build one command per group."""
-        commands: list[Command] = []
-        groups: list[list[int]] = []
-        for shard, positions in self.layout.group_by_shard([k.encode("utf-8") for k in keys]).items():
-            tag = self.layout.tag(namespace, shard)
-            prefix = self.layout.shard_prefix(namespace, shard)
-            for start in range(0, len(positions), _KEYS_PER_COMMAND):
-                piece = positions[start:start + _KEYS_PER_COMMAND]
-                commands.append((tag, build(shard, prefix, piece)))
-                groups.append(piece)
-        return commands, groups
+    # -------------------------------------------------------- shard counts
+    def layout_of(self, namespace: str) -> Layout | None:
+        """The layout of an existing namespace, read from its marker once; ``None`` if it does not exist.
 
-    def _grouped(self, namespace: str, keys: Sequence[str]) -> Iterator[_Piece]:
+        A namespace's shard count is fixed when it is created, so it is
+        remembered; that the namespace does not exist is not (another client
+        may create it).
+        """
+        layout = self._layouts.get(namespace)
+        if layout is None:
+            marker = Layout.marker(namespace)
+            value = self.transport.execute([(Layout.tag(namespace, "meta"), ("GET", marker))])[0]
+            if value is None:
+                return None
+            layout = self._layouts[namespace] = self._layout_from_marker(namespace, value)
+        return layout
+
+    def _layout_for_write(self, namespace: str) -> Layout:
+        """The namespace's layout, creating the namespace (its marker, with this client's count) if needed."""
+        layout = self._layouts.get(namespace)
+        if layout is None:
+            tag, marker = Layout.tag(namespace, "meta"), Layout.marker(namespace)
+            _, value = self.transport.execute(
+                [(tag, ("SET", marker, MARKER_PREFIX + b"%d" % self.new_shards, "NX")), (tag, ("GET", marker))],
+                write=True,
+            )
+            layout = self._layouts[namespace] = self._layout_from_marker(namespace, value)
+        return layout
+
+    def _layout_from_marker(self, namespace: str, value: bytes) -> Layout:
+        if value == LEGACY_MARKER:
+            return Layout.of(self.legacy_shards)
+        count = value[len(MARKER_PREFIX):]
+        if not value.startswith(MARKER_PREFIX) or not count.isdigit() or int(count) < 1:
+            raise StorageError(
+                f"the marker of namespace {namespace!r} ({Layout.marker(namespace)!r}) holds {value[:40]!r}, "
+                f"not {MARKER_PREFIX.decode()}<count>: it was changed outside mummi_io; restore it or remove it"
+            )
+        return Layout.of(int(count))
+
+    def _grouped(self, namespace: str, keys: Sequence[str], layout: Layout) -> Iterator[_Piece]:
         """Split keys into commands of shards served together (a node, or one cluster slot).
 
         Within a piece, positions are grouped by shard in the order of ``shards``.
         """
-        layout = self.layout
         encoded = [key.encode("utf-8") for key in keys]
         by_shard = layout.group_by_shard(encoded)
         tags, prefixes = layout.shard_names(namespace)
@@ -242,17 +292,43 @@ class RedisBackend(HoldsTransport, Backend):
             if piece.size:
                 yield piece
 
+    def _value_keys_by_group(
+        self, namespace: str, keys: Sequence[str], layout: Layout,
+    ) -> list[tuple[bytes, list[int], list[bytes]]]:
+        """For ``MGET``: ``(tag, positions, value keys)`` per node (or slot), at most 1,000 keys each.
+
+        Unlike :meth:`_grouped`, keys are not ordered by shard (a read needs
+        no per-shard counts): on one node, the keys stay in input order.
+        """
+        encoded = [key.encode("utf-8") for key in keys]
+        shards = layout.shards
+        shard_numbers = [crc % shards for crc in map(crc32, encoded)]
+        tags, prefixes = layout.shard_names(namespace)
+        value_keys = [prefixes[shard] + key for shard, key in zip(shard_numbers, encoded)]
+        group_of = self.transport.group_of
+        groups: dict[Any, tuple[bytes, list[int], list[bytes]]] = {}
+        if isinstance(self.transport, IndependentNodes) and len(self.transport.nodes) == 1:
+            groups[0] = (tags[0], list(range(len(keys))), value_keys)
+        else:
+            group_of_shard = [group_of(tag) for tag in tags] if len(keys) > shards else None
+            for position, shard in enumerate(shard_numbers):
+                group = group_of_shard[shard] if group_of_shard is not None else group_of(tags[shard])
+                found = groups.get(group)
+                if found is None:
+                    groups[group] = (tags[shard], [position], [value_keys[position]])
+                else:
+                    found[1].append(position)
+                    found[2].append(value_keys[position])
+        return [(tag, positions[start:start + _KEYS_PER_COMMAND], names[start:start + _KEYS_PER_COMMAND])
+                for tag, positions, names in groups.values()
+                for start in range(0, len(positions), _KEYS_PER_COMMAND)]
+
     def _script(self, script: str, piece: _Piece, keys: Sequence[str]) -> Command:
         """An EVAL of one of our group scripts over the keys of ``piece``."""
         return (piece.tag, (
             "EVAL", script, len(piece.prefixes), *piece.prefixes,
             len(piece.shards), *piece.counts, *[keys[p] for p in piece.positions],
         ))
-
-    def _marker_command(self, namespace: str) -> list[Command]:
-        if namespace in self._marked:
-            return []
-        return [(self.layout.tag(namespace, "meta"), ("SET", self.layout.marker(namespace), b"1"))]
 
     # ----------------------------------------------------------- primitives
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:
@@ -272,19 +348,23 @@ class RedisBackend(HoldsTransport, Backend):
         keys = list(latest)
         values = list(latest.values())
         commands: list[Command] = []
-        for piece in self._grouped(namespace, keys):
+        for piece in self._grouped(namespace, keys, self._layout_for_write(namespace)):
             pairs: list[Any] = [None] * (2 * piece.size)
             pairs[0::2] = piece.value_keys
             pairs[1::2] = [values[p] for p in piece.positions]
-            commands += [(piece.tag, ("MSET", *pairs)), self._script(scripts.INDEX, piece, keys)]
-        self.transport.execute(commands + self._marker_command(namespace), atomic=True, write=True)
-        self._marked.add(namespace)
+            # One transaction per piece: its values and their index entries appear together. A node
+            # runs each piece's EXEC while the next piece is still arriving.
+            tag = piece.tag
+            commands += [(tag, ("MULTI",)), (tag, ("MSET", *pairs)), self._script(scripts.INDEX, piece, keys),
+                         (tag, ("EXEC",))]
+        self.transport.execute(commands, write=True)
 
     def _write_chunked(self, namespace: str, key: str, value: Buffer) -> None:
         """Store a large value in pieces under a new generation, then switch to it atomically."""
-        shard = self.layout.shard_of(key)
-        tag = self.layout.tag(namespace, shard)
-        prefix = self.layout.shard_prefix(namespace, shard)
+        layout = self._layout_for_write(namespace)
+        shard = layout.shard_of(key)
+        tag = layout.tag(namespace, shard)
+        prefix = layout.shard_prefix(namespace, shard)
         value_key = prefix + key.encode("utf-8")
         generation = secrets.token_hex(8).encode("ascii")
         view = memoryview(value).cast("B")
@@ -293,28 +373,31 @@ class RedisBackend(HoldsTransport, Backend):
             chunk_key = value_key + b"\0" + generation + b"\0" + str(number).encode()
             self.transport.execute([(tag, ("SET", chunk_key, bytes(view[start:start + self.chunk_size])))], write=True)
         entry = generation + b" " + str(len(pieces)).encode()
-        shard_keys = [prefix, self.layout.chunk_table(namespace, shard)]
-        self.transport.execute(
-            [(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, *shard_keys, value_key, key, entry))]
-            + self._marker_command(namespace), write=True,
-        )
-        self._marked.add(namespace)
+        shard_keys = [prefix, layout.chunk_table(namespace, shard)]
+        self.transport.execute([(tag, ("EVAL", scripts.COMMIT_CHUNKED, 3, *shard_keys, value_key, key, entry))],
+                               write=True)
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        pieces = list(self._grouped(namespace, keys))
-        replies = self.transport.execute([(piece.tag, ("MGET", *piece.value_keys)) for piece in pieces])
-        values: list[bytes | None] = [None] * len(keys)
-        for piece, reply in zip(pieces, replies):
-            for position, value in zip(piece.positions, reply):
-                values[position] = value
+        layout = self.layout_of(namespace)
+        if layout is None:
+            return [None] * len(keys)
+        groups = self._value_keys_by_group(namespace, keys, layout)
+        replies = self.transport.execute([(tag, ("MGET", *names)) for tag, _, names in groups])
+        if len(groups) == 1:  # every key in one command, in input order
+            values: list[bytes | None] = replies[0]
+        else:
+            values = [None] * len(keys)
+            for (_, positions, _), reply in zip(groups, replies):
+                for position, value in zip(positions, reply):
+                    values[position] = value
         absent = [i for i, value in enumerate(values) if value is None]
         if absent:
-            for position, value in zip(absent, self._read_value_or_chunks(namespace, [keys[i] for i in absent])):
+            for position, value in zip(absent, self._read_value_or_chunks(namespace, [keys[i] for i in absent], layout)):
                 values[position] = value
         return values
 
-    def _read_value_or_chunks(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+    def _read_value_or_chunks(self, namespace: str, keys: list[str], layout: Layout) -> list[bytes | None]:
         """Values that MGET did not find: stored in pieces, missing, or switched by a writer meanwhile.
 
         One script per shard group reads, atomically for each key, either its
@@ -325,7 +408,7 @@ class RedisBackend(HoldsTransport, Backend):
         found: list[bytes | None] = [None] * len(keys)
         pending = list(range(len(keys)))
         for _ in range(_READ_ATTEMPTS):
-            pieces = list(self._grouped(namespace, [keys[i] for i in pending]))
+            pieces = list(self._grouped(namespace, [keys[i] for i in pending], layout))
             replies = self.transport.execute([self._script(scripts.VALUE_OR_CHUNKS, piece, [keys[i] for i in pending])
                                               for piece in pieces])
             retry = []
@@ -336,7 +419,7 @@ class RedisBackend(HoldsTransport, Backend):
                     if kind == 1:
                         found[index] = payload
                     elif kind == 2:
-                        value = self._assemble(namespace, keys[index], payload)
+                        value = self._assemble(namespace, keys[index], payload, layout)
                         if value is None:
                             retry.append(index)  # overwritten while we read its pieces: look again
                         else:
@@ -349,11 +432,11 @@ class RedisBackend(HoldsTransport, Backend):
             f"({', '.join(repr(keys[i]) for i in pending[:5])}); retry"
         )
 
-    def _assemble(self, namespace: str, key: str, entry: bytes) -> bytes | None:
+    def _assemble(self, namespace: str, key: str, entry: bytes, layout: Layout) -> bytes | None:
         """The value of a key stored in pieces, or ``None`` if a writer replaced it meanwhile."""
-        shard = self.layout.shard_of(key)
-        tag = self.layout.tag(namespace, shard)
-        value_key = self.layout.shard_prefix(namespace, shard) + key.encode("utf-8")
+        shard = layout.shard_of(key)
+        tag = layout.tag(namespace, shard)
+        value_key = layout.shard_prefix(namespace, shard) + key.encode("utf-8")
         generation, count = entry.split(b" ")
         parts = self.transport.execute(
             [(tag, ("GET", value_key + b"\0" + generation + b"\0" + str(n).encode())) for n in range(int(count))]
@@ -364,18 +447,25 @@ class RedisBackend(HoldsTransport, Backend):
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
         # docstring inherited
+        layout = self.layout_of(namespace)
+        if layout is None:
+            return
         unique = list(dict.fromkeys(keys))
         self.transport.execute(
-            [self._script(scripts.DELETE, piece, unique) for piece in self._grouped(namespace, unique)], write=True
+            [self._script(scripts.DELETE, piece, unique) for piece in self._grouped(namespace, unique, layout)],
+            write=True,
         )
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited
+        layout = self.layout_of(namespace)
+        if layout is None:
+            return [False] * len(keys)
         if len(keys) == 1:  # the hot single-key case: one SISMEMBER, no grouping
-            shard = self.layout.shard_of(keys[0])
-            command = ("SISMEMBER", self.layout.shard_prefix(namespace, shard), keys[0])
-            return [bool(self.transport.execute([(self.layout.tag(namespace, shard), command)])[0])]
-        pieces = list(self._grouped(namespace, keys))
+            shard = layout.shard_of(keys[0])
+            command = ("SISMEMBER", layout.shard_prefix(namespace, shard), keys[0])
+            return [bool(self.transport.execute([(layout.tag(namespace, shard), command)])[0])]
+        pieces = list(self._grouped(namespace, keys, layout))
         commands: list[Command] = []
         for piece in pieces:
             members = [keys[p] for p in piece.positions]
@@ -394,10 +484,13 @@ class RedisBackend(HoldsTransport, Backend):
 
     def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
+        layout = self.layout_of(namespace)
+        if layout is None:
+            return
         by_group: dict[Any, list[bytes]] = {}
-        for shard in range(self.layout.shards):
-            tag = self.layout.tag(namespace, shard)
-            by_group.setdefault(self.transport.group_of(tag), []).append(self.layout.shard_prefix(namespace, shard))
+        for shard in range(layout.shards):
+            tag = layout.tag(namespace, shard)
+            by_group.setdefault(self.transport.group_of(tag), []).append(layout.shard_prefix(namespace, shard))
         commands: list[Command] = []
         for index_sets in by_group.values():
             tag = index_sets[0][len(PREFIX):index_sets[0].index(b"}")]
@@ -411,8 +504,10 @@ class RedisBackend(HoldsTransport, Backend):
 
     def namespace_exists(self, namespace: str) -> bool:
         # docstring inherited
-        marker = self.layout.marker(namespace)
-        return bool(self.transport.execute([(self.layout.tag(namespace, "meta"), ("EXISTS", marker))])[0])
+        if namespace in self._layouts:
+            return True  # a marker is never removed
+        marker = Layout.marker(namespace)
+        return bool(self.transport.execute([(Layout.tag(namespace, "meta"), ("EXISTS", marker))])[0])
 
     def move_many(self, source: str, pairs: Sequence[tuple[str, str]], destination: str) -> None:
         # docstring inherited
@@ -423,12 +518,14 @@ class RedisBackend(HoldsTransport, Backend):
         """The node (``host:port``) holding each key, as ``{node: [keys]}`` (MuMMI's per-server views).
 
         Independent nodes: the shard's rendezvous owner; a cluster: the
-        master serving the shard's slot now.
+        master serving the shard's slot now. For a namespace that does not
+        exist yet: where the keys would be written.
         """
         transport = self.transport
+        layout = self.layout_of(namespace) or Layout.of(self.new_shards)
         grouped: dict[str, list[str]] = {}
         for key in keys:
-            tag = self.layout.tag(namespace, self.layout.shard_of(key))
+            tag = layout.tag(namespace, layout.shard_of(key))
             if isinstance(transport, ClusterTransport):
                 name = transport.client.nodes_manager.get_node_from_slot(key_slot(tag)).name
             else:
@@ -478,7 +575,7 @@ class RedisBackend(HoldsTransport, Backend):
         def move_from(client: redis.Redis, node: Node) -> int:
             misplaced: dict[int, list[bytes]] = {}
             for redis_key in client.scan_iter(match=b"mio:{*", count=1000):
-                target = owner(nodes, self.layout.tag_of(redis_key))
+                target = owner(nodes, Layout.tag_of(redis_key))
                 if nodes[target] != node:
                     misplaced.setdefault(target, []).append(redis_key)
             count = 0

@@ -1,7 +1,7 @@
 """How namespaces and keys map to Redis keys, shards and nodes.
 
-A namespace is split into ``shards`` (256 by default) by ``crc32(key) %
-shards``. Every Redis key of one shard carries the same hash tag
+A namespace is split into ``shards`` by ``crc32(key) % shards``; the count
+is chosen when the namespace is created and recorded in its marker. Every Redis key of one shard carries the same hash tag
 ``{<namespace hash>.<shard>}``, so in a Redis Cluster a shard lives in one
 slot (a value and its index entry can change in one atomic script), and over
 independent nodes a shard is placed on one node by rendezvous hashing of the
@@ -13,7 +13,9 @@ namespace ``ns`` and a shard prefix ``P = b"mio:{<h>.<s>}:" + ns + b"\\0"``:
 - ``P + key`` : the value;
 - ``P + b"\\0chunks"`` : a HASH key -> ``"<generation> <count>"`` for values
   larger than ``chunk_size``, stored as ``P + key + b"\\0<generation>\\0<i>"``;
-- ``b"mio:{<h>.meta}:" + ns`` : a marker that the namespace exists.
+- ``b"mio:{<h>.meta}:" + ns`` : the namespace's marker: it exists, with
+  ``shards=<count>`` shards (``1`` for a namespace made before counts were
+  recorded, which has the client's configured count, 256 by default).
 
 Keys contain no NUL and namespaces contain no NUL, so these never collide.
 """
@@ -29,6 +31,9 @@ from .nodes import Node
 
 PREFIX = b"mio:{"
 CHUNK_TABLE_SUFFIX = b"\0chunks"
+#: A namespace marker's value: this prefix and the shard count, or the legacy ``1``.
+MARKER_PREFIX = b"shards="
+LEGACY_MARKER = b"1"
 
 
 @lru_cache(maxsize=4096)
@@ -53,6 +58,12 @@ class Layout:
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def of(shards: int) -> Layout:
+        """The (shared) layout for ``shards`` shards."""
+        return Layout(shards)
 
     def shard_of(self, key: str) -> int:
         return crc32(key.encode("utf-8")) % self.shards
@@ -85,8 +96,9 @@ class Layout:
     def chunk_table(self, namespace: str, shard: int) -> bytes:
         return self.shard_prefix(namespace, shard) + CHUNK_TABLE_SUFFIX
 
-    def marker(self, namespace: str) -> bytes:
-        return PREFIX + self.tag(namespace, "meta") + b"}:" + namespace.encode("utf-8")
+    @staticmethod
+    def marker(namespace: str) -> bytes:
+        return PREFIX + Layout.tag(namespace, "meta") + b"}:" + namespace.encode("utf-8")
 
     @staticmethod
     def tag_of(redis_key: bytes) -> bytes:

@@ -144,7 +144,7 @@ class MummiRedisBackend(HoldsTransport, Backend):
         from .transport import run_on_connection, with_retries
 
         return with_retries("server", self.retry_timeout,
-                            lambda: run_on_connection(client, list(commands), False, 0, 0)[0]) if commands else []
+                            lambda: run_on_connection(client, list(commands), 0, 0)[0]) if commands else []
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited: the first server (in list order) that has the key, as MuMMI read

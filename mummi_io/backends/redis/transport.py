@@ -9,8 +9,9 @@ in the same order: partition by the node that serves each tag, one pipeline
 per node on one connection, nodes served in parallel threads, results put
 back in order (the three steps of redis-py's cluster ``mget_nonatomic``).
 
-Batches are *not atomic across shards*: each command is atomic (our writes
-are Lua scripts per shard), a batch as a whole is not.
+Batches are *not atomic across pieces*: each command is atomic, and so is
+each ``MULTI`` ... ``EXEC`` a caller sends (a write sends one per piece of up
+to 1,000 keys, on one node or one cluster slot); a batch as a whole is not.
 
 Replication (``replica_acks=N``): a write batch ends, on every node it wrote
 to, with ``WAIT N timeout`` *on the connection that wrote* (``WAIT`` counts
@@ -46,6 +47,14 @@ from typing import Any, Protocol, TypeVar
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+
+pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+
+    pack_command = _hiredis_pack  # type: ignore[assignment]  # its stub types a tuple of one item
+except ImportError:  # redis-py without hiredis: its own pipeline packs
+    pack_command = None
 
 from ...core.errors import BackendUnavailableError, ReplicationError, StorageError
 from .layout import owner
@@ -154,7 +163,7 @@ class Transport(Protocol):
 
     retry_timeout: float
 
-    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
+    def execute(self, commands: Sequence[Command], write: bool = False) -> list[Any]:
         """Run ``(tag, command)`` pairs on the nodes serving their tags; results in order."""
         ...
 
@@ -196,39 +205,94 @@ class HoldsTransport:
             self._transport = None
 
 
+#: Packed commands shorter than this are joined into one buffer before sending.
+_JOIN_BELOW = 64 * 1024
+
+
+def _packed(commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
+    """The commands in the Redis protocol, packed by hiredis (redis-py's packer checks every argument first).
+
+    Small commands are joined into one buffer; a large one is its own item,
+    so a batch of large values is not copied twice.
+    """
+    pack = pack_command
+    assert pack is not None, "called only with hiredis"
+    out: list[bytes] = []
+    small: list[bytes] = []
+    for command in commands:
+        try:
+            packed = pack(command)
+        except TypeError:  # hiredis takes memoryviews but not bytearrays
+            packed = pack(tuple(memoryview(arg) if isinstance(arg, bytearray) else arg for arg in command))
+        if len(packed) < _JOIN_BELOW:
+            small.append(packed)
+            continue
+        if small:
+            out.append(b"".join(small))
+            small = []
+        out.append(packed)
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
+def _pipelined(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` on one pooled connection in one write and read their replies (an error reply in its place).
+
+    redis-py's own pipeline does the same, plus per-argument checks and
+    bookkeeping that cost about a third of a 100-key batch. Any failure but an
+    error reply drops the connection: replies left unread would answer the
+    next caller.
+    """
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command(_packed(commands))
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                replies.append(client.parse_response(connection, command[0]))
+            except redis.exceptions.ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
 def run_on_connection(
-    client: redis.Redis, commands: Sequence[tuple[Any, ...]], atomic: bool, replicas: int, timeout_ms: int,
+    client: redis.Redis, commands: Sequence[tuple[Any, ...]], replicas: int, timeout_ms: int,
 ) -> tuple[list[Any], int | None]:
     """Run ``commands`` on one connection of ``client``; return their results and the ``WAIT`` reply.
 
-    With ``atomic`` (and more than one command) they run inside MULTI/EXEC.
     With ``replicas``, ``WAIT replicas timeout_ms`` follows on the same
-    connection, after EXEC (inside a transaction WAIT does not block).
+    connection, after the commands (so after any ``EXEC``: inside a
+    transaction WAIT does not block). An error reply raises, and so does an
+    error inside the reply of an ``EXEC`` the caller sent (a transaction per
+    piece of a batch).
     """
-    if len(commands) == 1 and not replicas:  # no pipeline object for a single command
-        return [client.execute_command(*commands[0])], None
-    transaction = atomic and len(commands) > 1
-    pipe = client.pipeline(transaction=False)
-    if transaction:
-        pipe.execute_command("MULTI")
-    for command in commands:
-        pipe.execute_command(*command)
-    if transaction:
-        pipe.execute_command("EXEC")
+    sent = list(commands)
     if replicas:
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-    replies = pipe.execute(raise_on_error=False)
+        sent.append(("WAIT", replicas, timeout_ms))
+    if len(sent) == 1 and pack_command is None:
+        replies = [client.execute_command(*sent[0])]
+    elif pack_command is None:  # without hiredis: redis-py's pipeline
+        pipe = client.pipeline(transaction=False)
+        for command in sent:
+            pipe.execute_command(*command)
+        replies = pipe.execute(raise_on_error=False)
+    else:
+        replies = _pipelined(client, sent)
     acks = replies.pop() if replicas else None
-    if transaction:
-        for reply in replies[:-1]:  # MULTI's OK and the QUEUED replies (or a refused command)
-            if isinstance(reply, Exception):
-                raise reply
-        replies = replies[-1]
-        if isinstance(replies, Exception):
-            raise replies
-    for reply in replies:
+    for command, reply in zip(commands, replies):
         if isinstance(reply, Exception):
             raise reply
+        if command[0] == "EXEC" and isinstance(reply, list):
+            for inner in reply:
+                if isinstance(inner, Exception):
+                    raise inner
     if isinstance(acks, Exception):
         raise acks
     return list(replies), acks
@@ -321,11 +385,10 @@ class IndependentNodes:
         """Shards that can share one command: those on the same node."""
         return self.owner_of(tag)
 
-    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
+    def execute(self, commands: Sequence[Command], write: bool = False) -> list[Any]:
         """Run the commands, grouped by owner node, nodes in parallel; results in input order.
 
-        With ``atomic``, each node runs its share in one MULTI/EXEC
-        transaction. With ``write`` and ``replica_acks``, each node's share is
+        With ``write`` and ``replica_acks``, each node's share is
         acknowledged by that many replicas or :class:`ReplicationError` is raised.
         """
         if self._shape_state != "verified" and (write or self._shape_state == "unchecked"):
@@ -342,7 +405,7 @@ class IndependentNodes:
             client, name = self.clients[index], self.nodes[index].name
             found, acks[name] = with_retries(
                 f"node {name}", self.retry_timeout,
-                lambda: run_on_connection(client, [commands[p][1] for p in positions], atomic, replicas,
+                lambda: run_on_connection(client, [commands[p][1] for p in positions], replicas,
                                           self.replica_timeout_ms),
                 transient=_NODE_TRANSIENT,
             )
@@ -476,11 +539,11 @@ class ClusterTransport:
         """Shards that can share one command: only a shard with itself (one slot)."""
         return tag
 
-    def execute(self, commands: Sequence[Command], atomic: bool = False, write: bool = False) -> list[Any]:
+    def execute(self, commands: Sequence[Command], write: bool = False) -> list[Any]:
         """Run the commands on the masters serving their slots, one pipeline per master; results in order.
 
-        ``atomic`` is not honoured: a cluster batch spans slots and nodes. Each
-        command stays atomic, and a shard's value is written before its index.
+        A batch spans slots and nodes: each command, and each MULTI ... EXEC
+        of commands of one slot, is atomic; the batch as a whole is not.
         A MOVED or ASK reply (a slot moved, a failover) refreshes the topology
         and the batch is sent again: every command we send is idempotent or
         refused before it runs.
@@ -502,7 +565,7 @@ class ClusterTransport:
                 node, positions = by_node[name]
                 client = self.client.get_redis_connection(node)
                 found, acks[name] = run_on_connection(
-                    client, [commands[p][1] for p in positions], False, replicas, self.replica_timeout_ms
+                    client, [commands[p][1] for p in positions], replicas, self.replica_timeout_ms
                 )
                 for position, result in zip(positions, found):
                     results[position] = result
