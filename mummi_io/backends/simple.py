@@ -37,7 +37,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
-from ..core.contract import Backend, Buffer
+from ..core.contract import Backend, Buffer, slice_span
 from ..core.errors import InvalidKeyError, KeyNotFoundError, storage_error
 from ..core.fs import atomic_write, fill_buffer, os_error, path_identity, stat_or_none, storage_errors
 from ..core.keys import RESERVED_PREFIX, has_glob, key_matcher, literal_prefix
@@ -350,9 +350,18 @@ class SimpleBackend(Backend):
         # docstring inherited: pieces handed over as they are read from the file
         return self._read_each(namespace, [key], lambda fd: _read_into_numpy(fd, consume))[0]
 
-    def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
-        # docstring inherited
-        return self._read_each(namespace, keys, lambda fd: os.read(fd, size))  # type: ignore[return-value]
+    def read_ranges_many(
+        self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
+    ) -> list[bytes | None]:
+        # docstring inherited: a pread of the slice
+        spans = iter(ranges)
+
+        def read_slice(fd: int) -> bytes:
+            offset, length = slice_span(os.fstat(fd).st_size, *next(spans))
+            buffer = bytearray(length)
+            return bytes(buffer[:fill_buffer(fd, memoryview(buffer), offset, None)])
+
+        return self._read_each(namespace, keys, read_slice)  # type: ignore[return-value]
 
     def exists_many(self, namespace: str, keys: Sequence[str]) -> list[bool]:
         # docstring inherited

@@ -11,7 +11,7 @@ What a new backend implements
   attribute ``kind``. That is a working backend: the contract suite
   (:class:`mummi_io.testing.BackendContract`) passes on it.
 - **Optional overrides**, each with a default built on the six: for speed
-  (``move_many``, ``stat_many``, ``read_buffers``, ``read_prefix_many``), for
+  (``move_many``, ``stat_many``, ``read_buffers``, ``read_ranges_many``), for
   where namespaces live (``normalize_namespace``, ``child_namespace``), and for
   operations (``check_environment``, ``storage_report``, ``coordinator``,
   ``close``, ``describe``). Flags say what the storage can hold
@@ -54,6 +54,12 @@ class Parts(tuple):
     @property
     def nbytes(self) -> int:
         return sum(memoryview(part).nbytes for part in self)
+
+
+def slice_span(size: int, start: int, stop: int | None) -> tuple[int, int]:
+    """``(offset, length)`` of ``value[start:stop]`` in a value of ``size`` bytes (Python's clamping)."""
+    first, end, _ = slice(start, stop).indices(size)
+    return first, max(0, end - first)
 
 
 def joined(value: Buffer | Parts) -> Buffer:
@@ -261,11 +267,22 @@ class Backend(ABC):
         return value
 
     def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
-        """Return the first ``size`` bytes of each value (``None`` where missing).
+        """Return the first ``size`` bytes of each value (``None`` where missing): a range from 0."""
+        return self.read_ranges_many(namespace, keys, [(0, size)] * len(keys))
 
-        The default reads whole values; file-based backends read only the head.
+    def read_ranges_many(
+        self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
+    ) -> list[bytes | None]:
+        """Return ``value[start:stop]`` of each key, ``(start, stop)`` in Python slice terms (``None`` where missing).
+
+        ``start`` may be negative (counted from the end, a suffix); ``stop``
+        is ``None`` (to the end) or at least 0. The default reads whole
+        values, verified as usual; backends that can read a slice in place
+        (a ``pread``, a ``GETRANGE``) override it, and then a slice that is
+        not the whole value is not checked against the value's checksum.
         """
-        return [None if value is None else value[:size] for value in self.read_many(namespace, keys)]
+        return [None if value is None else bytes(value[start:stop])
+                for value, (start, stop) in zip(self.read_many(namespace, keys), ranges)]
 
     def storage_report(self, namespace: str) -> StorageReport:
         """What the namespace's storage itself shows, beyond its values (``mummi-io verify`` prints it).

@@ -549,6 +549,26 @@ class Facade:
             raise KeyNotFoundError(ns, [key])
         return head
 
+    def load_ranges(
+        self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
+    ) -> list[bytes | None]:
+        """For layers built on the facade (the zarr store): ``value[start:stop]`` of each key, ``None`` where missing.
+
+        Each range is ``(start, stop)`` in Python slice terms: ``start`` an
+        int (negative counts from the end), ``stop`` ``None`` (to the end) or
+        an int >= 0. Backends that can read a slice in place do (a ``pread``,
+        a ``GETRANGE``); such a slice, unless it is the whole value, is not
+        checked against the value's checksum.
+        """
+        checked = [validate_key(key) for key in keys]
+        if len(ranges) != len(checked):
+            raise InvalidArgumentError(f"{len(checked)} key(s) but {len(ranges)} range(s): give one range per key")
+        for span in ranges:
+            start, stop = span if isinstance(span, tuple) and len(span) == 2 else (None, None)
+            if not _is_count(start, negative=True) or not (stop is None or _is_count(stop)):
+                raise InvalidArgumentError(f"a range is (start, stop): start an int, stop None or an int >= 0; not {span!r}")
+        return self.backend.read_ranges_many(self._namespace(namespace), checked, list(ranges))
+
     # ------------------------------------------------------------ checkpoints
     # These act on the file system whatever the backend, as in MuMMI.
     take_backup = staticmethod(checkpoint.take_backup)
@@ -615,3 +635,8 @@ class Facade:
     def barrier(self, path: str, name: str, parties: int) -> Barrier:
         """The barrier ``name`` at ``path`` for ``parties`` jobs."""
         return Barrier(self.coordinator, self._place(path), name, parties)
+
+
+def _is_count(value: object, negative: bool = False) -> bool:
+    """Whether ``value`` is an int (not a bool), and not negative unless allowed."""
+    return isinstance(value, int) and not isinstance(value, bool) and (negative or value >= 0)

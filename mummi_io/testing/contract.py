@@ -544,10 +544,31 @@ class BackendContract(ABC):
         trusted = io.load_npz(namespace, "pickled", reader_func=functools.partial(read_npz, allow_pickle=True))
         assert trusted["obj"][0] == {"a": 1}
 
+    # ------------------------------------------------------------- byte ranges
+    def test_read_ranges_are_python_slices_of_each_value(self, io: IO, namespace: str) -> None:
+        """Every backend's ranges (a pread, a GETRANGE, or the default) equal ``value[start:stop]``."""
+        values = {"empty": b"", "one": b"x", "four": b"\x01\x02\x03\x04", "kib": bytes(range(256)) * 4,
+                  "deep/c/0/0": os.urandom(5000)}
+        io.save_files(namespace, list(values), list(values.values()))
+        spans = [(0, None), (0, 0), (0, 2), (1, 4), (1, None), (3, 3), (5, 2), (2, 10_000), (10_000, None),
+                 (-1, None), (-2, None), (-10_000, None), (-3, 2), (0, 1), (4095, None)]
+        for key, value in values.items():
+            got = io.load_ranges(namespace, [key] * len(spans), spans)
+            assert got == [value[start:stop] for start, stop in spans], key
+        assert io.load_ranges(namespace, ["missing", "one"], [(0, 1), (0, 1)]) == [None, b"x"]
+        assert io.load_ranges(namespace, [], []) == []
+        for bad in [(0,), (0, -1), (1.5, None), (True, None), (None, 3), "0:3"]:
+            with pytest.raises(InvalidArgumentError, match="a range is"):
+                io.load_ranges(namespace, ["one"], [bad])  # type: ignore[list-item]
+        with pytest.raises(InvalidArgumentError, match="one range per key"):
+            io.load_ranges(namespace, ["one", "four"], [(0, 1)])
+        with pytest.raises(InvalidKeyError):
+            io.load_ranges(namespace, ["../escape"], [(0, 1)])
+
     # ------------------------------------------------------------- objects
     # ------------------------------------------------- layers on the facade
     # Objects, groups and packs only use the facade, but they reach the optional
-    # primitives (read_buffers, read_prefix_many, stat_many, child_namespace) that a
+    # primitives (read_buffers, read_ranges_many, stat_many, child_namespace) that a
     # new backend inherits: these tests run them on every backend.
     def test_objects_round_trip_with_metadata_and_a_checked_digest(self, io: IO, namespace: str) -> None:
         array = np.arange(100_000, dtype=np.float64).reshape(100, 1000)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
 
-from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport
+from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport, slice_span
 from ...core.errors import InvalidNamespaceError, KeyNotFoundError
 from ...core.fs import path_identity, stat_or_none
 from ...core.keys import key_matcher
@@ -109,12 +109,28 @@ class TarIndexBackend(Backend):
             location = session.locate(key)
             return None if location is None else session.read(key, location, True, verify, consume)
 
-    def read_prefix_many(self, namespace: str, keys: Sequence[str], size: int) -> list[bytes | None]:
-        # docstring inherited (the head is not checksummed: the whole value is, on a full read)
+    def read_ranges_many(
+        self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
+    ) -> list[bytes | None]:
+        # docstring inherited: a pread of the slice; a slice that is the whole value is read and checked as usual
+        whole: list[int] = []
+        values: list[bytes | None] = []
         with self.sessions(namespace).reading() as session:
-            found = [session.locate(key) for key in keys]
-            return [None if location is None else session.read_head(key, location, size)
-                    for key, location in zip(keys, found)]
+            for key, (start, stop) in zip(keys, ranges):
+                location = session.locate(key)
+                if location is None:
+                    values.append(None)
+                    continue
+                offset, length = slice_span(location[1], start, stop)
+                if length == location[1] and length:
+                    whole.append(len(values))
+                    values.append(None)
+                else:
+                    values.append(session.read_slice(key, location, offset, length))
+        if whole:
+            for position, value in zip(whole, self.read_many(namespace, [keys[p] for p in whole])):
+                values[position] = value
+        return values
 
     def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:
         # docstring inherited: from the index, without reading values that have a recorded CRC-32

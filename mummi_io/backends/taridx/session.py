@@ -216,20 +216,19 @@ class NamespaceSession:
             raise self.corrupt(bad)
         return values
 
-    def read_head(self, key: str, location: Location, size: int) -> bytes:
-        """The first ``size`` bytes of a value (its CRC covers the whole value: checked on a full read).
+    def read_slice(self, key: str, location: Location, offset: int, length: int) -> bytes:
+        """``length`` bytes of a value from ``offset`` (its CRC covers the whole value: checked on a full read).
 
         Raises
         ------
         IntegrityError
-            If the value is known lost, or the tar ends inside the head.
+            If the value is known lost, or the tar ends inside the slice.
         """
         self._refuse_lost(key)
-        wanted = min(size, location[1])
-        head = pread_exact(self.state.tar_fd, wanted, location[0])  # type: ignore[arg-type]
-        if len(head) != wanted:
+        piece = pread_exact(self.state.tar_fd, length, location[0] + offset)  # type: ignore[arg-type]
+        if len(piece) != length:
             raise self.corrupt([key])
-        return head
+        return piece
 
     def checksum(self, key: str, location: Location) -> int:
         """The CRC-32 of a value: the recorded one, else computed from the tar (``IntegrityError`` if lost)."""
