@@ -240,6 +240,11 @@ def literal_prefix(pattern: str) -> str:
     return head[:head.rfind("/") + 1]
 
 
+def glob_literal(text: str) -> str:
+    """``text`` as a ``list_keys`` pattern that matches only itself (``*``, ``?`` and ``[`` bracketed)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def has_glob(pattern: str) -> bool:
     """Return whether ``pattern`` contains glob wildcards (``*``, ``?`` or ``[``)."""
     return any(c in pattern for c in "*?[")

@@ -28,12 +28,9 @@ from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Sto
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from ..core.errors import InvalidArgumentError
+from ..core.keys import glob_literal
 from ..registry import IO
 
-
-def _escaped(prefix: str) -> str:
-    """``prefix`` as a glob that matches only itself (``list_keys`` patterns are globs)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
 
 
 def _span(byte_range: ByteRequest | None) -> tuple[int, int | None]:
@@ -200,7 +197,7 @@ class MummiStore(Store):
 
     # ---------------------------------------------------------------- listing
     async def _keys_below(self, prefix: str) -> list[str]:
-        return await asyncio.to_thread(self.io.list_keys, self.namespace, _escaped(prefix) + "*")
+        return await asyncio.to_thread(self.io.list_keys, self.namespace, glob_literal(prefix) + "*")
 
     async def list(self) -> AsyncIterator[str]:
         # docstring inherited

@@ -1,0 +1,158 @@
+"""The mummi:// fsspec file system on every backend: fsspec's abstract suite, pandas, numpy, xarray."""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+fsspec = pytest.importorskip("fsspec", reason="pip install 'mummi_io[fsspec]'")
+
+from fsspec.tests.abstract import AbstractFixtures  # noqa: E402
+from fsspec.tests.abstract.copy import AbstractCopyTests  # noqa: E402
+from fsspec.tests.abstract.get import AbstractGetTests  # noqa: E402
+from fsspec.tests.abstract.open import AbstractOpenTests  # noqa: E402
+from fsspec.tests.abstract.pipe import AbstractPipeTests  # noqa: E402
+from fsspec.tests.abstract.put import AbstractPutTests  # noqa: E402
+
+from mummi_io import InvalidArgumentError, InvalidKeyError, UnknownBackendError, get_io  # noqa: E402
+from mummi_io.ecosystem.fsspec_fs import MummiFileSystem  # noqa: E402
+
+BACKENDS = ["simple", "taridx", "redis"]
+
+
+def _root(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, dict[str, Any]]:
+    """A fresh namespace's URL root (``mummi://<kind>/<namespace>!``) and the storage options to reach it."""
+    if kind == "redis":
+        server = request.getfixturevalue("redis_single")[0]
+        return f"mummi://redis/fs-{uuid.uuid4().hex}!", {"nodes": [server.name], "password": server.password}
+    return f"mummi://{kind}/{tmp_path}/ns-{uuid.uuid4().hex[:8]}!", {}
+
+
+# --------------------------------------------------------------------------
+# fsspec's abstract test suite. Not applicable: mv.py (it tests LocalFileSystem only).
+# Empty directories do not exist here (a directory is a prefix of keys, as on object stores).
+# --------------------------------------------------------------------------
+class _Fixtures(AbstractFixtures):
+    kind = ""
+
+    @pytest.fixture
+    def fs(self, request: pytest.FixtureRequest, tmp_path: Any) -> MummiFileSystem:
+        root, options = _root(self.kind, request, tmp_path)
+        request.node.mummi_root = root
+        return MummiFileSystem(skip_instance_cache=True, **options)
+
+    @pytest.fixture
+    def fs_path(self, request: pytest.FixtureRequest, fs: MummiFileSystem) -> str:
+        return MummiFileSystem._strip_protocol(request.node.mummi_root)
+
+    @pytest.fixture
+    def fs_join(self) -> Any:
+        return posixpath.join
+
+    @pytest.fixture
+    def supports_empty_directories(self) -> bool:
+        return False
+
+
+class _Suite(_Fixtures, AbstractCopyTests, AbstractGetTests, AbstractPutTests, AbstractOpenTests, AbstractPipeTests):
+    pass
+
+
+class TestSuiteOnSimple(_Suite):
+    kind = "simple"
+
+
+class TestSuiteOnTaridx(_Suite):
+    kind = "taridx"
+
+
+class TestSuiteOnRedis(_Suite):
+    kind = "redis"
+
+
+# --------------------------------------------------------------------------
+# What users read and write through it
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_pandas_numpy_and_byte_ranges(kind: str, request, tmp_path) -> None:
+    pandas = pytest.importorskip("pandas")
+    root, options = _root(kind, request, tmp_path)
+    frame = pandas.DataFrame({"step": [1, 2, 3], "energy": [-1.5, -1.25, -1.0]})
+    frame.to_csv(f"{root}/tables/energies.csv", index=False, storage_options=options)
+    pandas.testing.assert_frame_equal(pandas.read_csv(f"{root}/tables/energies.csv", storage_options=options), frame)
+
+    array = np.arange(1000, dtype=np.float32).reshape(10, 100)
+    with fsspec.open(f"{root}/arrays/a.npy", "wb", **options) as handle:
+        np.save(handle, array)
+    with fsspec.open(f"{root}/arrays/a.npy", "rb", **options) as handle:
+        np.testing.assert_array_equal(np.load(handle), array)
+
+    fs = MummiFileSystem(**options)
+    value = fs.cat_file(f"{root}/arrays/a.npy")
+    assert fs.cat_file(f"{root}/arrays/a.npy", 10, 20) == value[10:20]
+    assert fs.cat_file(f"{root}/arrays/a.npy", -16, None) == value[-16:]
+    assert fs.cat_file(f"{root}/arrays/a.npy", 5, -5) == value[5:-5]
+    with fs.open(f"{root}/arrays/a.npy", "rb", block_size=64) as handle:
+        handle.seek(100)
+        assert handle.read(300) == value[100:400]
+    assert fs.info(f"{root}/arrays/a.npy")["size"] == len(value)
+    assert sorted(fs.ls(root, detail=False)) == [f"{fs._strip_protocol(root)}/{d}" for d in ("arrays", "tables")]
+    assert fs.find(root) == sorted(f"{fs._strip_protocol(root)}/{k}" for k in ("arrays/a.npy", "tables/energies.csv"))
+    fs.rm(f"{root}/tables", recursive=True)
+    assert not fs.exists(f"{root}/tables/energies.csv") and not fs.exists(f"{root}/tables")
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_xarray_opens_zarr_through_the_mapper(kind: str, request, tmp_path) -> None:
+    xarray = pytest.importorskip("xarray")
+    pytest.importorskip("zarr", minversion="3")
+    root, options = _root(kind, request, tmp_path)
+    dataset = xarray.Dataset({"rmsd": (("frame",), np.linspace(0.0, 3.0, 50))}, attrs={"system": "RAS"})
+    dataset.to_zarr(fsspec.get_mapper(f"{root}/", **options), mode="w")
+    reopened = xarray.open_zarr(fsspec.get_mapper(f"{root}/", **options))
+    xarray.testing.assert_identical(reopened.load(), dataset)
+
+
+# --------------------------------------------------------------------------
+# Bad URLs, missing keys, refused modes
+# --------------------------------------------------------------------------
+def test_bad_urls_are_named_with_the_url_form(tmp_path) -> None:
+    fs = MummiFileSystem()
+    for bad in ["mummi://taridx", "mummi://taridx/no-separator/key", "mummi://simple/!/key"]:
+        with pytest.raises(InvalidArgumentError, match=r"mummi://<kind>/<namespace>!/<key>"):
+            fs.cat_file(bad)
+    with pytest.raises(UnknownBackendError, match="not a backend"):
+        fs.cat_file(f"mummi://nosuch/{tmp_path}!/k")
+    with pytest.raises(InvalidKeyError):
+        fs.pipe_file(f"mummi://simple/{tmp_path}/ns!/../escape", b"x")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_missing_keys_modes_and_directories(tmp_path) -> None:
+    fs = MummiFileSystem()
+    root = f"mummi://taridx/{tmp_path}/ns!"
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"{root}/missing")
+    with pytest.raises(FileNotFoundError):
+        fs.ls(root)
+    with pytest.raises(FileNotFoundError):
+        fs.rm_file(f"{root}/missing")
+    fs.pipe_file(f"{root}/dir/a", b"1")
+    with pytest.raises(ValueError, match="not supported"):
+        fs.open(f"{root}/dir/a", "ab")
+    with pytest.raises(FileExistsError):
+        fs.open(f"{root}/dir/a", "xb")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file(root)
+    with pytest.raises(OSError, match="not empty"):
+        fs.rmdir(f"{root}/dir")
+    assert fs.isdir(f"{root}/dir") and fs.isfile(f"{root}/dir/a") and fs.isdir(root)
+    with fs.open(f"{root}/dir/b", "wb") as handle:  # nothing is stored until the file is closed
+        handle.write(b"partial")
+        assert not fs.exists(f"{root}/dir/b")
+    assert fs.cat_file(f"{root}/dir/b") == b"partial"
+    assert get_io("taridx").list_keys(str(tmp_path / "ns")) == ["dir/a", "dir/b"]
