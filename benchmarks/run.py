@@ -18,6 +18,8 @@ it); each section announces itself on stderr. Workloads:
 - the taridx and redis issue targets (bench_taridx.py, bench_redis.py);
 - taridx against its peers: sqlite3, LMDB, diskcache, zarr v3's LocalStore,
   and for one large array np.save, h5py and zarr (bench_peers.py);
+- the zarr store: a 1 GB chunked array through taridx vs zarr's LocalStore,
+  and through redis vs a raw redis-py store (bench_ecosystem.py);
 - coordination: signal latency and file-system calls while 1,000 jobs wait
   (bench_coordination.py).
 
@@ -47,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import bench_coordination  # noqa: E402
+import bench_ecosystem  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_redis  # noqa: E402
 import bench_taridx  # noqa: E402
@@ -495,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if redis_server_binary() is not None:
         steps.append(("redis targets", lambda: bench_redis.collect(args.quick, repeat)))
+        steps.append(("zarr store", lambda: bench_ecosystem.collect(args.quick, min(repeat, 3))))
     steps.append(("coordination", lambda: bench_coordination.collect(args.quick)))
     try:
         for number, (title, collect) in enumerate(steps, 1):

@@ -21,7 +21,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
-    assert progress[0].startswith("[1/12] small values") and progress[-1].startswith("[12/12] coordination")
+    assert progress[0].startswith("[1/13] small values") and progress[-1].startswith("[13/13] coordination")
     data = json.loads((tmp_path / "results.json").read_text())
     sections = data["sections"]
     assert set(sections) >= {
@@ -46,6 +46,10 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     redis_rows = {row["workload"] for row in sections["redis targets"]}
     assert {"redis-py EXISTS per call (baseline)", "redis load_files, batches of 100",
             "3 nodes: redis load_files, one call"} <= redis_rows
+    if with_zarr:
+        zarr_rows = {row["workload"].split(": ")[-1] for row in sections["zarr store"]}
+        assert zarr_rows == {"zarr LocalStore (baseline)", "MummiStore on taridx", "raw redis-py store (baseline)",
+                             "MummiStore on redis"}
     assert "### feedback loop" in (tmp_path / "results.md").read_text()
     waits = {row["wait"]: row for row in sections["coordination"]}
     assert set(waits) == {"redis", "inotify", "backoff", "seed"}
@@ -56,7 +60,7 @@ def test_the_benchmarks_need_nothing_from_the_test_extra() -> None:
     """`pip install -e ".[bench]"` has no pytest: the benchmarks' imports must not need it."""
     program = (
         "import sys; sys.modules['pytest'] = None; sys.modules['hypothesis'] = None; "  # as if not installed
-        f"sys.path.insert(0, {str(BENCHMARKS)!r}); import run, bench_coordination, bench_peers, bench_redis, bench_taridx; "
+        f"sys.path.insert(0, {str(BENCHMARKS)!r}); import run, bench_coordination, bench_ecosystem, bench_peers, bench_redis, bench_taridx; "
         "import mummi_io.backends.redis.local_servers; print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
