@@ -149,6 +149,22 @@ def _read(make_store: Callable[[], Any], data: np.ndarray) -> Callable[[], None]
     return run
 
 
+def _contest(label: str, baseline: tuple[str, Callable[[], Any]], ours: tuple[str, Callable[[], Any]],
+             data: np.ndarray, repeat: int, fresh: Callable[[], object] | None = None,
+             before_reads: Callable[[], object] | None = None) -> list[dict[str, object]]:
+    """Write, then read, the array through both stores (rotated); the rows with ours as a ratio to the baseline."""
+    rows: list[dict[str, object]] = []
+    for action, run in (("write", _write), ("read", _read)):
+        if action == "read" and before_reads is not None:
+            before_reads()
+        base, mine = measure_rotated([
+            (f"{action} {label}: {baseline[0]} (baseline)", 1, run(baseline[1], data)),
+            (f"{action} {label}: {ours[0]}", 1, run(ours[1], data)),
+        ], repeat, setup=fresh if action == "write" else None)
+        rows += [row(base), row(mine, base, target=">= 0.8")]
+    return rows
+
+
 def collect(quick: bool = False, repeat_default: int = 3) -> list[dict[str, object]]:
     """Run every workload of this suite; return the table rows."""
     if zarr is None:
@@ -181,20 +197,14 @@ def collect(quick: bool = False, repeat_default: int = 3) -> list[dict[str, obje
         def taridx_store() -> Any:
             return MummiStore(taridx, paths["taridx"])
 
+        def written_once() -> None:  # what the reads read: one array in each store, written untimed
+            paths.update(local=os.path.join(scratch, "local-read"), taridx=os.path.join(scratch, "array-read.tar"))
+            _write(local_store, data)()
+            _write(taridx_store, data)()
+
         label = f"{megabytes:,.0f} MiB array, {CHUNK}x{CHUNK} float32 chunks, uncompressed"
-        local_write, ours_write = measure_rotated([
-            (f"write {label}: zarr LocalStore (baseline)", 1, _write(local_store, data)),
-            (f"write {label}: MummiStore on taridx", 1, _write(taridx_store, data)),
-        ], repeat, setup=fresh)
-        paths.update(local=os.path.join(scratch, "local-read"), taridx=os.path.join(scratch, "array-read.tar"))
-        _write(local_store, data)()
-        _write(taridx_store, data)()
-        local_read, ours_read = measure_rotated([
-            (f"read {label}: zarr LocalStore (baseline)", 1, _read(local_store, data)),
-            (f"read {label}: MummiStore on taridx", 1, _read(taridx_store, data)),
-        ], repeat)
-        rows += [row(local_write), row(ours_write, local_write, target=">= 0.8"),
-                 row(local_read), row(ours_read, local_read, target=">= 0.8")]
+        rows += _contest(label, ("zarr LocalStore", local_store), ("MummiStore on taridx", taridx_store), data, repeat,
+                         fresh=fresh, before_reads=written_once)
 
         client = redis.Redis(host="127.0.0.1", port=server.port, password=password)
         on_redis = mummi_io.get_io("redis", nodes=[server.name], password=password)
@@ -205,16 +215,7 @@ def collect(quick: bool = False, repeat_default: int = 3) -> list[dict[str, obje
         def redis_store() -> Any:
             return MummiStore(on_redis, "array")
 
-        raw_write, redis_write = measure_rotated([
-            (f"write {label}: raw redis-py store (baseline)", 1, _write(raw_store, data)),
-            (f"write {label}: MummiStore on redis", 1, _write(redis_store, data)),
-        ], repeat)
-        raw_read, redis_read = measure_rotated([
-            (f"read {label}: raw redis-py store (baseline)", 1, _read(raw_store, data)),
-            (f"read {label}: MummiStore on redis", 1, _read(redis_store, data)),
-        ], repeat)
-        rows += [row(raw_write), row(redis_write, raw_write, target=">= 0.8"),
-                 row(raw_read), row(redis_read, raw_read, target=">= 0.8")]
+        rows += _contest(label, ("raw redis-py store", raw_store), ("MummiStore on redis", redis_store), data, repeat)
         on_redis.close()
         client.close()
     finally:
