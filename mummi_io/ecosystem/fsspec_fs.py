@@ -24,6 +24,7 @@ writing is saved when it is closed, whole and atomically (``save_files``).
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -182,15 +183,53 @@ class MummiFileSystem(AbstractFileSystem):
         self.rm_file(path)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
-        """Remove keys (a directory's keys with ``recursive``), one ``remove_files`` batch per namespace."""
+        """Remove keys (a directory's keys with ``recursive``), one ``remove_files`` batch per namespace.
+
+        A directory without ``recursive`` raises ``IsADirectoryError``, and
+        nothing is removed: it is never skipped in silence.
+        """
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
         by_namespace: dict[tuple[str, str], list[str]] = {}
         for found in paths:
             io, namespace, key = self.split(found)
             if key and io.file_exists(namespace, key):
                 by_namespace.setdefault((found.partition("/")[0], namespace), []).append(key)
+            elif not recursive:
+                raise IsADirectoryError(f"{found!r} is a directory: give recursive=True to remove the keys below it")
         for (kind, namespace), keys in by_namespace.items():
             self.io_for(kind).remove_files(namespace, keys)
+
+    def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+        """Move a key, or a directory's keys with ``recursive``, with ``move_keys``.
+
+        ``move_keys`` knows when source and destination are one storage
+        however they are spelled (``run`` and ``./run``), so a key moved
+        onto itself stays. fsspec's default (copy, then remove the source)
+        would remove it.
+        """
+        if isinstance(path1, list) or isinstance(path2, list):
+            raise InvalidArgumentError("mv moves one path (a key or a directory); call it once per path")
+        source_io, source_namespace, source_key = self.split(path1)
+        target_io, target_namespace, target_key = self.split(path2)
+        if source_io is not target_io:  # another backend: a copy, checked, then the removal
+            super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+            return
+        if source_key and source_io.file_exists(source_namespace, source_key):
+            if self.isdir(path2):
+                target_key = posixpath.join(target_key, posixpath.basename(source_key))
+            pairs = [(source_key, target_key)]
+        elif not recursive:
+            raise IsADirectoryError(f"{path1!r} is a directory (or missing): give recursive=True to move its keys")
+        else:
+            if source_key and self.isdir(path2):  # into an existing directory, as fsspec's copy does
+                target_key = posixpath.join(target_key, posixpath.basename(source_key))
+            below = f"{source_key}/" if source_key else ""
+            pairs = [(key, posixpath.join(target_key, key[len(below):]) if target_key else key[len(below):])
+                     for key in source_io.list_keys(source_namespace, glob_literal(below) + "*")]
+            if not pairs:
+                raise FileNotFoundError(path1)
+        source_io.move_keys(source_namespace, [old for old, _ in pairs], [new for _, new in pairs],
+                            dest_namespace=target_namespace)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         self.pipe_file(path2, self.cat_file(path1))
@@ -220,9 +259,19 @@ class MummiFileSystem(AbstractFileSystem):
 
 
 class _KeyFile(AbstractBufferedFile):
-    """A key read in ranges (``load_ranges``) or written whole when closed (``save_files``)."""
+    """A key read in ranges (``load_ranges``) or written whole when closed (``save_files``).
+
+    A ``with`` block left by an exception discards what was written: the key
+    keeps its previous value (fsspec's default would store the partial data).
+    """
 
     fs: MummiFileSystem
+
+    def __exit__(self, kind: Any, *args: Any) -> None:
+        if kind is not None and self.mode != "rb":
+            self.closed = True  # nothing is saved
+            return
+        self.close()
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start, end)
