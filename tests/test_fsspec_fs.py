@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -19,7 +20,7 @@ from fsspec.tests.abstract.pipe import AbstractPipeTests  # noqa: E402
 from fsspec.tests.abstract.put import AbstractPutTests  # noqa: E402
 
 from mummi_io import InvalidArgumentError, InvalidKeyError, UnknownBackendError, get_io  # noqa: E402
-from mummi_io.ecosystem.fsspec_fs import MummiFileSystem  # noqa: E402
+from mummi_io.fsspec import MummiFileSystem  # noqa: E402
 
 BACKENDS = ["simple", "taridx", "redis"]
 
@@ -194,3 +195,42 @@ def test_a_write_left_by_an_exception_keeps_the_old_value(tmp_path) -> None:
             handle.write(b"half of the new")
             raise RuntimeError("the writer failed")
     assert fs.cat_file(path) == b"old"
+
+
+def test_exists_says_so_or_raises_and_never_takes_a_down_node_for_a_missing_key(tmp_path, redis_password) -> None:
+    """fsspec's default exists() turns every error into False; an unreachable key is not an absent one."""
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
+    from mummi_io.core.errors import MummiIOError
+
+    server = start_servers(1, str(tmp_path), redis_password)[0]
+    fs = MummiFileSystem(skip_instance_cache=True, nodes=[server.name], password=redis_password)
+    root = "mummi://redis/down!"
+    try:
+        fs.pipe_file(f"{root}/dir/a", b"1")
+        assert fs.exists(f"{root}/dir/a") and fs.exists(f"{root}/dir") and fs.exists(root)
+        assert not fs.exists(f"{root}/dir/b") and not fs.exists(f"{root}/di") and not fs.isfile(f"{root}/dir")
+    finally:
+        stop_servers([server])
+    with pytest.raises(MummiIOError):
+        fs.exists(f"{root}/dir/a")
+    with pytest.raises(MummiIOError):
+        fs.isdir(f"{root}/dir")
+
+
+def test_names_only_listing_and_exists_read_no_value(tmp_path) -> None:
+    """On taridx a value cut off the tar fails its reads; listing names and exists still answer."""
+    from mummi_io import IntegrityError
+
+    root = f"mummi://taridx/{tmp_path}/run.tar!"
+    fs = MummiFileSystem(skip_instance_cache=True)
+    fs.pipe_file(f"{root}/d/b", b"b" * 5000)
+    fs.pipe_file(f"{root}/d/a", b"a" * 5000)
+    tar = tmp_path / "run.tar"
+    os.truncate(tar, tar.stat().st_size - 3000)  # a's bytes are cut off: the index still lists it
+    fresh = MummiFileSystem(skip_instance_cache=True)
+    assert fresh.ls(f"{root}/d", detail=False) == [fresh._strip_protocol(f"{root}/d/{k}") for k in "ab"]
+    assert fresh.exists(f"{root}/d/a") and fresh.isfile(f"{root}/d/a")
+    with pytest.raises(IntegrityError, match="no longer in its tar"):
+        fresh.cat_file(f"{root}/d/a")
+    with pytest.raises(IntegrityError, match="no longer in its tar"):
+        fresh.ls(f"{root}/d", detail=True)

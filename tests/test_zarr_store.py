@@ -16,7 +16,7 @@ from zarr.core.buffer import cpu, default_buffer_prototype  # noqa: E402
 from zarr.testing.store import StoreTests  # noqa: E402
 
 from mummi_io import IO, InvalidArgumentError, InvalidKeyError, get_io  # noqa: E402
-from mummi_io.ecosystem.zarr_store import MummiStore  # noqa: E402
+from mummi_io.zarr import MummiStore  # noqa: E402
 
 BACKENDS = ["simple", "taridx", "redis"]
 

@@ -320,16 +320,17 @@ class SimpleBackend(Backend):
         return fd
 
     def _read_each(self, namespace: str, keys: Sequence[str],
-                   read: Callable[[int], Buffer | None]) -> list[Buffer | None]:
+                   read: Callable[[int, int], Buffer | None]) -> list[Buffer | None]:
+        """Each key's value as ``read(fd, position)`` gives it (position in ``keys``), ``None`` where missing."""
         values: list[Buffer | None] = []
         with _Tree(namespace, create=False) as tree:
-            for key in keys:
+            for position, key in enumerate(keys):
                 fd = self._open_key(tree, key)
                 if fd is None:
                     values.append(None)
                     continue
                 try:
-                    values.append(read(fd))
+                    values.append(read(fd, position))
                 except OSError as exc:
                     raise os_error(f"read key {key!r} in namespace {namespace!r}", exc) from exc
                 finally:
@@ -338,26 +339,24 @@ class SimpleBackend(Backend):
 
     def read_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        return self._read_each(namespace, keys, _read_all)  # type: ignore[return-value]
+        return self._read_each(namespace, keys, lambda fd, _: _read_all(fd))  # type: ignore[return-value]
 
     def read_buffers(self, namespace: str, keys: Sequence[str], verify: bool = True) -> list[Buffer | None]:
         # docstring inherited: read straight into numpy-allocated memory (far fewer page faults)
-        return self._read_each(namespace, keys, _read_into_numpy)
+        return self._read_each(namespace, keys, lambda fd, _: _read_into_numpy(fd))
 
     def read_buffer_streamed(
         self, namespace: str, key: str, consume: Callable[[memoryview], object], verify: bool = True,
     ) -> Buffer | None:
         # docstring inherited: pieces handed over as they are read from the file
-        return self._read_each(namespace, [key], lambda fd: _read_into_numpy(fd, consume))[0]
+        return self._read_each(namespace, [key], lambda fd, _: _read_into_numpy(fd, consume))[0]
 
     def read_ranges_many(
         self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
     ) -> list[bytes | None]:
         # docstring inherited: a pread of the slice
-        spans = iter(ranges)
-
-        def read_slice(fd: int) -> bytes:
-            offset, length = slice_span(os.fstat(fd).st_size, *next(spans))
+        def read_slice(fd: int, position: int) -> bytes:
+            offset, length = slice_span(os.fstat(fd).st_size, *ranges[position])
             buffer = bytearray(length)
             return bytes(buffer[:fill_buffer(fd, memoryview(buffer), offset, None)])
 

@@ -124,10 +124,33 @@ class MummiFileSystem(AbstractFileSystem):
                 return [self.info(stripped)] if detail else [self._join(stripped, key)]
             if key or not io.namespace_exists(namespace):
                 raise FileNotFoundError(path)
+        if not detail:  # names only: no value is read for its size
+            return sorted(self._join(stripped, name) for name in [*directories, *files])
         entries = [{"name": self._join(stripped, name), "size": 0, "type": "directory"} for name in sorted(directories)]
         entries += self._file_entries(stripped, io, namespace, files)
         entries.sort(key=lambda entry: str(entry["name"]))
-        return entries if detail else [entry["name"] for entry in entries]
+        return entries
+
+    def isfile(self, path: str) -> bool:
+        """Whether ``path`` is a key (one ``file_exists``: no value is read)."""
+        io, namespace, key = self.split(path)
+        return bool(key) and io.file_exists(namespace, key)
+
+    def isdir(self, path: str) -> bool:
+        """Whether ``path`` is the namespace (and it exists) or a prefix of keys."""
+        io, namespace, key = self.split(path)
+        if not key:
+            return io.namespace_exists(namespace)
+        return bool(io.list_keys(namespace, glob_literal(key + "/") + "*"))
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """Whether ``path`` is a key or a directory, reading no value.
+
+        A backend that cannot answer (a Redis node down, a damaged index)
+        raises its error: fsspec's default would report ``False``, and a
+        caller would take an unreadable key for an absent one.
+        """
+        return self.isfile(path) or self.isdir(path)
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """A key's size, or a directory (a prefix of keys, or the namespace itself)."""

@@ -557,8 +557,10 @@ class Facade:
         Each range is ``(start, stop)`` in Python slice terms: ``start`` an
         int (negative counts from the end), ``stop`` ``None`` (to the end) or
         an int >= 0. Backends that can read a slice in place do (a ``pread``,
-        a ``GETRANGE``); such a slice, unless it is the whole value, is not
-        checked against the value's checksum.
+        a ``GETRANGE``). On ``taridx`` a slice of a value up to 256 KiB is cut
+        from the whole, checked value; a larger one is read in place once the
+        member header confirms the key, size and CRC-32 (its bytes are not
+        checksummed: the CRC covers the whole value).
         """
         checked = [validate_key(key) for key in keys]
         if len(ranges) != len(checked):

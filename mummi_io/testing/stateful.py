@@ -1,6 +1,6 @@
 """A Hypothesis state machine that checks a backend against a plain ``dict``.
 
-Random sequences of saves, loads, removes, moves (within and across
+Random sequences of saves, loads, range reads, removes, moves (within and across
 namespaces), listings, reopenings, a second process's view and crashes are
 run against a backend and against a model (one dict per namespace); after
 every step the backend must hold exactly what the model holds. This is where
@@ -27,6 +27,8 @@ from ..registry import IO, get_io
 #: A small pool, so that saves overwrite, removes hit and moves collide.
 KEYS = st.sampled_from(["a", "b", "d.npz", "日本", ".hidden", "x" * 120])
 VALUES = st.one_of(st.binary(max_size=64), st.binary(min_size=500, max_size=4000))
+#: Byte ranges as Python slices: from the start, from the end, past the end, empty.
+RANGES = st.tuples(st.integers(-5000, 5000), st.none() | st.integers(0, 5000))
 PATTERNS = st.sampled_from(["*", "a*", "?", "*.npz", "[abc]", "x*", "*e*"])
 
 
@@ -77,6 +79,12 @@ class BackendMachine(RuleBasedStateMachine):
                 assert error.keys == missing
             else:
                 raise AssertionError(f"loading missing keys {missing} did not raise")
+
+    @rule(which=st.integers(0, 1), reads=st.lists(st.tuples(KEYS, RANGES), max_size=4))
+    def load_ranges(self, which: int, reads: list[tuple[str, tuple[int, int | None]]]) -> None:
+        ns = self.namespaces[which]
+        expected = [None if k not in self.model[ns] else self.model[ns][k][slice(*span)] for k, span in reads]
+        assert self.io.load_ranges(ns, [k for k, _ in reads], [span for _, span in reads]) == expected
 
     @rule(which=st.integers(0, 1), keys=st.lists(KEYS, max_size=3))
     def remove(self, which: int, keys: list[str]) -> None:

@@ -48,7 +48,9 @@ from . import repair
 from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
 from .state import NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
-from .tarformat import BLOCK, END_OF_ARCHIVE, build_members, crc_of, pieces_of, seal_members
+from .tarformat import (
+    BLOCK, END_OF_ARCHIVE, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ _LOCK_POLL = 0.0005  # seconds between attempts to take a contended writer lock
 _PARALLEL_CRC_BYTES = 8 << 20
 _PARALLEL_CRC_VALUES = 64
 _SHOWN = 20
+#: Slices of values up to this size read the whole value and check its CRC-32 (one read either way).
+WHOLE_READ_BYTES = 256 << 10
 
 #: Where a value lies in the tar: (data offset, size, CRC-32 or None when none was recorded).
 Location = tuple[int, int, int | None]
@@ -217,18 +221,40 @@ class NamespaceSession:
         return values
 
     def read_slice(self, key: str, location: Location, offset: int, length: int) -> bytes:
-        """``length`` bytes of a value from ``offset`` (its CRC covers the whole value: checked on a full read).
+        """``length`` bytes of a value from ``offset``, never unchecked bytes.
+
+        The value's CRC-32 covers it whole, so a slice alone cannot be
+        checked against it. A value of at most :data:`WHOLE_READ_BYTES` is
+        read whole, checked, and sliced. A larger one is read in part only
+        when the header block just before its data carries mummi_io's mark
+        for this very key, size and CRC-32: an index that points anywhere
+        else (another member, a stale offset) is caught there. A member
+        without the mark (a tar written by another tool) is read whole.
 
         Raises
         ------
         IntegrityError
-            If the value is known lost, or the tar ends inside the slice.
+            If the value is known lost, its bytes are not what the index
+            recorded, or the tar ends inside the slice.
         """
         self._refuse_lost(key)
-        piece = pread_exact(self.state.tar_fd, length, location[0] + offset)  # type: ignore[arg-type]
+        start, size, crc = location
+        if size <= WHOLE_READ_BYTES or not self._marked_here(key, location):
+            return bytes(memoryview(self.read(key, location))[offset:offset + length])
+        piece = pread_exact(self.state.tar_fd, length, start + offset)  # type: ignore[arg-type]
         if len(piece) != length:
             raise self.corrupt([key])
         return piece
+
+    def _marked_here(self, key: str, location: Location) -> bool:
+        """Whether the header block before ``location``'s data is mummi_io's, for this key, size and CRC."""
+        start, size, crc = location
+        if start < BLOCK:
+            return False
+        header = parse_header(pread_exact(self.state.tar_fd, BLOCK, start - BLOCK))  # type: ignore[arg-type]
+        mark = header.mark if header is not None else None
+        return (mark is not None and (crc is None or mark.crc == crc)  # type: ignore[union-attr]
+                and name_check(key, size, mark.back_blocks, mark.ends_batch) == mark.name_check)
 
     def checksum(self, key: str, location: Location) -> int:
         """The CRC-32 of a value: the recorded one, else computed from the tar (``IntegrityError`` if lost)."""

@@ -1,0 +1,11 @@
+"""The zarr v3 store over any backend: ``zarr.open_group(MummiStore(get_io("taridx"), "run.tar"))``.
+
+The public name of :class:`mummi_io.ecosystem.zarr_store.MummiStore` (needs
+``pip install 'mummi_io[zarr]'``, zarr 3, Python >= 3.11); see docs/ecosystem.md.
+"""
+
+from __future__ import annotations
+
+from .ecosystem.zarr_store import MummiStore
+
+__all__ = ["MummiStore"]

@@ -1,0 +1,95 @@
+"""Range reads (``IO.load_ranges``, what the zarr store and fsspec build on): each key gets its own range.
+
+The state machines (test_stateful) check ranges against a model on every
+backend; these pin the cases that once went wrong and what taridx checks
+before it hands back part of a value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mummi_io import IntegrityError, get_io
+from mummi_io.backends.taridx import index as idx
+from mummi_io.backends.taridx.session import WHOLE_READ_BYTES
+from mummi_io.core.crc import crc32
+from mummi_io.core.errors import InvalidArgumentError
+
+from taridx_helpers import committed_end
+
+
+@pytest.fixture
+def io(io_each_backend):
+    return io_each_backend
+
+
+def test_missing_keys_do_not_shift_the_ranges_of_the_keys_after_them(io, tmp_path) -> None:
+    ns = str(tmp_path / "ns")  # a fresh namespace on every backend (redis takes it as a name)
+    values = {"a": bytes(range(100)), "c": bytes(range(100, 200)), "e": os.urandom(5000)}
+    io.save_files(ns, list(values), list(values.values()))
+    keys = ["missing-1", "a", "missing-2", "c", "e", "missing-3", "e"]
+    ranges = [(0, 10), (5, 9), (1, 2), (-3, None), (100, 4000), (0, None), (4990, 6000)]
+    expected = [None if key not in values else values[key][slice(*span)] for key, span in zip(keys, ranges)]
+    assert io.load_ranges(ns, keys, ranges) == expected
+    io.remove_files(ns, list(values))
+
+
+def test_a_range_per_key_and_well_formed_ranges_are_required(io, tmp_path) -> None:
+    ns = str(tmp_path / "ns")
+    io.save_files(ns, "a", b"abc")
+    with pytest.raises(InvalidArgumentError, match="one range per key"):
+        io.load_ranges(ns, ["a", "a"], [(0, 1)])
+    for bad in [(0, -1), (None, 2), ("0", 2), (0,), (0.5, None)]:
+        with pytest.raises(InvalidArgumentError, match="a range is"):
+            io.load_ranges(ns, ["a"], [bad])  # type: ignore[list-item]
+    io.remove_files(ns, "a")
+
+
+def _repoint(ns: str, key: str, location: tuple[int, int, int], last: tuple[str, tuple[int, int, int]]) -> None:
+    """Append a committed index record that says ``key`` lies at ``location`` (a stale or damaged index).
+
+    ``last`` (a key and its true location) ends the record: opening checks
+    only the index's last value, so the damage is found by the read itself.
+    """
+    end = committed_end(ns)
+    keys, places = [key.encode(), last[0].encode()], [location, last[1]]
+    with open(ns + ".idx", "ab") as index:
+        index.write(idx.encode_put(keys, [p[0] for p in places], [p[1] for p in places], [p[2] for p in places],
+                                   end, commit=True))
+
+
+def _data_offsets(ns: str) -> dict[str, int]:
+    import tarfile
+
+    with tarfile.open(ns) as archive:
+        return {member.name: member.offset_data for member in archive.getmembers()}
+
+
+@pytest.mark.parametrize("size", [1000, WHOLE_READ_BYTES + 4096])
+def test_taridx_never_hands_back_part_of_another_member(tmp_path: Path, size: int) -> None:
+    ns = str(tmp_path / "run.tar")
+    mine, other = b"m" * size, b"o" * size
+    with get_io("taridx") as io:
+        io.save_files(ns, ["mine", "other"], [mine, other])
+        assert io.load_ranges(ns, ["mine"], [(10, 20)]) == [b"m" * 10]
+    offsets = _data_offsets(ns)
+    _repoint(ns, "mine", (offsets["other"], size, crc32(mine)), ("other", (offsets["other"], size, crc32(other))))
+    with get_io("taridx") as fresh:
+        with pytest.raises(IntegrityError, match="mine"):
+            fresh.load_ranges(ns, ["mine"], [(10, 20)])
+        with pytest.raises(IntegrityError, match="mine"):
+            fresh.load_ranges(ns, ["mine"], [(0, None)])
+        assert fresh.load_ranges(ns, ["other"], [(-5, None)]) == [b"o" * 5]
+
+
+def test_taridx_a_large_slice_of_a_sound_value_is_read_in_place(tmp_path: Path) -> None:
+    ns = str(tmp_path / "run.tar")
+    value = os.urandom(WHOLE_READ_BYTES * 3)
+    with get_io("taridx") as io:
+        io.save_files(ns, ["big", "long/" + "n" * 150], [value, value])  # a ustar and a PAX member
+        spans = [(0, 1), (WHOLE_READ_BYTES, WHOLE_READ_BYTES + 10), (-7, None), (len(value) + 5, None)]
+        for key in ["big", "long/" + "n" * 150]:
+            assert io.load_ranges(ns, [key] * len(spans), spans) == [value[slice(*s)] for s in spans]
