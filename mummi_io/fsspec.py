@@ -8,6 +8,12 @@ See docs/ecosystem.md.
 
 from __future__ import annotations
 
-from .ecosystem.fsspec_fs import SEPARATOR, MummiFileSystem
+try:
+    from .ecosystem.fsspec_fs import SEPARATOR, MummiFileSystem
+except ModuleNotFoundError as missing:
+    if missing.name is None or missing.name.partition(".")[0] != "fsspec":
+        raise
+    raise ModuleNotFoundError("mummi_io.fsspec needs fsspec: pip install 'mummi_io[fsspec]'",
+                              name=missing.name) from missing
 
 __all__ = ["SEPARATOR", "MummiFileSystem"]

@@ -6,6 +6,13 @@ The public name of :class:`mummi_io.ecosystem.zarr_store.MummiStore` (needs
 
 from __future__ import annotations
 
-from .ecosystem.zarr_store import MummiStore
+try:
+    from .ecosystem.zarr_store import MummiStore
+except ModuleNotFoundError as missing:
+    if missing.name is None or missing.name.partition(".")[0] != "zarr":
+        raise
+    raise ModuleNotFoundError(
+        "mummi_io.zarr needs zarr >= 3 (Python >= 3.11): pip install 'mummi_io[zarr]'", name=missing.name,
+    ) from missing
 
 __all__ = ["MummiStore"]

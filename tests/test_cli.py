@@ -23,10 +23,16 @@ def test_demo_runs_a_campaign(tmp_path: Path) -> None:
     assert (tmp_path / "manager.chk").is_file()
 
 
-def test_unknown_backend_exits_1_with_message(tmp_path: Path) -> None:
+def test_an_unknown_backend_or_option_is_bad_usage_with_a_message(tmp_path: Path) -> None:
     result = run("demo", "--backend", "nosuch", "--dir", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown io kind 'nosuch'" in result.stderr
+    result = run("ls", "-b", "tarix", str(tmp_path / "run.tar"))
+    assert result.returncode == 2 and "unknown io kind 'tarix'" in result.stderr
+    result = run("ls", "-o", "bogus=1", str(tmp_path))
+    assert result.returncode == 2 and "it accepts: ['fsync']" in result.stderr
+    result = run("ls", "-o", "fsync", str(tmp_path))
+    assert result.returncode == 2 and "is not NAME=VALUE" in result.stderr
 
 
 def test_help_and_version() -> None:
@@ -91,8 +97,8 @@ def test_exit_codes_and_messages(tmp_path: Path) -> None:
     assert cli("info", ns, "nope").returncode == 3
     assert cli("ls").returncode == 2
     bad_option = cli("ls", "-o", "fsynk=1", ns)
-    assert bad_option.returncode == 1 and b"fsync" in bad_option.stderr
-    assert cli("ls", "-o", "novalue", ns).returncode == 1
+    assert bad_option.returncode == 2 and b"fsync" in bad_option.stderr
+    assert cli("ls", "-o", "novalue", ns).returncode == 2
     hostile = cli("put", ns, "-", "--key", "../escape", stdin=b"x")
     assert hostile.returncode == 1 and b"key" in hostile.stderr
     assert not (tmp_path / "escape").exists()

@@ -234,3 +234,34 @@ def test_names_only_listing_and_exists_read_no_value(tmp_path) -> None:
         fresh.cat_file(f"{root}/d/a")
     with pytest.raises(IntegrityError, match="no longer in its tar"):
         fresh.ls(f"{root}/d", detail=True)
+
+
+def test_walking_a_namespace_on_a_node_that_refuses_raises_instead_of_looking_empty(tmp_path, redis_password) -> None:
+    """find, du, glob and a mapper's keys go through walk(), which fsspec lets swallow OSError."""
+    from mummi_io.backends.redis.local_servers import start_servers, stop_servers
+    from mummi_io.core.errors import MummiIOError
+
+    server = start_servers(1, str(tmp_path), redis_password)[0]
+    try:
+        good = MummiFileSystem(skip_instance_cache=True, nodes=[server.name], password=redis_password)
+        good.pipe_file("mummi://redis/walked!/d/a", b"1")
+        assert good.find("mummi://redis/walked!/") == ["redis/walked!/d/a"]
+        refused = MummiFileSystem(skip_instance_cache=True, nodes=[server.name], password="wrong")
+        for call in (lambda: refused.find("mummi://redis/walked!/"), lambda: refused.du("mummi://redis/walked!/"),
+                     lambda: refused.glob("mummi://redis/walked!/d/*"),
+                     lambda: list(fsspec.get_mapper("mummi://redis/walked!/", nodes=[server.name], password="wrong"))):
+            with pytest.raises(MummiIOError):
+                call()
+        assert good.find("mummi://redis/nothing-here!/") == []  # a missing path is still empty
+    finally:
+        stop_servers([server])
+
+
+@pytest.mark.parametrize("module, package", [("mummi_io.zarr", "zarr"), ("mummi_io.fsspec", "fsspec")])
+def test_a_missing_extra_says_what_to_install(module: str, package: str) -> None:
+    import subprocess
+    import sys
+
+    program = f"import sys; sys.modules[{package!r}] = None\nimport {module}"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode != 0 and f"pip install 'mummi_io[{package}]'" in done.stderr

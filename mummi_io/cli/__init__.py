@@ -13,9 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..core.errors import IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError
+from ..core.errors import (
+    IntegrityError, KeyNotFoundError, MummiIOError, NamespaceNotFoundError, SignalTimeoutError, UnknownBackendError,
+    UsageError,
+)
 from . import data, migrate, registry, servers, signals, tools
-from .common import EXIT_CORRUPT, EXIT_ERROR, EXIT_NOT_FOUND, safe_key
+from .common import EXIT_CORRUPT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE, safe_key
 
 
 
@@ -69,6 +72,8 @@ def _in_command_line_terms(exc: Exception) -> tuple[int, str]:
         return EXIT_NOT_FOUND, f"not found: {exc}"
     if isinstance(exc, IntegrityError):
         return EXIT_CORRUPT, f"corrupt data: {exc}"
+    if isinstance(exc, (UsageError, UnknownBackendError)):
+        return EXIT_USAGE, f"error: {exc}"
     if isinstance(exc, MummiIOError):
         return EXIT_ERROR, f"error: {exc}"
     if isinstance(exc, OSError):  # a local file named on the command line (put, get --output)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..core.errors import InvalidArgumentError
+from ..core.errors import InvalidArgumentError, UsageError
 from ..registry import IO, get_interfaces, get_io
 
 #: The documented exit codes of every command (README, "The mummi-io command").
@@ -27,7 +27,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise InvalidArgumentError(f"backend option {pair!r} is not NAME=VALUE")
+            raise UsageError(f"backend option {pair!r} is not NAME=VALUE")
         try:
             options[name] = json.loads(text)
         except ValueError:
@@ -42,9 +42,18 @@ def safe_key(key: str) -> str:
     return key.encode("unicode_escape").decode("ascii")
 
 
+def open_io(kind: str, pairs: list[str] | None) -> IO:
+    """The IO of a backend kind and ``NAME=VALUE`` options from the command line (refused ones: bad usage)."""
+    options = parse_options(pairs)
+    try:
+        return get_io(kind, **options)
+    except InvalidArgumentError as exc:  # options the backend does not take, or values it refuses
+        raise UsageError(str(exc)) from exc
+
+
 def open_backend(args: argparse.Namespace) -> IO:
     """The IO of the command line's ``-b/--backend`` and ``-o NAME=VALUE`` options."""
-    return get_io(args.backend, **parse_options(args.option))
+    return open_io(args.backend, args.option)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from ..core.errors import InvalidArgumentError, KeyNotFoundError, NamespaceNotFoundError
 from ..core.progress import progress_bar
-from ..registry import IO, get_io
+from ..registry import IO
 from ..sync import sync, verify_keys
-from .common import EXIT_CORRUPT, add_backend_arguments, emit, open_backend, parse_options, safe_key
+from .common import EXIT_CORRUPT, add_backend_arguments, emit, open_backend, open_io, safe_key
 
 def _existing(io: IO, namespace: str) -> str:
     """``namespace``, which must exist: a command on a misspelt namespace changes nothing and exits 3."""
@@ -165,7 +165,7 @@ def cmd_cp(args: argparse.Namespace, mode: str = "copy") -> int:
     same_backend = args.to_backend is None or args.to_backend == args.backend
     # The source's options apply to the destination only when it is the same backend.
     destination_options = args.to_option if args.to_option or not same_backend else args.option
-    destination = get_io(args.to_backend or args.backend, **parse_options(destination_options))
+    destination = open_io(args.to_backend or args.backend, destination_options)
     with source, destination:
         _existing(source, args.namespace)
         if mode == "mirror" and not args.dry_run and not getattr(args, "yes", False):

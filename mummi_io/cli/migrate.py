@@ -12,7 +12,7 @@ from ..core.keys import key_matcher, validate_key
 from ..core.progress import progress_bar
 from ..registry import get_io
 from ..sync import sync
-from .common import emit, parse_options
+from .common import emit, open_io
 
 
 def _destination_namespace(namespace: str, root: str | None) -> str:
@@ -58,7 +58,7 @@ def cmd_import_mummi_redis(args: argparse.Namespace) -> int:
     if args.password:
         source_options["password"] = args.password
     source = get_io("mummi-redis", **source_options)
-    destination = get_io(args.to_backend, **parse_options(args.to_option))
+    destination = open_io(args.to_backend, args.to_option)
     wanted = key_matcher(args.namespaces)
     mode = "move" if args.move else "copy"
     totals: dict[str, Any] = {"namespaces": 0, "copied": 0, "skipped": 0, "removed_from_source": 0, "bytes": 0,

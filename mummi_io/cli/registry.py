@@ -6,12 +6,11 @@ import argparse
 from typing import Any
 
 from ..filer import Filer
-from ..registry import get_io
-from .common import emit, parse_options
+from .common import emit, open_io
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    remote = get_io(args.remote_backend, **parse_options(args.option))
+    remote = open_io(args.remote_backend, args.option)
     with remote:
         filer = Filer(args.local_dir, remote, args.remote_namespace, registry_file=args.registry_file)
         if args.action == "show":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 from typing import Any
 
@@ -45,6 +46,8 @@ def cmd_servers(args: argparse.Namespace) -> int:
         nodes, cluster, source = list(deployment.nodes), deployment.cluster, deployment.source
         registry = deployment.registry or registry
     if args.action == "list":
+        if not args.json:  # where the nodes came from, off the parseable output
+            print(f"mummi-io: nodes from {source}", file=sys.stderr)
         emit(args, "\n".join(f"{n.host} {n.port}" for n in nodes),
              {"registry": registry, "source": source, "cluster": cluster,
               "nodes": [{"host": n.host, "port": n.port} for n in nodes]})

@@ -19,7 +19,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mummi-io-demo-") as scratch:
         summary = run_demo(io, args.dir or scratch, workers=args.workers, results_per_worker=args.results)
     text = "\n".join([
-        f"mummi-io demo on backend {summary.backend!r} in {summary.root}",
+        f"mummi-io demo on backend {summary.backend!r} in {summary.root}"
+        + ("" if args.dir else " (a temporary directory, now removed: --dir DIR keeps the files)"),
         f"  {summary.workers} workers wrote {summary.results} npz results and signalled done",
         f"  the manager listed, loaded and archived {summary.archived} results",
         f"  mean RDF {summary.mean_rdf:.4f}; checkpoint written; {summary.seconds:.2f} s in all",

@@ -36,6 +36,10 @@ class InvalidValueError(MummiIOError, TypeError):
     """A value is not ``bytes``, ``bytearray``, ``memoryview`` or ``str``."""
 
 
+class UsageError(InvalidArgumentError):
+    """A command line whose ``-o NAME=VALUE`` options the backend does not take (``mummi-io`` exit code 2)."""
+
+
 class UnknownBackendError(MummiIOError, ValueError):
     """``get_io`` was asked for a backend kind that is not registered."""
 

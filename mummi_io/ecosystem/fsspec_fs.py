@@ -131,6 +131,23 @@ class MummiFileSystem(AbstractFileSystem):
         entries.sort(key=lambda entry: str(entry["name"]))
         return entries
 
+    def walk(self, path: str, maxdepth: int | None = None, topdown: bool = True, on_error: Any = "omit",
+             **kwargs: Any) -> Any:
+        """fsspec's ``walk`` (and so ``find``, ``du``, ``glob``, a mapper's keys), where only a missing path is empty.
+
+        fsspec omits a path whose listing raises any ``OSError``; a backend
+        that cannot answer (a Redis node down, a refused password) raises a
+        ``ConnectionError``, an ``OSError`` too, and would then look empty.
+        Here only ``FileNotFoundError`` follows ``on_error``; anything else raises.
+        """
+        def handle(error: OSError) -> None:
+            if not isinstance(error, FileNotFoundError) or on_error == "raise":
+                raise error
+            if callable(on_error):
+                on_error(error)
+
+        return super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=handle, **kwargs)
+
     def isfile(self, path: str) -> bool:
         """Whether ``path`` is a key (one ``file_exists``: no value is read)."""
         io, namespace, key = self.split(path)
