@@ -105,14 +105,16 @@ class IndexTable:
     crcs: array = field(default_factory=lambda: array("I"))
     unchecked: set[int] = field(default_factory=set)
     tar_end: int = 0
-    #: Puts not yet in the dict, in order: (keys, slot of the first key).
+    #: Puts not yet in the dict, in order: (key blobs as in the index records, each key followed
+    #: by a NUL; slot of the first key). Kept as read, so that listing never splits them per key.
     _deferred: list[tuple[list[bytes], int]] = field(default_factory=list)
 
     @property
     def slots(self) -> dict[bytes, int]:
         """Key -> slot of every live key (deferred puts are applied first, in order)."""
         if self._deferred:
-            for keys, base in self._deferred:
+            for blobs, base in self._deferred:
+                keys = b"".join(blobs).split(b"\0")[:-1]
                 self._slots.update(zip(keys, range(base, base + len(keys))))
             self._deferred.clear()
         return self._slots
@@ -131,13 +133,16 @@ class IndexTable:
         self.crcs.extend(crcs)  # type: ignore[arg-type]
         slots.update(zip(keys, range(base, base + len(keys))))
 
-    def put_deferred(self, keys: list[bytes], entries: np.ndarray) -> None:
-        """:meth:`put` from index entries (an ``ENTRY`` array), the keys deferred (see the class docstring)."""
+    def put_deferred(self, blobs: list[bytes], entries: np.ndarray) -> None:
+        """:meth:`put` from index entries (an ``ENTRY`` array) and their keys as NUL-terminated blobs, deferred.
+
+        ``blobs`` hold exactly ``len(entries)`` keys (see the class docstring).
+        """
         base = len(self.offsets)
-        self.offsets.frombytes(entries["offset"].astype("<i8").tobytes())
-        self.sizes.frombytes(entries["size"].astype("<i8").tobytes())
-        self.crcs.frombytes(entries["crc"].astype("<u4").tobytes())
-        self._deferred.append((keys, base))
+        self.offsets.frombytes(entries["offset"].astype("<i8").view(np.uint8).data)
+        self.sizes.frombytes(entries["size"].astype("<i8").view(np.uint8).data)
+        self.crcs.frombytes(entries["crc"].astype("<u4").view(np.uint8).data)
+        self._deferred.append((blobs, base))
 
     def delete(self, keys: Sequence[bytes]) -> None:
         """Forget each key; absent keys are skipped."""
@@ -148,10 +153,13 @@ class IndexTable:
     def key_names(self) -> list[str]:
         """Every live key, decoded and sorted (without building the dict if it is not built yet)."""
         deferred_only = bool(self._deferred) and not self._slots
-        encoded = [key for keys, _ in self._deferred for key in keys] if deferred_only else list(self.slots)
-        names = b"\0".join(encoded).decode("utf-8").split("\0") if encoded else []
-        if len(names) != len(encoded):  # a key with NUL in it (never a valid key): decode one by one
-            names = [key.decode("utf-8") for key in encoded]
+        if deferred_only:  # the blobs as read: one join, one decode, one split
+            names = b"".join(blob for blobs, _ in self._deferred for blob in blobs).decode("utf-8").split("\0")[:-1]
+        else:
+            encoded = list(self.slots)
+            names = b"\0".join(encoded).decode("utf-8").split("\0") if encoded else []
+            if len(names) != len(encoded):  # a key with NUL in it (never a valid key): decode one by one
+                names = [key.decode("utf-8") for key in encoded]
         names.sort()
         if deferred_only and any(map(str.__eq__, names, itertools.islice(names, 1, None))):
             names = list(dict.fromkeys(names))  # a key put twice: keep one (still sorted)
@@ -205,8 +213,11 @@ class ParseResult:
     stopped_early: bool
 
 
-def _decode_record(buf: memoryview, pos: int) -> tuple[int, int, int, int, int, list[bytes]] | None:
-    """Decode the record at ``pos``: (end, op, flags, tar_end, entries offset, keys); ``None`` if invalid."""
+def _decode_record(buf: memoryview, pos: int) -> tuple[int, int, int, int, int, bytes] | None:
+    """Decode the record at ``pos``: (end, op, flags, tar_end, entries offset, key blob); ``None`` if invalid.
+
+    The key blob is the record's keys, each followed by a NUL (split only where needed).
+    """
     if pos + RECORD_PREFIX > len(buf):
         return None
     magic, op, flags, _, count, keys_len, tar_end = RECORD_HEADER.unpack_from(buf, pos)
@@ -220,10 +231,10 @@ def _decode_record(buf: memoryview, pos: int) -> tuple[int, int, int, int, int, 
     (crc,) = CRC.unpack_from(buf, pos + RECORD_HEADER.size)
     if zlib.crc32(buf[entries_at:end], zlib.crc32(buf[pos:pos + RECORD_HEADER.size])) != crc:
         return None
-    keys = bytes(buf[keys_at:end]).split(b"\0")[:-1] if keys_len else []
-    if len(keys) != count:
+    blob = bytes(buf[keys_at:end])
+    if blob.count(b"\0") != count or (blob and not blob.endswith(b"\0")):
         return None
-    return end, op, flags, tar_end, entries_at, keys
+    return end, op, flags, tar_end, entries_at, blob
 
 
 def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> ParseResult:
@@ -235,8 +246,8 @@ def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> Par
     buf = memoryview(data)
     pos = 0
     committed = 0
-    pending: list[tuple[int, int, list[bytes]]] = []
-    applied: list[tuple[int, int, list[bytes]]] = []
+    pending: list[tuple[int, int, bytes]] = []
+    applied: list[tuple[int, int, bytes]] = []
     committed_tar_end = table.tar_end
     while pos < len(buf):
         decoded = _decode_record(buf, pos)
@@ -256,23 +267,24 @@ def apply_records(table: IndexTable, data: bytes | memoryview, base: int) -> Par
     return ParseResult(base + committed, committed < len(buf))
 
 
-def _apply(table: IndexTable, buf: memoryview, records: list[tuple[int, int, list[bytes]]]) -> None:
+def _apply(table: IndexTable, buf: memoryview, records: list[tuple[int, int, bytes]]) -> None:
     """Apply decoded records in order; each run of puts goes into the table in one step (opening is fast)."""
-    run_keys: list[bytes] = []
+    run_blobs: list[bytes] = []
     run_entries: list[np.ndarray] = []
 
     def flush() -> None:
-        if run_keys:
-            table.put_deferred(list(run_keys), np.concatenate(run_entries) if len(run_entries) > 1 else run_entries[0])
-            run_keys.clear()
+        if run_blobs:
+            table.put_deferred(list(run_blobs), np.concatenate(run_entries) if len(run_entries) > 1 else run_entries[0])
+            run_blobs.clear()
             run_entries.clear()
 
-    for op, at, keys in records:
+    for op, at, blob in records:
         if op == OP_PUT:
-            run_keys.extend(keys)
-            run_entries.append(np.frombuffer(buf, ENTRY, len(keys), offset=at))
+            if blob:
+                run_blobs.append(blob)
+                run_entries.append(np.frombuffer(buf, ENTRY, blob.count(b"\0"), offset=at))
         else:
             flush()
-            table.delete(keys)
+            table.delete(blob.split(b"\0")[:-1])
     flush()
 
