@@ -265,3 +265,47 @@ def test_a_missing_extra_says_what_to_install(module: str, package: str) -> None
     program = f"import sys; sys.modules[{package!r}] = None\nimport {module}"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert done.returncode != 0 and f"pip install 'mummi_io[{package}]'" in done.stderr
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_paths_that_look_alike_stay_apart_and_moves_never_nest_or_mislabel(kind: str, request, tmp_path) -> None:
+    """A namespace named "o!" is not "o"; a directory moved onto itself stays; a missing path is FileNotFoundError."""
+    root, options = _root(kind, request, tmp_path)
+    fs = MummiFileSystem(skip_instance_cache=True, **options)
+    plain, bang = root, root.removesuffix("!") + "!!"  # namespaces "<ns>" and "<ns>!"
+    fs.pipe_file(f"{plain}/d/x", b"p")
+    fs.pipe_file(f"{plain}/keep", b"k")
+    fs.pipe_file(f"{bang}/d/x", b"b")
+    assert fs.ls(f"{bang}/d", detail=False) == [fs._strip_protocol(f"{bang}/d/x")]
+    fs.rm(f"{bang}/d", recursive=True)
+    assert fs.cat_file(f"{plain}/d/x") == b"p" and not fs.exists(f"{bang}/d/x")
+    fs.mv(f"{plain}/d", f"{plain}/d", recursive=True)
+    assert fs.find(plain) == sorted(fs._strip_protocol(f"{plain}/{k}") for k in ["d/x", "keep"])
+    with pytest.raises(InvalidArgumentError, match="into itself"):
+        fs.mv(f"{plain}/d", f"{plain}/d/e", recursive=True)
+    with pytest.raises(FileNotFoundError):
+        fs.rm(f"{plain}/missing")
+    with pytest.raises(FileNotFoundError):
+        fs.mv(f"{plain}/missing", f"{plain}/elsewhere")
+    assert fs.cat_file(f"{plain}/d/x") == b"p" and fs.cat_file(f"{plain}/keep") == b"k"
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_transaction_saves_its_files_only_when_it_ends_well(kind: str, request, tmp_path) -> None:
+    root, options = _root(kind, request, tmp_path)
+    fs = MummiFileSystem(skip_instance_cache=True, **options)
+    fs.pipe_file(f"{root}/k", b"old")
+    with pytest.raises(RuntimeError):
+        with fs.transaction:
+            with fs.open(f"{root}/k", "wb") as handle:
+                handle.write(b"new")
+            assert fs.cat_file(f"{root}/k") == b"old"  # not before the transaction ends
+            raise RuntimeError("abort")
+    assert fs.cat_file(f"{root}/k") == b"old"
+    with fs.transaction:
+        with fs.open(f"{root}/k", "wb") as handle:
+            handle.write(b"new")
+        with fs.open(f"{root}/j", "wb") as handle:
+            handle.write(b"second")
+        assert not fs.exists(f"{root}/j")
+    assert fs.cat_file(f"{root}/k") == b"new" and fs.cat_file(f"{root}/j") == b"second"

@@ -31,9 +31,11 @@ def test_missing_keys_do_not_shift_the_ranges_of_the_keys_after_them(io, tmp_pat
     values = {"a": bytes(range(100)), "c": bytes(range(100, 200)), "e": os.urandom(5000)}
     io.save_files(ns, list(values), list(values.values()))
     keys = ["missing-1", "a", "missing-2", "c", "e", "missing-3", "e"]
-    ranges = [(0, 10), (5, 9), (1, 2), (-3, None), (100, 4000), (0, None), (4990, 6000)]
+    ranges = [(0, 10), (5, 9), (1, 2), (-3, None), (100, 4000), (0, None), (4990, 2**64)]
     expected = [None if key not in values else values[key][slice(*span)] for key, span in zip(keys, ranges)]
     assert io.load_ranges(ns, keys, ranges) == expected
+    huge = [(2**64, None), (-(2**70), 3), (0, 2**80), (2**63, 2**64)]  # beyond Redis's 64-bit offsets
+    assert io.load_ranges(ns, ["e"] * 4, huge) == [values["e"][slice(*span)] for span in huge]
     io.remove_files(ns, list(values))
 
 
@@ -93,3 +95,58 @@ def test_taridx_a_large_slice_of_a_sound_value_is_read_in_place(tmp_path: Path) 
         spans = [(0, 1), (WHOLE_READ_BYTES, WHOLE_READ_BYTES + 10), (-7, None), (len(value) + 5, None)]
         for key in ["big", "long/" + "n" * 150]:
             assert io.load_ranges(ns, [key] * len(spans), spans) == [value[slice(*s)] for s in spans]
+
+
+@pytest.mark.parametrize("size", [1000, WHOLE_READ_BYTES + 4096])
+def test_taridx_an_index_carrying_another_members_place_and_checksum_is_caught(tmp_path: Path, size: int) -> None:
+    """The CRC-32 alone would pass: the member header's mark names another key."""
+    ns = str(tmp_path / "run.tar")
+    mine, other = b"m" * size, b"o" * size
+    with get_io("taridx") as io:
+        io.save_files(ns, ["mine", "other"], [mine, other])
+    offsets = _data_offsets(ns)
+    _repoint(ns, "mine", (offsets["other"], size, crc32(other)), ("other", (offsets["other"], size, crc32(other))))
+    with get_io("taridx") as fresh:
+        for span in [(10, 20), (0, None), (-3, None)]:
+            with pytest.raises(IntegrityError, match="mine"):
+                fresh.load_ranges(ns, ["mine"], [span])
+
+
+def test_taridx_ranges_of_one_call_come_from_one_version_of_each_value(tmp_path: Path) -> None:
+    """A whole-value range is sliced like any other, from the version the call read."""
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "k", b"A" * 10)
+        assert io.load_ranges(ns, ["k", "k", "k"], [(0, 10), (-10, None), (0, None)]) == [b"A" * 10] * 3
+        io.save_files(ns, "k", b"B" * 20)
+        assert io.load_ranges(ns, ["k", "k", "k"], [(0, 10), (-10, None), (0, None)]) == [b"B" * 10, b"B" * 10,
+                                                                                          b"B" * 20]
+
+
+_REWRITER = """
+import sys, time
+from mummi_io import get_io
+io = get_io("taridx")
+ends = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < ends:
+    io.save_files(sys.argv[1], "k", b"A" * 10)
+    io.save_files(sys.argv[1], "k", b"B" * 20)
+"""
+
+
+def test_taridx_ranges_read_while_another_process_rewrites_the_value(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ns = str(tmp_path / "run.tar")
+    with get_io("taridx") as io:
+        io.save_files(ns, "k", b"A" * 10)
+        writer = subprocess.Popen([sys.executable, "-c", _REWRITER, ns, "3"])
+        try:
+            while writer.poll() is None:
+                head, tail = io.load_ranges(ns, ["k", "k"], [(0, 10), (-10, None)])
+                assert head in (b"A" * 10, b"B" * 10) and tail in (b"A" * 10, b"B" * 10)
+            assert writer.returncode == 0
+        finally:
+            writer.kill()
+            writer.wait()

@@ -313,6 +313,59 @@ def test_a_namespace_of_the_256_shard_layout_is_read_and_written(redis_single, t
     raw.close()
 
 
+def _legacy_namespace(server, namespace: str, shards: int, keys: list[str]) -> None:
+    """What an earlier release wrote with ``shards`` shards: values, index SETs, marker ``1``."""
+    import redis
+
+    old = Layout(shards)
+    raw = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    for key in keys:
+        prefix = old.shard_prefix(namespace, old.shard_of(key))
+        raw.set(prefix + key.encode(), key.encode())
+        raw.sadd(prefix, key)
+    raw.set(Layout.marker(namespace), b"1")
+    raw.close()
+
+
+@pytest.mark.parametrize("written, opened", [(256, 16), (16, None), (16, 64)])
+def test_a_legacy_namespace_opened_with_another_count_is_refused_not_misread(redis_single, tmp_path, written,
+                                                                               opened) -> None:
+    """With no recorded count, the count comes from the client: one that contradicts the keys' places says so."""
+    from mummi_io.core.errors import StorageError
+
+    server = redis_single[0]
+    namespace = str(tmp_path)
+    keys = [f"old-{i:03d}" for i in range(100)]
+    _legacy_namespace(server, namespace, written, keys)
+    options = {"nodes": [server.name], "password": server.password}
+    with get_io("redis", **options, **({} if opened is None else {"shards": opened})) as wrong:
+        for action in (lambda: wrong.list_keys(namespace), lambda: wrong.file_exists(namespace, "old-000"),
+                       lambda: wrong.save_files(namespace, "new", b"n")):
+            with pytest.raises(StorageError, match="shards=256 unless"):
+                action()
+    with get_io("redis", shards=written, **options) as right:
+        assert right.list_keys(namespace) == keys and all(right.file_exists(namespace, keys))
+
+
+def test_a_shard_count_out_of_bounds_is_refused(redis_single, tmp_path) -> None:
+    import redis
+
+    from mummi_io.backends.redis.backend import MAX_SHARDS
+    from mummi_io.core.errors import StorageError
+
+    server = redis_single[0]
+    options = {"nodes": [server.name], "password": server.password}
+    with pytest.raises(InvalidArgumentError, match="at most"):
+        get_io("redis", shards=MAX_SHARDS + 1, **options)
+    namespace = str(tmp_path)
+    raw = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+    raw.set(Layout.marker(namespace), b"shards=100000000000")
+    raw.close()
+    with get_io("redis", **options) as io:
+        with pytest.raises(StorageError, match="count of 1 to"):
+            io.file_exists(namespace, "k")
+
+
 @pytest.mark.parametrize("marker", [b"shards=", b"shards=0", b"shards=x", b"2", b"\xff"])
 def test_an_unreadable_namespace_marker_is_named(redis_single, tmp_path, marker: bytes) -> None:
     """A marker changed outside mummi_io is refused, naming it, never read with a guessed shard count."""

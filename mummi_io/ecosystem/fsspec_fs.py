@@ -96,7 +96,8 @@ class MummiFileSystem(AbstractFileSystem):
     @staticmethod
     def _join(path: str, key: str) -> str:
         """The path of ``key`` in the namespace of ``path`` (protocol stripped)."""
-        head = path.partition(SEPARATOR)[0].removesuffix("!")
+        # "<kind>/<ns>!/<key>" -> "<kind>/<ns>"; the root "<kind>/<ns>!" -> "<kind>/<ns>" (a name may end in "!")
+        head = path.partition(SEPARATOR)[0] if SEPARATOR in path else path.removesuffix("!")
         return f"{head}{SEPARATOR}{key}"
 
     # --------------------------------------------------------------- listing
@@ -235,6 +236,8 @@ class MummiFileSystem(AbstractFileSystem):
             if key and io.file_exists(namespace, key):
                 by_namespace.setdefault((found.partition("/")[0], namespace), []).append(key)
             elif not recursive:
+                if not self.isdir(found):
+                    raise FileNotFoundError(found)
                 raise IsADirectoryError(f"{found!r} is a directory: give recursive=True to remove the keys below it")
         for (kind, namespace), keys in by_namespace.items():
             self.io_for(kind).remove_files(namespace, keys)
@@ -259,8 +262,15 @@ class MummiFileSystem(AbstractFileSystem):
                 target_key = posixpath.join(target_key, posixpath.basename(source_key))
             pairs = [(source_key, target_key)]
         elif not recursive:
-            raise IsADirectoryError(f"{path1!r} is a directory (or missing): give recursive=True to move its keys")
+            if not self.isdir(path1):
+                raise FileNotFoundError(path1)
+            raise IsADirectoryError(f"{path1!r} is a directory: give recursive=True to move its keys")
         else:
+            if source_io.same_namespace(source_namespace, target_io, target_namespace) and (
+                    target_key == source_key or target_key.startswith(f"{source_key}/") or not source_key):
+                if target_key == source_key:
+                    return  # a directory moved onto itself stays where it is
+                raise InvalidArgumentError(f"cannot move {path1!r} into itself ({path2!r})")
             if source_key and self.isdir(path2):  # into an existing directory, as fsspec's copy does
                 target_key = posixpath.join(target_key, posixpath.basename(source_key))
             below = f"{source_key}/" if source_key else ""
@@ -301,6 +311,9 @@ class MummiFileSystem(AbstractFileSystem):
 class _KeyFile(AbstractBufferedFile):
     """A key read in ranges (``load_ranges``) or written whole when closed (``save_files``).
 
+    Inside ``with fs.transaction:`` a file is saved when the transaction
+    ends without an exception, and not at all otherwise.
+
     A ``with`` block left by an exception discards what was written: the key
     keeps its previous value (fsspec's default would store the partial data).
     """
@@ -316,11 +329,26 @@ class _KeyFile(AbstractBufferedFile):
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start, end)
 
+    _pending: bytes | None = None
+
     def _upload_chunk(self, final: bool = False) -> bool:
         if not final:
             return False  # keep everything: the key is written once, whole
-        self.fs.pipe_file(self.path, self.buffer.getvalue())
+        if self.autocommit:
+            self.fs.pipe_file(self.path, self.buffer.getvalue())
+        else:  # inside fs.transaction: saved by commit() when the transaction ends well
+            self._pending = self.buffer.getvalue()
         return True
+
+    def commit(self) -> None:
+        """Save what a file written inside ``fs.transaction`` holds (the transaction ended without error)."""
+        if self._pending is not None:
+            self.fs.pipe_file(self.path, self._pending)
+            self._pending = None
+
+    def discard(self) -> None:
+        """Drop what a file written inside ``fs.transaction`` holds (the transaction failed)."""
+        self._pending = None
 
     def _initiate_upload(self) -> None:
         self.fs.split(self.path)  # a bad path fails before anything is buffered

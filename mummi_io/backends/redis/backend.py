@@ -47,6 +47,9 @@ SHARDS_PER_NODE = 16
 MAX_DEFAULT_SHARDS = 256
 #: The shard count of namespaces whose marker predates recorded counts (``b"1"``), unless ``shards=`` says otherwise.
 LEGACY_SHARDS = 256
+#: The most shards a namespace may have (each is an index SET; a batch groups its keys by shard).
+MAX_SHARDS = 1 << 14
+_INT64_MAX = (1 << 63) - 1
 
 
 def new_namespace_shards(node_count: int) -> int:
@@ -108,7 +111,8 @@ class RedisBackend(HoldsTransport, Backend):
         created, and every client reads it from there, so clients with
         different values still agree. Namespaces made before counts were
         recorded (marker ``1``) are read with this value, else 256: the
-        count they were written with.
+        count they were written with (checked against where their keys
+        are; at most 16,384).
     replica_acks:
         After each write (a batch, or a queue, counter, barrier or signal
         operation under ``coordination="backend"``), every master written to
@@ -158,6 +162,8 @@ class RedisBackend(HoldsTransport, Backend):
         for name, value, least in checked:
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise InvalidArgumentError(f"{name} must be a whole number >= {least}, not {value!r}")
+        if shards is not None and shards > MAX_SHARDS:
+            raise InvalidArgumentError(f"shards must be at most {MAX_SHARDS}, not {shards!r}")
         for name, seconds in (("replica_timeout", replica_timeout), ("retry_timeout", retry_timeout),
                               ("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
             if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0):
@@ -253,14 +259,39 @@ class RedisBackend(HoldsTransport, Backend):
 
     def _layout_from_marker(self, namespace: str, value: bytes) -> Layout:
         if value == LEGACY_MARKER:
-            return Layout.of(self.legacy_shards)
+            return self._legacy_layout(namespace)
         count = value[len(MARKER_PREFIX):]
-        if not value.startswith(MARKER_PREFIX) or not count.isdigit() or int(count) < 1:
+        if not value.startswith(MARKER_PREFIX) or not count.isdigit() or not 1 <= int(count) <= MAX_SHARDS:
             raise StorageError(
                 f"the marker of namespace {namespace!r} ({Layout.marker(namespace)!r}) holds {value[:40]!r}, "
-                f"not {MARKER_PREFIX.decode()}<count>: it was changed outside mummi_io; restore it or remove it"
+                f"not {MARKER_PREFIX.decode()}<count> with a count of 1 to {MAX_SHARDS}: it was changed outside "
+                "mummi_io; restore it or remove it"
             )
         return Layout.of(int(count))
+
+    def _legacy_layout(self, namespace: str) -> Layout:
+        """The layout of a namespace whose marker records no count, checked against where its keys are.
+
+        Such a namespace has 256 shards, or the ``shards=`` its writers
+        gave. Read with another count, its keys would look missing and new
+        ones would go where no other client looks: so one member of every
+        index SET that count could name (at least the 256 of the default)
+        must sit in the shard that count puts it in.
+        """
+        layout = Layout.of(self.legacy_shards)
+        probed = max(layout.shards, LEGACY_SHARDS)
+        wide = Layout.of(probed)
+        members = self.transport.execute(
+            [(wide.tag(namespace, shard), ("SRANDMEMBER", wide.shard_prefix(namespace, shard)))
+             for shard in range(probed)])
+        for shard, member in enumerate(members):
+            if member is not None and (shard >= layout.shards or crc32(member) % layout.shards != shard):
+                raise StorageError(
+                    f"namespace {namespace!r} was written before shard counts were recorded, and not with "
+                    f"{layout.shards} shards: its key {member[:60]!r} is in shard {shard}. Open it with the count "
+                    f"its writers used (shards=256 unless they gave another)"
+                )
+        return layout
 
     def _grouped(self, namespace: str, keys: Sequence[str], layout: Layout) -> Iterator[_Piece]:
         """Split keys into commands of shards served together (a node, or one cluster slot).
@@ -456,9 +487,11 @@ class RedisBackend(HoldsTransport, Backend):
         for key, (start, stop) in zip(keys, ranges):
             shard = layout.shard_of(key)
             tag, value_key = layout.tag(namespace, shard), layout.shard_prefix(namespace, shard) + key.encode("utf-8")
-            # GETRANGE's end is inclusive; an empty slice still asks for one byte, dropped below
-            end = -1 if stop is None else max(stop - 1, 0)
-            commands += [(tag, ("MULTI",)), (tag, ("EXISTS", value_key)), (tag, ("GETRANGE", value_key, start, end)),
+            # GETRANGE's end is inclusive; an empty slice still asks for one byte, dropped below. Redis takes
+            # 64-bit offsets: beyond them a slice means what it means at the limit (no value is that long).
+            end = -1 if stop is None else min(max(stop - 1, 0), _INT64_MAX)
+            commands += [(tag, ("MULTI",)), (tag, ("EXISTS", value_key)),
+                         (tag, ("GETRANGE", value_key, max(min(start, _INT64_MAX), -_INT64_MAX), end)),
                          (tag, ("EXEC",))]
         replies = self.transport.execute(commands)
         values: list[bytes | None] = []

@@ -112,8 +112,7 @@ class TarIndexBackend(Backend):
     def read_ranges_many(
         self, namespace: str, keys: Sequence[str], ranges: Sequence[tuple[int, int | None]],
     ) -> list[bytes | None]:
-        # docstring inherited: a pread of the slice; a slice that is the whole value is read and checked as usual
-        whole: list[int] = []
+        # docstring inherited: every range read in one session (one version of each value), see Session.read_slice
         values: list[bytes | None] = []
         with self.sessions(namespace).reading() as session:
             for key, (start, stop) in zip(keys, ranges):
@@ -121,15 +120,7 @@ class TarIndexBackend(Backend):
                 if location is None:
                     values.append(None)
                     continue
-                offset, length = slice_span(location[1], start, stop)
-                if length == location[1] and length:
-                    whole.append(len(values))
-                    values.append(None)
-                else:
-                    values.append(session.read_slice(key, location, offset, length))
-        if whole:
-            for position, value in zip(whole, self.read_many(namespace, [keys[p] for p in whole])):
-                values[position] = value
+                values.append(session.read_slice(key, location, *slice_span(location[1], start, stop)))
         return values
 
     def stat_many(self, namespace: str, keys: Sequence[str]) -> list[tuple[int, int] | None]:

@@ -223,38 +223,44 @@ class NamespaceSession:
     def read_slice(self, key: str, location: Location, offset: int, length: int) -> bytes:
         """``length`` bytes of a value from ``offset``, never unchecked bytes.
 
-        The value's CRC-32 covers it whole, so a slice alone cannot be
-        checked against it. A value of at most :data:`WHOLE_READ_BYTES` is
-        read whole, checked, and sliced. A larger one is read in part only
-        when the header block just before its data carries mummi_io's mark
-        for this very key, size and CRC-32: an index that points anywhere
-        else (another member, a stale offset) is caught there. A member
-        without the mark (a tar written by another tool) is read whole.
+        The header block just before the value's data is read first: if it
+        carries mummi_io's mark for another key, size or CRC-32 than the
+        index recorded (a stale or damaged index pointing at another
+        member), the read fails. The CRC-32 covers the value whole, so a
+        value of at most :data:`WHOLE_READ_BYTES`, a slice that is the whole
+        value, or a member without the mark (a tar written by another tool)
+        is read whole, checked, and sliced; a part of a larger marked value
+        is read in place, its place confirmed by the mark.
 
         Raises
         ------
         IntegrityError
-            If the value is known lost, its bytes are not what the index
-            recorded, or the tar ends inside the slice.
+            If the value is known lost, its header or bytes are not what the
+            index recorded, or the tar ends inside the slice.
         """
         self._refuse_lost(key)
-        start, size, crc = location
-        if size <= WHOLE_READ_BYTES or not self._marked_here(key, location):
+        start, size, _ = location
+        marked = self._mark_agrees(key, location)
+        if marked is False:
+            raise self.corrupt([key])
+        if marked is None or size <= WHOLE_READ_BYTES or length == size:
             return bytes(memoryview(self.read(key, location))[offset:offset + length])
         piece = pread_exact(self.state.tar_fd, length, start + offset)  # type: ignore[arg-type]
         if len(piece) != length:
             raise self.corrupt([key])
         return piece
 
-    def _marked_here(self, key: str, location: Location) -> bool:
-        """Whether the header block before ``location``'s data is mummi_io's, for this key, size and CRC."""
+    def _mark_agrees(self, key: str, location: Location) -> bool | None:
+        """Whether mummi_io's mark before ``location``'s data names this key, size and CRC; ``None`` if no mark."""
         start, size, crc = location
         if start < BLOCK:
-            return False
+            return None
         header = parse_header(pread_exact(self.state.tar_fd, BLOCK, start - BLOCK))  # type: ignore[arg-type]
         mark = header.mark if header is not None else None
-        return (mark is not None and (crc is None or mark.crc == crc)  # type: ignore[union-attr]
-                and name_check(key, size, mark.back_blocks, mark.ends_batch) == mark.name_check)
+        if mark is None:
+            return None
+        return (crc is None or mark.crc == crc) and name_check(key, size, mark.back_blocks,
+                                                                 mark.ends_batch) == mark.name_check
 
     def checksum(self, key: str, location: Location) -> int:
         """The CRC-32 of a value: the recorded one, else computed from the tar (``IntegrityError`` if lost)."""
