@@ -90,7 +90,7 @@ def validate_name(name: object, what: str = "name") -> str:
     return name
 
 
-def _all_plain(keys: list[object]) -> bool:
+def all_plain_keys(keys: Sequence[object]) -> bool:
     """Whether every key is a plain ASCII key of at most 255 characters that passes the rules, in bulk.
 
     Joining on NUL (which no key may contain) lets C-level string searches
@@ -185,7 +185,7 @@ def as_key_list(keys: object) -> tuple[list[str], bool]:
         return [validate_key(keys)], True
     if isinstance(keys, Sequence) and not isinstance(keys, (bytes, bytearray)):
         key_list = list(keys)
-        if _all_plain(key_list):
+        if all_plain_keys(key_list):
             return key_list, False
         return [validate_key(k) for k in key_list], False
     raise InvalidKeyError(f"keys must be a str or a list of str, not {type(keys).__name__}")

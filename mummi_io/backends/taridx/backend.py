@@ -20,11 +20,12 @@ Files of namespace ``run.tar``: ``run.tar`` (the members, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
 
 from ...core.contract import Backend, Buffer, Locating, Maintainable, StorageReport, slice_span
-from ...core.errors import InvalidNamespaceError, KeyNotFoundError
+from ...core.errors import IntegrityError, InvalidNamespaceError, KeyNotFoundError
 from ...core.fs import path_identity, stat_or_none
 from ...core.keys import key_matcher
 from . import maintenance
@@ -32,6 +33,19 @@ from .repair import ReindexReport
 from .sniff import COMPRESSED_SUFFIXES
 from .session import Sessions
 from .state import require_regular
+
+
+@contextlib.contextmanager
+def _keys_as_text(namespace: str) -> Iterator[None]:
+    """Turn a key of the index that is not UTF-8 (never written by mummi_io) into an ``IntegrityError``."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise IntegrityError(
+            f"the index of {namespace!r} lists a key that is not UTF-8 text ({exc.object[exc.start:exc.end]!r} in "
+            f"{exc.object[max(0, exc.start - 40):exc.end + 40]!r}): another tool wrote or damaged it. Run "
+            "mummi-io reindex --accept-loss on the namespace to rebuild its index from the tar without it"
+        ) from exc
 
 
 class TarIndexBackend(Backend):
@@ -138,7 +152,7 @@ class TarIndexBackend(Backend):
 
     def list_matching(self, namespace: str, pattern: str) -> Iterator[str]:
         # docstring inherited
-        with self.sessions(namespace).reading() as session:
+        with self.sessions(namespace).reading() as session, _keys_as_text(namespace):
             names = session.table.key_names()
         matches = key_matcher(pattern)
         return iter(names if pattern == "*" else [name for name in names if matches(name)])
@@ -165,9 +179,11 @@ class TarIndexBackend(Backend):
 
     def index_entries(self, namespace: str) -> list[tuple[str, int, int]]:
         """``(key, data offset, size)`` of every live key, sorted by key (MuMMI's ``load_index``)."""
-        with self.sessions(self.normalize_namespace(namespace)).reading() as session:
+        namespace = self.normalize_namespace(namespace)
+        with self.sessions(namespace).reading() as session:
             rows = session.live_entries()
-        return sorted((key.decode("utf-8"), offset, size) for key, offset, size, _ in rows)
+        with _keys_as_text(namespace):
+            return sorted((key.decode("utf-8"), offset, size) for key, offset, size, _ in rows)
 
     # -------------------------------------------------------------- writes
     def write_many(self, namespace: str, items: Sequence[tuple[str, Buffer]]) -> None:

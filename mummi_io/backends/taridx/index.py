@@ -29,7 +29,7 @@ import itertools
 import struct
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +84,23 @@ def encode_delete(keys: Sequence[bytes], tar_end: int, commit: bool) -> bytes:
     return _record(OP_DELETE, commit, len(keys), b"", keys, tar_end)
 
 
+class _DeferredPut:
+    """A run of puts read from an index, not yet in the key dict.
+
+    ``blobs`` are the records' keys, each followed by a NUL, as read; ``base``
+    the slot of the first key; ``gate`` yields once per key and is used up by
+    whichever call applies the put first (see :attr:`IndexTable.slots`).
+    Compares by identity.
+    """
+
+    __slots__ = ("blobs", "base", "gate")
+
+    def __init__(self, blobs: list[bytes], base: int, gate: Iterator[bool]) -> None:
+        self.blobs = blobs
+        self.base = base
+        self.gate = gate
+
+
 @dataclass
 class IndexTable:
     """The in-memory index: key (UTF-8 bytes) -> slot -> (offset, size, crc).
@@ -105,19 +122,34 @@ class IndexTable:
     crcs: array = field(default_factory=lambda: array("I"))
     unchecked: set[int] = field(default_factory=set)
     tar_end: int = 0
-    #: Puts not yet in the dict, in order: (key blobs as in the index records, each key followed
-    #: by a NUL; slot of the first key). Kept as read, so that listing never splits them per key.
-    _deferred: list[tuple[list[bytes], int]] = field(default_factory=list)
+    #: Puts not yet in the dict, in order. Their key blobs are kept as read, so that listing
+    #: never splits them per key.
+    _deferred: list[_DeferredPut] = field(default_factory=list)
 
     @property
     def slots(self) -> dict[bytes, int]:
-        """Key -> slot of every live key (deferred puts are applied first, in order)."""
-        if self._deferred:
-            for blobs, base in self._deferred:
-                keys = b"".join(blobs).split(b"\0")[:-1]
-                self._slots.update(zip(keys, range(base, base + len(keys))))
-            self._deferred.clear()
-        return self._slots
+        """Key -> slot of every live key (deferred puts are applied first, in order).
+
+        Safe against re-entry: a signal handler may run between any two
+        bytecodes here and save or remove keys through this same table (the
+        session lock is re-entrant). So each deferred put goes into the dict
+        in one C-level ``update`` gated by the put's single-use iterator (a put
+        a re-entrant call already applied is never applied again, over that
+        call's removals), and only that put leaves the list (never a put the
+        handler added meanwhile).
+        """
+        deferred = self._deferred
+        while True:
+            try:
+                put = deferred[0]
+            except IndexError:
+                return self._slots
+            keys = b"".join(put.blobs).split(b"\0")[:-1]
+            self._slots.update(itertools.compress(zip(keys, range(put.base, put.base + len(keys))), put.gate))
+            try:
+                deferred.remove(put)  # by identity; gone already if a re-entrant call applied it
+            except ValueError:
+                pass
 
     def put(
         self, keys: Sequence[bytes], offsets: Sequence[int], sizes: Sequence[int], crcs: Sequence[int | None]
@@ -142,7 +174,7 @@ class IndexTable:
         self.offsets.frombytes(entries["offset"].astype("<i8").view(np.uint8).data)
         self.sizes.frombytes(entries["size"].astype("<i8").view(np.uint8).data)
         self.crcs.frombytes(entries["crc"].astype("<u4").view(np.uint8).data)
-        self._deferred.append((blobs, base))
+        self._deferred.append(_DeferredPut(blobs, base, itertools.repeat(True, len(entries))))
 
     def delete(self, keys: Sequence[bytes]) -> None:
         """Forget each key; absent keys are skipped."""
@@ -152,9 +184,10 @@ class IndexTable:
 
     def key_names(self) -> list[str]:
         """Every live key, decoded and sorted (without building the dict if it is not built yet)."""
-        deferred_only = bool(self._deferred) and not self._slots
+        pending = self._deferred.copy()  # first: a signal handler may apply or add puts while this runs
+        deferred_only = bool(pending) and not self._slots
         if deferred_only:  # the blobs as read: one join, one decode, one split
-            names = b"".join(blob for blobs, _ in self._deferred for blob in blobs).decode("utf-8").split("\0")[:-1]
+            names = b"".join(blob for put in pending for blob in put.blobs).decode("utf-8").split("\0")[:-1]
         else:
             encoded = list(self.slots)
             names = b"\0".join(encoded).decode("utf-8").split("\0") if encoded else []

@@ -23,7 +23,7 @@ from . import index as idx
 from . import repair
 from .repair import ReindexReport
 from .scan import Damage, MappedTar, last_nonzero_end, scan
-from .session import NamespaceSession, is_key, pwrite_all, shown
+from .session import NamespaceSession, is_key, names_not_keys, pwrite_all, shown
 from .tarformat import BLOCK, END_OF_ARCHIVE, build_members
 
 LOGGER = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def reindex(session: NamespaceSession, accept_loss: bool) -> ReindexReport:
         try:
             with MappedTar(fd) as source:
                 found = scan(source, 0, is_key)
-                table = repair.reconcile(found, old, not state.diverged, fd, report)
+                table = repair.reconcile(found, old, not state.diverged, fd, report, is_key)
                 tail_end = last_nonzero_end(source, table.tar_end)
             report.damage, report.zero_gaps, report.not_values = found.damage, found.zero_gaps, found.not_values
             if report.losses and not accept_loss:
@@ -170,6 +170,15 @@ def compact(session: NamespaceSession, accept_loss: bool = False) -> tuple[int, 
             LOGGER.warning("compact %s drops %s", session.namespace, line)
         before = os.fstat(state.tar_fd).st_size  # type: ignore[arg-type]
         entries = state.table.live_entries()
+        names = b"\0".join(key for key, *_ in entries).decode("utf-8", "surrogateescape").split("\0")
+        not_keys = names_not_keys(names) if entries else []
+        if not_keys:  # only a foreign or crafted index lists them: never write them as tar members
+            raise IntegrityError(
+                f"the index of {session.namespace!r} lists {len(not_keys)} name(s) that are not keys ("
+                f"{shown(not_keys)}), so nothing was changed. Run mummi-io reindex --accept-loss on it first, "
+                "which rebuilds the index from the tar and leaves them out",
+                not_keys,
+            )
         new_tar = state.tar_path + ".compact"
         try:
             return _compact_into(session, new_tar, before, entries)

@@ -100,7 +100,9 @@ class ReindexReport:
     back, deleted keys back); a reindex only applies such changes when asked
     to accept the loss. ``kept_from_index`` are keys whose member header in
     the tar is damaged, kept because the old index knew them and their bytes
-    are intact.
+    are intact. ``not_keys`` are names the old index listed that are not keys
+    (not UTF-8, or breaking the key rules: mummi_io never writes them); they
+    are left out, which also needs the loss accepted.
     """
 
     namespace: str
@@ -114,11 +116,12 @@ class ReindexReport:
     rolled_back: list[str] = field(default_factory=list)
     resurrected: list[str] = field(default_factory=list)
     kept_from_index: list[str] = field(default_factory=list)
+    not_keys: list[str] = field(default_factory=list)
 
     @property
     def losses(self) -> list[str]:
         """Every key whose state the rebuild changes for the worse."""
-        return self.lost + self.rolled_back + self.resurrected
+        return self.lost + self.rolled_back + self.resurrected + self.not_keys
 
     def lines(self) -> list[str]:
         """The report as lines of text."""
@@ -128,7 +131,8 @@ class ReindexReport:
         if self.tail is not None:
             out.append(f"torn tail: {self.tail}" + (f"; moved to {self.tail_file}" if self.tail_file else ""))
         for name, keys in (("lost", self.lost), ("rolled back to an older value", self.rolled_back),
-                           ("deleted but back", self.resurrected), ("kept from the old index", self.kept_from_index)):
+                           ("deleted but back", self.resurrected), ("kept from the old index", self.kept_from_index),
+                           ("in the old index but not keys, left out", self.not_keys)):
             if keys:
                 shown = ", ".join(repr(k) for k in keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
                 out.append(f"{name}: {len(keys)} key(s): {shown}")
@@ -136,7 +140,8 @@ class ReindexReport:
 
 
 def reconcile(
-    found: ScanResult, index: idx.IndexTable | None, index_is_true: bool, tar_fd: int, report: ReindexReport
+    found: ScanResult, index: idx.IndexTable | None, index_is_true: bool, tar_fd: int, report: ReindexReport,
+    is_key: Callable[[str], bool],
 ) -> idx.IndexTable:
     """The namespace's state rebuilt from the scan ``found``, checked against the old ``index``.
 
@@ -147,6 +152,7 @@ def reconcile(
     the caller decides whether to accept them. ``index_is_true`` says
     whether the old index was shown to describe this tar: then a key it had
     deleted stays deleted even if the tar's delete record is unreadable.
+    A name in the old index that ``is_key`` refuses is left out (``report.not_keys``).
     """
     table = idx.IndexTable()
     if index is None:
@@ -165,6 +171,9 @@ def reconcile(
         in_tar = at_boundary.lookup(key)
         in_index = index.lookup(key)
         name = key.decode("utf-8", "surrogateescape")
+        if in_index is not None and not is_key(name):  # a name with surrogates fails too
+            report.not_keys.append(name)
+            in_index = None
         if in_tar is not None and in_index is not None and in_tar[1] == in_index[1] and (
             in_tar[2] is None or in_index[2] is None or in_tar[2] == in_index[2]
         ):
@@ -180,8 +189,9 @@ def reconcile(
                 report.lost.append(name)
         elif in_tar is not None:
             only_in_tar.append((key, in_tar))
-    # An index all of whose values are intact in the tar is true, whatever the cheap check said.
-    trusted = index_is_true or not (report.lost or report.rolled_back)
+    # An index all of whose values are intact in the tar is true, whatever the cheap check said; one
+    # that lists names that are not keys was not written by mummi_io: its deletions are not trusted.
+    trusted = not report.not_keys and (index_is_true or not (report.lost or report.rolled_back))
     for key, in_tar in only_in_tar:
         if not trusted:  # the index may describe another tar: the tar's key is not known to be deleted
             report.resurrected.append(key.decode("utf-8", "surrogateescape"))

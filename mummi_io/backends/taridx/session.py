@@ -42,7 +42,7 @@ from ...core.errors import (
     BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, MummiIOError, ReadOnlyError,
 )
 from ...core.fs import fill_buffer, os_error, storage_errors
-from ...core.keys import RESERVED_PREFIX, validate_key
+from ...core.keys import RESERVED_PREFIX, all_plain_keys, validate_key
 from . import index as idx
 from . import repair
 from .scan import MappedTar, scan
@@ -83,6 +83,13 @@ def is_key(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def names_not_keys(names: list[str]) -> list[str]:
+    """The names that are not keys (:func:`is_key`): checked in bulk when the rest are plain ASCII keys."""
+    reserved = [name for name in names if name.startswith(RESERVED_PREFIX)]
+    users = [name for name in names if not name.startswith(RESERVED_PREFIX)] if reserved else names
+    return [name for name in (reserved if all_plain_keys(users) else names) if not is_key(name)]
 
 
 def pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int, total: int | None = None) -> None:
