@@ -216,6 +216,15 @@ class SignalTimeoutError(WaitTimeoutError):
         self.missing = list(missing or [])
 
 
+class ReentrantCallError(MummiIOError, RuntimeError):
+    """A signal handler (or another callback) used a namespace while its own thread was writing or opening it.
+
+    Raised in the handler, before it changes anything. If the handler lets
+    it through, it also stops the interrupted operation, as Ctrl-C would
+    (what it had committed stays, the rest is not written).
+    """
+
+
 class LeaseLostError(MummiIOError):
     """A work-queue lease expired (the item went back to the queue) before it was acked or extended."""
 

@@ -49,7 +49,7 @@ from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
 from .state import NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
 from .tarformat import (
-    BLOCK, END_OF_ARCHIVE, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
+    BLOCK, END_OF_ARCHIVE, Placement, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class _Reading:
         session.state.mutex.acquire()
         session._depth += 1
         try:
+            session.state.refuse_reentry()
             session.loader.refresh(session.state)
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)  # lets go, and raises a StorageError for an OSError
@@ -304,19 +305,23 @@ class NamespaceSession:
     # -------------------------------------------------------------- writing
     @contextlib.contextmanager
     def locked(self) -> Iterator[NamespaceSession]:
-        """Hold the namespace's writer lock for the block (re-entrant within a thread).
+        """Hold the namespace's writer lock for the block.
 
         The files are looked at first, read-only, so that a file that is not
-        ours is refused before even a lock file is created beside it.
+        ours is refused before even a lock file is created beside it. The
+        block is busy (:meth:`NamespaceState.busy`): a signal handler's call
+        into this namespace from the same thread is refused.
         """
         with self.state.mutex:
             self._depth += 1
             try:
-                lock = self._take_lock()
-                try:
-                    yield self
-                finally:
-                    lock.release()
+                self.state.refuse_reentry()
+                with self.state.busy():
+                    lock = self._take_lock()
+                    try:
+                        yield self
+                    finally:
+                        lock.release()
             finally:
                 self._done()
 
@@ -476,6 +481,38 @@ class NamespaceSession:
         parsed = idx.apply_records(state.table, records, state.consumed)
         state.consumed = state.index_size = parsed.committed
 
+    def _write_batch(
+        self, fd: int, index_fd: int, chunks: list[Buffer], start: int, length: int, placed: Placement,
+        crcs: list[int], deletes: Sequence[str], mtime: int, worker: threading.Thread | None,
+    ) -> None:
+        """Write a built batch at ``start`` of the tar, then commit it to the index (see :meth:`commit`)."""
+        end = start + length
+        try:
+            chunks.append(END_OF_ARCHIVE)
+            pwrite_all(fd, chunks, start, length + len(END_OF_ARCHIVE))
+        finally:
+            if worker is not None:
+                worker.join()
+        if worker is not None:
+            for offset, header in seal_members(placed, crcs, mtime):
+                os.pwrite(fd, header, start + offset)
+        if os.fstat(fd).st_size > end + len(END_OF_ARCHIVE):
+            os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
+        if self.fsync:
+            os.fsync(fd)
+        count = placed.values
+        records = repair.batch_records(
+            placed.keys[:count], [start + offset for offset in placed.data_offsets[:count]],
+            placed.sizes[:count], placed.crcs[:count], [key.encode("utf-8") for key in deletes], end,
+        )
+        try:
+            self._append_index(records, index_fd)
+        except OSError:
+            # Not committed: take the batch back out of the tar, so that the error means "not written".
+            with contextlib.suppress(OSError):
+                repair.end_tar_at(fd, start, fsync=self.fsync)
+            raise
+
     def commit(self, puts: Sequence[tuple[str, Buffer]], deletes: Sequence[str]) -> None:
         """Append ``puts`` and ``deletes`` as one batch (inside :meth:`writing`)."""
         state = self.state
@@ -485,6 +522,7 @@ class NamespaceSession:
             for _, value in puts
         ) >= _PARALLEL_CRC_BYTES
         crcs: list[int] = []
+        worker: threading.Thread | None = None
         if overlap:
             # Large values: write them with unsealed headers while a thread computes their CRC-32s
             # (both release the GIL), then write the final headers.
@@ -498,35 +536,16 @@ class NamespaceSession:
             ]
             chunks, length, placed = build_members(puts, deletes, mtime, crcs)
         start = state.table.tar_end
-        end = start + length
         # The index must take the commit: open it before a byte of the tar is written.
         index_fd = os.open(state.index_path, os.O_WRONLY | os.O_CLOEXEC)
         fd = os.open(state.tar_path, os.O_RDWR | os.O_CLOEXEC)
         try:
             try:
-                chunks.append(END_OF_ARCHIVE)
-                pwrite_all(fd, chunks, start, length + len(END_OF_ARCHIVE))
-            finally:
-                if overlap:
-                    worker.join()
-            if overlap:
-                for offset, header in seal_members(placed, crcs, mtime):
-                    os.pwrite(fd, header, start + offset)
-            if os.fstat(fd).st_size > end + len(END_OF_ARCHIVE):
-                os.ftruncate(fd, end + len(END_OF_ARCHIVE))  # zeros left after a shorter batch
-            if self.fsync:
-                os.fsync(fd)
-            count = placed.values
-            records = repair.batch_records(
-                placed.keys[:count], [start + offset for offset in placed.data_offsets[:count]],
-                placed.sizes[:count], placed.crcs[:count], [key.encode("utf-8") for key in deletes], end,
-            )
-            try:
-                self._append_index(records, index_fd)
-            except OSError:
-                # Not committed: take the batch back out of the tar, so that the error means "not written".
-                with contextlib.suppress(OSError):
-                    repair.end_tar_at(fd, start, fsync=self.fsync)
+                self._write_batch(fd, index_fd, chunks, start, length, placed, crcs, deletes, mtime, worker)
+            except BaseException:
+                # Stopped (an error, a signal, Ctrl-C) with the tar or the index perhaps changed: what this
+                # process holds may no longer be what the files say; read them afresh, as another process would.
+                state.close()
                 raise
         finally:
             os.close(fd)

@@ -34,17 +34,20 @@ writers refuse until ``reindex(accept_loss=True)`` accepts the tar's state.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from dataclasses import dataclass, field
 
 from filelock import FileLock
 
 from ...core.crc import crc32
-from ...core.errors import UnsupportedFormatError
+from ...core.errors import ReentrantCallError, UnsupportedFormatError
 from ...core.fs import stat_or_none
 from . import index as idx
 from .compressed import decompress
@@ -125,6 +128,35 @@ class NamespaceState:
     scan_notes: list[str] = field(default_factory=list)
     lock: FileLock | None = None
     lock_ready: bool = False
+    #: Set while this process's thread holding :attr:`mutex` is writing or reading the index in: a
+    #: call into the namespace from that same thread then comes from a signal handler (see :meth:`busy`).
+    busy_thread: int | None = None
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark the block as one a signal handler's call into this namespace must not interleave with.
+
+        The mutex is re-entrant, so a handler running in the thread that
+        holds it would otherwise read a half-applied table, or write at the
+        same tar offset as the write it interrupted. :meth:`refuse_reentry`
+        turns such a call away before it does anything.
+        """
+        previous = self.busy_thread
+        self.busy_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self.busy_thread = previous
+
+    def refuse_reentry(self) -> None:
+        """Raise :class:`ReentrantCallError` if this thread is in the middle of a :meth:`busy` block (mutex held)."""
+        if self.busy_thread is not None and self.busy_thread == threading.get_ident():
+            raise ReentrantCallError(
+                f"namespace {self.tar_path!r} was used from a signal handler (or another callback) while the "
+                "same thread was writing to it or reading its index, so nothing was done (if not caught, this "
+                "error also stops the interrupted call, as Ctrl-C would). Save from a handler into another "
+                "namespace, or set a flag in the handler and save from the main loop"
+            )
 
     @property
     def index_path(self) -> str:
@@ -140,10 +172,13 @@ class NamespaceState:
 
     def close(self) -> None:
         """Close the files and forget the table (the lock object stays)."""
-        for fd in (self.tar_fd, self.index_fd):
+        # Forget the descriptors first: an exception (a signal handler's) landing between two lines
+        # here must never leave a closed number behind, to be closed again once another file has it.
+        descriptors = (self.tar_fd, self.index_fd)
+        self.tar_fd = self.index_fd = None
+        for fd in descriptors:
             if fd is not None:
                 os.close(fd)
-        self.tar_fd = self.index_fd = None
         self.table = idx.IndexTable()
         self.mode = "absent"
         self.index_identity = (0, 0)
@@ -234,6 +269,25 @@ def lost_values(table: idx.IndexTable, tar_fd: int) -> dict[str, str]:
     return lost
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _rebuilds(method: _Method) -> _Method:
+    """A :class:`StateLoader` method that changes the state: a busy block, and on any exception
+    (a signal handler's included) the half-built state is forgotten, to be read afresh next time."""
+
+    @functools.wraps(method)
+    def run(self: StateLoader, state: NamespaceState, *args: Any) -> Any:
+        with state.busy():
+            try:
+                return method(self, state, *args)
+            except BaseException:
+                state.close()
+                raise
+
+    return run  # type: ignore[return-value]
+
+
 class StateLoader:
     """Brings a :class:`NamespaceState` up to date with the files; never writes."""
 
@@ -273,6 +327,7 @@ class StateLoader:
         return not _index_describes_tar(state.table, state.tar_fd)
 
     # ----------------------------------------------------------- the index
+    @_rebuilds
     def load(self, state: NamespaceState) -> None:
         """Open the index and the tar afresh and check that they agree."""
         for _ in range(_RELOAD_ATTEMPTS):
@@ -340,6 +395,7 @@ class StateLoader:
         current = stat_or_none(state.index_path, f"look at the index of {state.tar_path!r}")
         return current is None or (current.st_ino, current.st_dev) != state.index_identity
 
+    @_rebuilds
     def _read_index_tail(self, state: NamespaceState, size: int) -> None:
         """Apply the records other processes appended since our last look."""
         data = pread_exact(state.index_fd, size - state.consumed, state.consumed)  # type: ignore[arg-type]
@@ -404,6 +460,7 @@ class StateLoader:
         state.lost = lost
 
     # -------------------------------------------------------- the tar alone
+    @_rebuilds
     def _from_tar_alone(self, state: NamespaceState, why: str) -> None:
         """State from the tar alone (no readable index): scanned in memory, decompressed if need be."""
         info = stat_or_none(state.tar_path, f"look at namespace {state.tar_path!r}")
