@@ -11,7 +11,7 @@ Files of namespace ``run.tar``: ``run.tar`` (the members, see
 - Readers never take the lock and never write (:mod:`.state`): each process
   keeps the tar and index open and the parsed index in memory, and one
   ``stat`` of the index per call tells whether another process appended.
-- Writers append under a ``filelock`` lock: members first (one positioned
+- Writers append under an ``flock`` lock (:mod:`mummi_io.core.flock`): members first (one positioned
   write per batch, ending with the end-of-archive marker), then one index
   append that commits the batch. Before appending, a writer repairs what
   readers worked around (:mod:`.repair`): it rewrites a missing or damaged

@@ -65,12 +65,13 @@ def storage_report(session: NamespaceSession) -> StorageReport:
         if state.diverged:
             report.damage.append(f"the tar no longer holds {len(state.lost)} value(s) its index knows "
                                  f"({state.diverged}): {shown(sorted(state.lost))}")
-        if state.tar_fd is None:
+        table, fd = state.view()  # together, whatever a signal handler's call does meanwhile
+        if fd is None:
             return report
-        report.unchecked = sum(1 for slot in state.table.slots.values() if slot in state.table.unchecked)
-        with MappedTar(state.tar_fd) as source:
+        report.unchecked = sum(1 for slot in table.slots.values() if slot in table.unchecked)
+        with MappedTar(fd) as source:
             found = scan(source, 0, is_key)
-            committed = max(found.end, min(state.table.tar_end, source.size))
+            committed = max(found.end, min(table.tar_end, source.size))
             tail_end = last_nonzero_end(source, committed)
     report.damage += [f"damaged: {d} (skipped by readers, left in place)" for d in found.damage]
     if found.recovered:
@@ -199,7 +200,7 @@ def _compact_into(session: NamespaceSession, new_tar: str, before: int, entries:
     length = 0
     try:
         for group in _groups_of_bytes(entries, _COMPACT_BATCH_BYTES):
-            values = [(key.decode("utf-8"), session.read(key.decode("utf-8"), (offset, size, crc)))
+            values = [(key.decode("utf-8"), session.read(key.decode("utf-8"), (offset, size, crc, state.tar_fd)))
                       for key, offset, size, crc in group]
             crcs = [crc if crc is not None else crc32(value) for (_, value), (*_, crc) in zip(values, group)]
             chunks, group_length, placed = build_members(values, [], int(time.time()), crcs)

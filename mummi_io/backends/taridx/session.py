@@ -27,27 +27,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Literal
 from ...core.crc import crc32
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from ...core.contract import Buffer
 from ...core.errors import (
     BackendUnavailableError, IntegrityError, InvalidArgumentError, InvalidNamespaceError, MummiIOError, ReadOnlyError,
 )
+from ...core.flock import ExclusiveFileLock
 from ...core.fs import fill_buffer, os_error, storage_errors
 from ...core.keys import RESERVED_PREFIX, all_plain_keys, validate_key
 from . import index as idx
 from . import repair
 from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .state import NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
+from .state import BusyBlock, NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
 from .tarformat import (
     BLOCK, END_OF_ARCHIVE, Placement, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
 )
@@ -64,8 +66,9 @@ _SHOWN = 20
 #: Slices of values up to this size read the whole value and check its CRC-32 (one read either way).
 WHOLE_READ_BYTES = 256 << 10
 
-#: Where a value lies in the tar: (data offset, size, CRC-32 or None when none was recorded).
-Location = tuple[int, int, int | None]
+#: Where a value lies in the tar: (data offset, size, CRC-32 or None when none was recorded, and the
+#: descriptor of the tar the place is in, taken with the table: see NamespaceState.view).
+Location = tuple[int, int, int | None, int | None]
 
 
 def shown(keys: Sequence[str]) -> str:
@@ -113,34 +116,166 @@ def pwrite_all(fd: int, chunks: Sequence[Buffer], offset: int, total: int | None
         offset += total
 
 
-class _Reading:
-    """The block of :meth:`NamespaceSession.reading`: a class, not a generator, as it runs on every read."""
+class _Block:
+    """A block that uses a session's files: the mutex held (one thread at a time) and the block registered.
 
-    __slots__ = ("session",)
+    Blocks are classes, not generators: Ctrl-C landing just after a
+    generator's block began would leave what it took (the mutex, the writer
+    lock, the busy mark) held for as long as the exception is kept. What a
+    block's ``__enter__`` takes, it gives back itself if it is interrupted.
+
+    One window remains that no Python code can close: an exception raised
+    by a signal handler at the very start of ``__exit__`` (or of a function
+    it calls) skips what follows. So each block records the frame of its
+    ``with`` statement, and the next block on the namespace gives back what
+    a block whose frame has ended still holds (:func:`_heal`). A block
+    inside a block of the same thread (a signal handler's call) does not
+    take the mutex again.
+    """
+
+    __slots__ = ("session", "outer", "frame", "entered")
 
     def __init__(self, session: NamespaceSession) -> None:
         self.session = session
+        self.outer = True  # until known otherwise: never let go of a mutex this block did not take
+        self.frame: FrameType | None = None
+        self.entered = False
+
+    def _open(self) -> None:
+        """Take the mutex and register the block; called by ``__enter__`` inside a ``try`` whose ``except``
+        calls ``__exit__``."""
+        state = self.session.state
+        mutex = state.mutex
+        self.frame = sys._getframe(2)  # the frame of the ``with`` statement (above _open and __enter__)
+        if mutex._is_owned():  # type: ignore[attr-defined]  # RLock's, as threading.Condition uses it
+            _heal_mutex(state)
+        self.outer = mutex._is_owned()  # type: ignore[attr-defined]
+        if not self.outer:
+            mutex.acquire()
+            state.mutex_holder = self.frame
+        if state.blocks:
+            _heal(state)
+        state.blocks.append(self)
+        state.refuse_reentry()
+
+    def _undo(self) -> None:
+        """Unregister the block, closing the files after the last one (safe to run again, in part or whole)."""
+        state = self.session.state
+        try:
+            state.blocks.remove(self)
+        except ValueError:
+            return
+        if not state.blocks:
+            self.session.last_block_ended()
+
+    def _close(self) -> None:
+        """Give back what :meth:`_open` took (any part of it)."""
+        state = self.session.state
+        try:
+            self._undo()
+        finally:
+            if not self.outer and (self.entered or state.mutex._is_owned()):  # type: ignore[attr-defined]
+                state.mutex_holder = None  # no call from here to the release: no handler runs in between
+                state.mutex.release()
+
+
+def _on_stack(frame: FrameType | None) -> bool:
+    """Whether ``frame`` is running in this thread (a block keeps its frame alive: its id is not reused)."""
+    current: FrameType | None = sys._getframe(1)
+    while current is not None:
+        if current is frame:
+            return True
+        current = current.f_back
+    return False
+
+
+def _heal_mutex(state: NamespaceState) -> None:
+    """This thread holds the mutex: let go of it if the block that took it has ended (see :class:`_Block`)."""
+    holder = state.mutex_holder
+    if holder is not None and not _on_stack(holder):
+        LOGGER.warning("%s: a call interrupted as it ended (Ctrl-C) kept it locked; let go now", state.tar_path)
+        while state.mutex._is_owned():  # type: ignore[attr-defined]
+            state.mutex.release()
+        state.mutex_holder = None  # last: interrupted before this, the next block heals again
+
+
+def _heal(state: NamespaceState) -> None:
+    """With the mutex held: give back what blocks whose ``with`` statement has ended still hold."""
+    for block in reversed(state.blocks[:]):
+        if not _on_stack(block.frame):
+            LOGGER.warning("%s: a call interrupted as it ended (Ctrl-C) kept it busy; let go now", state.tar_path)
+            block._undo()
+
+
+class _Reading(_Block):
+    """The block of :meth:`NamespaceSession.reading` (it runs on every read)."""
+
+    __slots__ = ()
 
     def __enter__(self) -> NamespaceSession:
         session = self.session
-        session.state.mutex.acquire()
-        session._depth += 1
         try:
-            session.state.refuse_reentry()
+            self._open()
             session.loader.refresh(session.state)
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)  # lets go, and raises a StorageError for an OSError
             raise
+        self.entered = True
         return session
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> Literal[False]:
-        session = self.session
-        try:
-            session._done()
-        finally:
-            session.state.mutex.release()
+        self._close()
         if isinstance(exc, OSError) and not isinstance(exc, MummiIOError):
-            raise os_error(f"read namespace {session.namespace!r}", exc) from exc
+            raise os_error(f"read namespace {self.session.namespace!r}", exc) from exc
+        return False
+
+
+class _Locked(_Block):
+    """The block of :meth:`NamespaceSession.locked` and :meth:`~NamespaceSession.writing`: busy, and the
+    writer lock held."""
+
+    __slots__ = ("action", "busy")
+
+    def __init__(self, session: NamespaceSession, action: str | None) -> None:
+        super().__init__(session)
+        self.action = action  # what a writing block does, named in errors; None for locked()
+        self.busy: BusyBlock | None = None
+
+    def __enter__(self) -> NamespaceSession:
+        session = self.session
+        state = session.state
+        try:
+            self._open()
+            self.busy = busy = state.busy()  # kept before it is entered: __exit__ then always undoes it
+            busy.__enter__()
+            session._take_lock()
+            if self.action is not None:
+                with storage_errors(f"{self.action} namespace {session.namespace!r}"):
+                    session.prepare()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.entered = True
+        return session
+
+    def _undo(self) -> None:
+        state = self.session.state
+        try:
+            busy, self.busy = self.busy, None
+            if busy is not None:  # this block got past refuse_reentry: the writer lock, if held, is its own
+                try:
+                    if state.lock is not None:
+                        state.lock.release()
+                finally:
+                    busy.__exit__()
+        finally:
+            super()._undo()
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> Literal[False]:
+        session = self.session
+        self._close()
+        if self.action is not None and isinstance(exc, OSError) and not isinstance(exc, MummiIOError):
+            raise os_error(f"{self.action} namespace {session.namespace!r}", exc) from exc
         return False
 
 
@@ -156,15 +291,17 @@ class NamespaceSession:
         self.lock_timeout = lock_timeout
         #: Set when the LRU let go of this session: a thread still using it closes its files when done.
         self.evicted = False
-        self._depth = 0  # how deep the holder of the mutex is in reading()/locked() blocks
 
     @property
     def table(self) -> idx.IndexTable:
         return self.state.table
 
     def close(self) -> None:
+        """Close the files, or, from inside a block of this thread (a signal handler's call evicted this
+        session), leave that to the block's end (the caller has set :attr:`evicted`)."""
         with self.state.mutex:
-            self.state.close()
+            if not self.state.blocks:
+                self.state.close()
 
     # -------------------------------------------------------------- reading
     def reading(self) -> _Reading:
@@ -172,15 +309,20 @@ class NamespaceSession:
         as StorageError)."""
         return _Reading(self)
 
-    def _done(self) -> None:
-        """End a block that used the files; the outermost one closes them if the LRU let go meanwhile (no leak)."""
-        self._depth -= 1
-        if self.evicted and self._depth == 0:
-            self.state.close()
+    def last_block_ended(self) -> None:
+        """The last block using the files ended: close them if the LRU let go meanwhile (no leak), and those
+        a signal handler's call replaced under it."""
+        state = self.state
+        if self.evicted:
+            state.close()
+        elif state.retired:
+            state.close_retired()
 
     def locate(self, key: str) -> Location | None:
         """Where the value of ``key`` lies, ``None`` when the key does not exist."""
-        return self.state.table.lookup(key.encode("utf-8"))
+        table, fd = self.state.view()
+        location = table.lookup(key.encode("utf-8"))
+        return None if location is None else (*location, fd)
 
     def read(self, key: str, location: Location, into_buffer: bool = False, check: bool = True,
              consume: Callable[[memoryview], object] | None = None) -> Buffer:
@@ -197,15 +339,14 @@ class NamespaceSession:
         IntegrityError
             If the bytes are short, fail their CRC-32, or are known lost.
         """
-        offset, size, crc = location
-        state = self.state
-        self._refuse_lost(key)
+        offset, size, crc, fd = location
+        self._refuse_lost(key, fd)
         data: Buffer
         if into_buffer:
             data = np.empty(size, dtype=np.uint8).data
-            got = fill_buffer(state.tar_fd, data, offset, consume)  # type: ignore[arg-type]  # open while reading
+            got = fill_buffer(fd, data, offset, consume)  # type: ignore[arg-type]  # not None: see _refuse_lost
         else:
-            data = pread_exact(state.tar_fd, size, offset)  # type: ignore[arg-type]
+            data = pread_exact(fd, size, offset)  # type: ignore[arg-type]
             got = len(data)
         if got != size or (check and self.verify and crc is not None and crc32(data) != crc):
             raise self.corrupt([key])
@@ -246,24 +387,24 @@ class NamespaceSession:
             If the value is known lost, its header or bytes are not what the
             index recorded, or the tar ends inside the slice.
         """
-        self._refuse_lost(key)
-        start, size, _ = location
+        start, size, _, fd = location
+        self._refuse_lost(key, fd)
         marked = self._mark_agrees(key, location)
         if marked is False:
             raise self.corrupt([key])
         if marked is None or size <= WHOLE_READ_BYTES or length == size:
             return bytes(memoryview(self.read(key, location))[offset:offset + length])
-        piece = pread_exact(self.state.tar_fd, length, start + offset)  # type: ignore[arg-type]
+        piece = pread_exact(fd, length, start + offset)  # type: ignore[arg-type]
         if len(piece) != length:
             raise self.corrupt([key])
         return piece
 
     def _mark_agrees(self, key: str, location: Location) -> bool | None:
         """Whether mummi_io's mark before ``location``'s data names this key, size and CRC; ``None`` if no mark."""
-        start, size, crc = location
+        start, size, crc, fd = location
         if start < BLOCK:
             return None
-        header = parse_header(pread_exact(self.state.tar_fd, BLOCK, start - BLOCK))  # type: ignore[arg-type]
+        header = parse_header(pread_exact(fd, BLOCK, start - BLOCK))  # type: ignore[arg-type]
         mark = header.mark if header is not None else None
         if mark is None:
             return None
@@ -272,9 +413,9 @@ class NamespaceSession:
 
     def checksum(self, key: str, location: Location) -> int:
         """The CRC-32 of a value: the recorded one, else computed from the tar (``IntegrityError`` if lost)."""
-        self._refuse_lost(key)
-        offset, size, crc = location
-        return crc if crc is not None else repair.crc_of_range(self.state.tar_fd, offset, size)  # type: ignore[arg-type]
+        offset, size, crc, fd = location
+        self._refuse_lost(key, fd)
+        return crc if crc is not None else repair.crc_of_range(fd, offset, size)  # type: ignore[arg-type]
 
     def live_entries(self) -> list[tuple[bytes, int, int, int | None]]:
         """Every live value's (key, offset, size, CRC-32); ``IntegrityError`` if the tar lost any of them."""
@@ -282,8 +423,8 @@ class NamespaceSession:
             raise self.corrupt(sorted(self.state.lost))
         return self.state.table.live_entries()
 
-    def _refuse_lost(self, key: str) -> None:
-        if self.state.lost and key in self.state.lost:  # whatever lies there now is not its value
+    def _refuse_lost(self, key: str, fd: int | None) -> None:
+        if (self.state.lost and key in self.state.lost) or fd is None:  # whatever lies there now is not its value
             raise self.corrupt([key])
 
     def corrupt(self, keys: list[str]) -> IntegrityError:
@@ -303,62 +444,39 @@ class NamespaceSession:
         )
 
     # -------------------------------------------------------------- writing
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[NamespaceSession]:
-        """Hold the namespace's writer lock for the block.
+    def locked(self) -> _Locked:
+        """``with session.locked():`` hold the namespace's writer lock for the block.
 
         The files are looked at first, read-only, so that a file that is not
         ours is refused before even a lock file is created beside it. The
         block is busy (:meth:`NamespaceState.busy`): a signal handler's call
         into this namespace from the same thread is refused.
         """
-        with self.state.mutex:
-            self._depth += 1
-            try:
-                self.state.refuse_reentry()
-                with self.state.busy():
-                    lock = self._take_lock()
-                    try:
-                        yield self
-                    finally:
-                        lock.release()
-            finally:
-                self._done()
+        return _Locked(self, None)
 
-    def _take_lock(self) -> FileLock:
+    def _take_lock(self) -> None:
         """With the mutex held: refuse what cannot be written, then take the writers' lock file."""
         state = self.state
         with storage_errors(f"read namespace {state.tar_path!r}"):
             self.loader.refresh(state)
         self._refuse_read_only()
-        if not state.lock_ready:
-            # filelock retries until its timeout when it cannot create the lock file at all; fail
-            # at once, naming the path, instead of blaming "another process" ten minutes later.
+        if state.lock is None:
+            # Create the lock file's directory, and name the path if even that fails.
             with storage_errors(f"create the lock file {state.lock_path!r} of namespace {state.tar_path!r}"):
                 os.makedirs(os.path.dirname(state.lock_path) or ".", exist_ok=True)
                 os.close(os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
-            state.lock = FileLock(state.lock_path, timeout=self.lock_timeout)
-            state.lock_ready = True
-        lock = state.lock
-        try:
-            # filelock polls a non-blocking flock; its default 50 ms poll would
-            # make every contended batch wait that long.
-            lock.acquire(timeout=self.lock_timeout, poll_interval=_LOCK_POLL)  # type: ignore[union-attr]
-        except Timeout as exc:  # a TimeoutError, so before the OSError below
+            state.lock = ExclusiveFileLock(state.lock_path)
+        with storage_errors(f"lock {state.lock_path!r}"):
+            taken = state.lock.acquire(self.lock_timeout, _LOCK_POLL)
+        if not taken:
             raise BackendUnavailableError(
                 f"another process has held the write lock {state.lock_path!r} for over "
                 f"{self.lock_timeout} s; check for a hung writer, or raise lock_timeout"
-            ) from exc
-        except OSError as exc:
-            raise os_error(f"lock {state.lock_path!r}", exc) from exc
-        return lock  # type: ignore[return-value]
+            )
 
-    @contextlib.contextmanager
-    def writing(self, action: str) -> Iterator[NamespaceSession]:
+    def writing(self, action: str) -> _Locked:
         """Locked, up to date, created or repaired: ready for :meth:`commit` (``action`` names it in errors)."""
-        with self.locked(), storage_errors(f"{action} namespace {self.namespace!r}"):
-            self.prepare()
-            yield self
+        return _Locked(self, action)
 
     def _refuse_read_only(self) -> None:
         """Refuse, before any file is created, a write to a namespace that can only be read."""
@@ -565,12 +683,13 @@ class Sessions:
         self._loader = StateLoader(is_key)
         self._open: OrderedDict[str, NamespaceSession] = OrderedDict()
         self._guard = threading.Lock()
+        self._guard_holder: int | None = None  # the thread inside a guarded block (see _interrupted)
         self._latest: str | None = None  # the namespace asked for last
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # open files stay with this process
-        state["_latest"] = None
+        state["_latest"] = state["_guard_holder"] = None
         del state["_guard"]
         return state
 
@@ -583,35 +702,66 @@ class Sessions:
         session = self._open.get(namespace)
         if session is not None and namespace == self._latest and session.state.forks == forks_seen():
             return session  # the namespace used last, as most calls are: already first in line to stay open
+        me = threading.get_ident()
+        if self._guard_holder == me:
+            return self._interrupted(namespace)
         evicted: list[NamespaceSession] = []
         with self._guard:
-            self._latest = namespace
-            session = self._open.get(namespace)
-            if session is not None and session.state.forks != forks_seen():
-                # Inherited across fork: drop the parent's copies (its mutex may be held).
-                session.state.close()
-                session = None
-            if session is None:
-                session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
-                self._open[namespace] = session
-                while len(self._open) > self.max_open:
-                    _, oldest = self._open.popitem(last=False)
-                    oldest.evicted = True
-                    evicted.append(oldest)
-            else:
-                self._open.move_to_end(namespace)
+            self._guard_holder = me  # no call between taking the guard and this: no handler can run there
+            try:
+                self._latest = namespace
+                session = self._open.get(namespace)
+                if session is not None and session.state.forks != forks_seen():
+                    # Inherited across fork: drop the parent's copies (its mutex may be held).
+                    session.state.blocks.clear()
+                    session.state.close()
+                    session = None
+                if session is None:
+                    session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
+                    self._open[namespace] = session
+                    while len(self._open) > self.max_open:
+                        _, oldest = self._open.popitem(last=False)
+                        oldest.evicted = True
+                        evicted.append(oldest)
+                else:
+                    self._open.move_to_end(namespace)
+            finally:
+                self._guard_holder = None
         for oldest in evicted:  # outside the guard: a long compaction there holds up no other namespace
             oldest.close()
         return session
+
+    def _interrupted(self, namespace: str) -> NamespaceSession:
+        """A session for a signal handler that interrupted this thread inside a guarded block.
+
+        Waiting for the guard would wait forever, and the sessions it
+        guards may be half-updated: the handler gets the namespace's open
+        session if there is one, else a session of its own that closes its
+        files when its call ends (it is :attr:`~NamespaceSession.evicted`
+        from the start).
+        """
+        session = self._open.get(namespace)
+        if session is not None and session.state.forks == forks_seen() and not session.evicted:
+            return session
+        single = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
+        single.evicted = True
+        return single
 
     def __len__(self) -> int:
         return len(self._open)
 
     def close(self) -> None:
         """Close every open session."""
+        me = threading.get_ident()
+        if self._guard_holder == me:
+            return  # a signal handler's close, inside this thread's guarded block: the block is left whole
         with self._guard:
-            sessions = list(self._open.values())
-            self._open.clear()
+            self._guard_holder = me
+            try:
+                sessions = list(self._open.values())
+                self._open.clear()
+            finally:
+                self._guard_holder = None
         for session in sessions:
             session.evicted = True
             session.close()

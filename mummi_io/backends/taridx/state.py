@@ -34,17 +34,16 @@ writers refuse until ``reindex(accept_loss=True)`` accepts the tar's state.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 from dataclasses import dataclass, field
 
-from filelock import FileLock
+from ...core.flock import ExclusiveFileLock
 
 from ...core.crc import crc32
 from ...core.errors import ReentrantCallError, UnsupportedFormatError
@@ -126,27 +125,28 @@ class NamespaceState:
     diverged: str = ""
     #: From a scan of the tar alone: damaged ranges and values without a stored checksum.
     scan_notes: list[str] = field(default_factory=list)
-    lock: FileLock | None = None
-    lock_ready: bool = False
+    lock: ExclusiveFileLock | None = None
     #: Set while this process's thread holding :attr:`mutex` is writing or reading the index in: a
     #: call into the namespace from that same thread then comes from a signal handler (see :meth:`busy`).
     busy_thread: int | None = None
+    #: The reading or writing blocks the thread holding :attr:`mutex` is in (see :meth:`close`).
+    blocks: list[Any] = field(default_factory=list)
+    #: The frame of the block that took :attr:`mutex` (None when it is free, or held by close()).
+    mutex_holder: Any = None
+    #: Descriptors closed while a block still read through them, to close when the last block ends.
+    retired: list[int] = field(default_factory=list)
+    #: Counts :meth:`close` calls: a table and a descriptor taken under one value belong together.
+    generation: int = 0
 
-    @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        """Mark the block as one a signal handler's call into this namespace must not interleave with.
+    def busy(self) -> BusyBlock:
+        """``with state.busy():`` a block a signal handler's call into this namespace must not interleave with.
 
         The mutex is re-entrant, so a handler running in the thread that
         holds it would otherwise read a half-applied table, or write at the
         same tar offset as the write it interrupted. :meth:`refuse_reentry`
         turns such a call away before it does anything.
         """
-        previous = self.busy_thread
-        self.busy_thread = threading.get_ident()
-        try:
-            yield
-        finally:
-            self.busy_thread = previous
+        return BusyBlock(self)
 
     def refuse_reentry(self) -> None:
         """Raise :class:`ReentrantCallError` if this thread is in the middle of a :meth:`busy` block (mutex held)."""
@@ -157,6 +157,21 @@ class NamespaceState:
                 "error also stops the interrupted call, as Ctrl-C would). Save from a handler into another "
                 "namespace, or set a flag in the handler and save from the main loop"
             )
+
+    def view(self) -> tuple[idx.IndexTable, int | None]:
+        """The table and the tar descriptor that belong to it, taken together.
+
+        A signal handler's call may read the files afresh between any two
+        steps of a read (after another process compacted them); the table
+        and descriptor taken here stay usable together until the block ends
+        (:meth:`close` keeps the descriptor open), so an old place is never
+        read in a new file.
+        """
+        while True:
+            generation = self.generation
+            table, fd = self.table, self.tar_fd
+            if generation == self.generation:
+                return table, fd
 
     @property
     def index_path(self) -> str:
@@ -171,18 +186,23 @@ class NamespaceState:
         return self.tar_path + ".lock"
 
     def close(self) -> None:
-        """Close the files and forget the table (the lock object stays)."""
-        # Forget the descriptors first: an exception (a signal handler's) landing between two lines
-        # here must never leave a closed number behind, to be closed again once another file has it.
-        descriptors = (self.tar_fd, self.index_fd)
-        self.tar_fd = self.index_fd = None
-        for fd in descriptors:
-            if fd is not None:
-                os.close(fd)
-        self.table = idx.IndexTable()
+        """Close the files and forget the table (the lock object stays).
+
+        The state is forgotten before any file is closed, so that an
+        exception (a signal handler's) landing half-way leaves a state the
+        next call reads afresh. While a block of this thread is still in
+        progress (a signal handler's call replaced the files under it), the
+        descriptors stay open until that block ends (:meth:`close_retired`):
+        their numbers must not be reused for another file under a read.
+        """
+        descriptors = [fd for fd in (self.tar_fd, self.index_fd) if fd is not None]
         self.mode = "absent"
+        self.tar_fd = self.index_fd = None
+        self.generation += 1
+        self.retired += descriptors  # no call since they were forgotten: no signal handler runs in between
         self.index_identity = (0, 0)
         self.index_size = self.consumed = 0
+        self.table = idx.IndexTable()
         self.index_repair = ""
         self.scanned_from = None
         self.scanned_end = 0
@@ -191,6 +211,30 @@ class NamespaceState:
         self.diverged = ""
         self.read_only = ""
         self.scan_notes = []
+        if not self.blocks:
+            self.close_retired()
+
+    def close_retired(self) -> None:
+        """Close the descriptors :meth:`close` let go of (kept open while a block could read through them)."""
+        while self.retired:
+            os.close(self.retired.pop())  # out of the list first: never closed twice (a reused number)
+
+
+class BusyBlock:
+    """The block of :meth:`NamespaceState.busy` (a class: a generator's block could stay open after Ctrl-C)."""
+
+    __slots__ = ("state", "previous")
+
+    def __init__(self, state: NamespaceState) -> None:
+        self.state = state
+        self.previous: int | None = None
+
+    def __enter__(self) -> None:
+        self.previous = self.state.busy_thread
+        self.state.busy_thread = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        self.state.busy_thread = self.previous
 
 
 def apply_batches(table: idx.IndexTable, batches: list[ScannedBatch]) -> None:
