@@ -469,7 +469,9 @@ def test_interrupts_kept_alive_leave_nothing_held(tmp_path: Path) -> None:
     io.save_files(ns, "after", b"after")  # gives back what an exit interrupted at its first bytecode kept
     acknowledged["after"] = b"after"
     state = session.state
-    assert state.busy_thread is None and not state.blocks and not state.retired and state.mutex_holder is None
+    from mummi_io.backends.taridx.state import BUSY
+
+    assert not BUSY and not state.blocks and not state.retired and state.mutex_holder is None
     assert not state.mutex._is_owned() and (state.lock is None or not state.lock.is_locked)
     other = threading.Thread(target=io.save_files, args=(ns, "thread", b"thread"), daemon=True)
     other.start()
@@ -488,3 +490,82 @@ def test_interrupts_kept_alive_leave_nothing_held(tmp_path: Path) -> None:
     io.close()
     with get_io("taridx") as fresh:
         assert _state(fresh, ns) == seen
+
+
+_SAVE_EXIT = ["_Locked.__exit__", "_Block._close", "_Locked._undo", "ExclusiveFileLock.release", "_Block._undo",
+              "NamespaceSession.last_block_ended"]
+_LOAD_EXIT = ["_Reading.__exit__", "_Block._close", "_Block._undo", "NamespaceSession.last_block_ended"]
+
+
+def _exit_steps() -> list[tuple[str, CodeType]]:
+    from mummi_io.backends.taridx import session as session_module
+    from mummi_io.core.flock import ExclusiveFileLock
+
+    return [
+        ("_Reading.__exit__", session_module._Reading.__exit__.__code__),
+        ("_Locked.__exit__", session_module._Locked.__exit__.__code__),
+        ("_Block._close", session_module._Block._close.__code__),
+        ("_Block._undo", session_module._Block._undo.__code__),
+        ("_Locked._undo", session_module._Locked._undo.__code__),
+        ("ExclusiveFileLock.release", ExclusiveFileLock.release.__code__),
+        ("NamespaceSession.last_block_ended", session_module.NamespaceSession.last_block_ended.__code__),
+    ]
+
+
+@pytest.mark.parametrize("then", ["next-call", "close"])
+@pytest.mark.parametrize(("call", "step"), [("save", step) for step in _SAVE_EXIT] + [("load", step) for step in _LOAD_EXIT])
+def test_an_interrupt_at_the_start_of_any_exit_step_is_healed(tmp_path: Path, call: str, step: str, then: str) -> None:
+    """CPython runs a pending handler at the start of every Python function, so Ctrl-C can skip any step of a
+    block's exit. Raised there (the first call of the step in the traced call): the thread's next call on the
+    namespace, or closing the io object, gives back what the skipped steps held (the writer lock once stayed
+    held for good, and the thread was once refused forever), then another thread and another process save."""
+    import subprocess
+    import threading
+
+    from mummi_io.backends.taridx.state import BUSY
+
+    code = dict(_exit_steps())[step]
+    ns = str(tmp_path / "run.tar")
+    io = get_io("taridx", lock_timeout=30)
+    io.save_files(ns, "seed", b"seed")
+    session = io.backend.sessions(ns)
+    fired = [False]
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "call" and frame.f_code is code and not fired[0]:
+            fired[0] = True
+            raise _Interrupt(step)
+        return None
+
+    sys.settrace(tracer)
+    try:
+        if call == "save":
+            io.save_files(ns, "new", b"new")
+        else:
+            io.load_files(ns, ["seed"])
+    except _Interrupt:
+        pass
+    finally:
+        sys.settrace(None)
+    assert fired[0], f"a {call} no longer calls {step}: update the list"
+    if then == "next-call":
+        assert io.load_files(ns, ["seed"]) == [b"seed"]
+        io.save_files(ns, "after", b"after")
+        state = session.state
+        assert not BUSY and not state.blocks and state.mutex_holder is None and not state.mutex._is_owned()
+        assert state.lock is None or not state.lock.is_locked
+        other = threading.Thread(target=io.save_files, args=(ns, "thread", b"thread"), daemon=True)
+        other.start()
+        other.join(60)
+        assert not other.is_alive()
+    io.close()
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys; from mummi_io import get_io; "
+         "get_io('taridx', lock_timeout=30).save_files(sys.argv[1], 'child', b'child')", ns],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    seen = _fresh_view(ns)
+    assert seen["seed"] == b"seed" and seen["child"] == b"child"
+    if then == "next-call":
+        assert seen["after"] == b"after" and seen["thread"] == b"thread"

@@ -49,7 +49,7 @@ from . import index as idx
 from . import repair
 from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .state import BusyBlock, NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
+from .state import BUSY, NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
 from .tarformat import (
     BLOCK, END_OF_ARCHIVE, Placement, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
 )
@@ -159,7 +159,11 @@ class _Block:
         state.refuse_reentry()
 
     def _undo(self) -> None:
-        """Unregister the block, closing the files after the last one (safe to run again, in part or whole)."""
+        """Give back what the block holds, then unregister it, closing the files after the last one.
+
+        Safe to run again, in part or whole: a step skipped by an interrupt
+        leaves the block registered, and :func:`_heal` runs it again.
+        """
         state = self.session.state
         try:
             state.blocks.remove(self)
@@ -239,15 +243,15 @@ class _Locked(_Block):
     def __init__(self, session: NamespaceSession, action: str | None) -> None:
         super().__init__(session)
         self.action = action  # what a writing block does, named in errors; None for locked()
-        self.busy: BusyBlock | None = None
+        self.busy: tuple[str, int] | None = None  # its mark in BUSY, once made
 
     def __enter__(self) -> NamespaceSession:
         session = self.session
         state = session.state
         try:
             self._open()
-            self.busy = busy = state.busy()  # kept before it is entered: __exit__ then always undoes it
-            busy.__enter__()
+            self.busy = busy = (state.tar_path, threading.get_ident())  # refuse_reentry passed: not marked yet
+            BUSY[busy] = True
             session._take_lock()
             if self.action is not None:
                 with storage_errors(f"{self.action} namespace {session.namespace!r}"):
@@ -260,16 +264,12 @@ class _Locked(_Block):
 
     def _undo(self) -> None:
         state = self.session.state
-        try:
-            busy, self.busy = self.busy, None
-            if busy is not None:  # this block got past refuse_reentry: the writer lock, if held, is its own
-                try:
-                    if state.lock is not None:
-                        state.lock.release()
-                finally:
-                    busy.__exit__()
-        finally:
-            super()._undo()
+        if self.busy is not None:  # this block got past refuse_reentry: the writer lock, if held, is its own
+            if state.lock is not None:
+                state.lock.release()
+            BUSY.pop(self.busy, None)
+            self.busy = None
+        super()._undo()
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> Literal[False]:
         session = self.session
@@ -296,12 +296,33 @@ class NamespaceSession:
     def table(self) -> idx.IndexTable:
         return self.state.table
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Close the files, or, from inside a block of this thread (a signal handler's call evicted this
-        session), leave that to the block's end (the caller has set :attr:`evicted`)."""
-        with self.state.mutex:
-            if not self.state.blocks:
-                self.state.close()
+        session), leave that to the block's end (the caller has set :attr:`evicted`).
+
+        What blocks stopped by an interrupt still hold is given back first
+        (see :class:`_Block`). Without ``wait``, a session another thread is
+        using is left to close itself at the end of its block.
+        """
+        state = self.state
+        mutex = state.mutex
+        if mutex._is_owned():  # type: ignore[attr-defined]
+            _heal_mutex(state)
+        if wait:
+            with mutex:
+                self._close_unless_used()
+        elif mutex.acquire(blocking=False):
+            try:
+                self._close_unless_used()
+            finally:
+                mutex.release()
+
+    def _close_unless_used(self) -> None:
+        state = self.state
+        if state.blocks:
+            _heal(state)
+        if not state.blocks:
+            state.close()
 
     # -------------------------------------------------------------- reading
     def reading(self) -> _Reading:
@@ -727,8 +748,8 @@ class Sessions:
                     self._open.move_to_end(namespace)
             finally:
                 self._guard_holder = None
-        for oldest in evicted:  # outside the guard: a long compaction there holds up no other namespace
-            oldest.close()
+        for oldest in evicted:  # outside the guard; a session in use closes itself when its user is done
+            oldest.close(wait=False)
         return session
 
     def _interrupted(self, namespace: str) -> NamespaceSession:

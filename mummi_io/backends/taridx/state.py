@@ -96,6 +96,14 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
+#: (namespace, thread) pairs where the thread is writing or reading the index in: a call into the namespace
+#: from that thread then comes from a signal handler, and would interleave (a half-applied table, two writes
+#: at one offset); it is refused (:meth:`NamespaceState.refuse_reentry`). One table for the process, so
+#: that a handler reaching the namespace through another session (after an eviction, or through another
+#: get_io object) is refused too. Set and cleared with no call in between (see session._Block).
+BUSY: dict[tuple[str, int], bool] = {}
+
+
 @dataclass
 class NamespaceState:
     """What one process keeps open for one namespace (see the module docstring)."""
@@ -126,9 +134,6 @@ class NamespaceState:
     #: From a scan of the tar alone: damaged ranges and values without a stored checksum.
     scan_notes: list[str] = field(default_factory=list)
     lock: ExclusiveFileLock | None = None
-    #: Set while this process's thread holding :attr:`mutex` is writing or reading the index in: a
-    #: call into the namespace from that same thread then comes from a signal handler (see :meth:`busy`).
-    busy_thread: int | None = None
     #: The reading or writing blocks the thread holding :attr:`mutex` is in (see :meth:`close`).
     blocks: list[Any] = field(default_factory=list)
     #: The frame of the block that took :attr:`mutex` (None when it is free, or held by close()).
@@ -138,19 +143,10 @@ class NamespaceState:
     #: Counts :meth:`close` calls: a table and a descriptor taken under one value belong together.
     generation: int = 0
 
-    def busy(self) -> BusyBlock:
-        """``with state.busy():`` a block a signal handler's call into this namespace must not interleave with.
-
-        The mutex is re-entrant, so a handler running in the thread that
-        holds it would otherwise read a half-applied table, or write at the
-        same tar offset as the write it interrupted. :meth:`refuse_reentry`
-        turns such a call away before it does anything.
-        """
-        return BusyBlock(self)
-
     def refuse_reentry(self) -> None:
-        """Raise :class:`ReentrantCallError` if this thread is in the middle of a :meth:`busy` block (mutex held)."""
-        if self.busy_thread is not None and self.busy_thread == threading.get_ident():
+        """Raise :class:`ReentrantCallError` if this thread is writing to this namespace or reading its index in
+        (see :data:`BUSY`)."""
+        if (self.tar_path, threading.get_ident()) in BUSY:
             raise ReentrantCallError(
                 f"namespace {self.tar_path!r} was used from a signal handler (or another callback) while the "
                 "same thread was writing to it or reading its index, so nothing was done (if not caught, this "
@@ -218,23 +214,6 @@ class NamespaceState:
         """Close the descriptors :meth:`close` let go of (kept open while a block could read through them)."""
         while self.retired:
             os.close(self.retired.pop())  # out of the list first: never closed twice (a reused number)
-
-
-class BusyBlock:
-    """The block of :meth:`NamespaceState.busy` (a class: a generator's block could stay open after Ctrl-C)."""
-
-    __slots__ = ("state", "previous")
-
-    def __init__(self, state: NamespaceState) -> None:
-        self.state = state
-        self.previous: int | None = None
-
-    def __enter__(self) -> None:
-        self.previous = self.state.busy_thread
-        self.state.busy_thread = threading.get_ident()
-
-    def __exit__(self, *exc: object) -> None:
-        self.state.busy_thread = self.previous
 
 
 def apply_batches(table: idx.IndexTable, batches: list[ScannedBatch]) -> None:
@@ -322,12 +301,18 @@ def _rebuilds(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def run(self: StateLoader, state: NamespaceState, *args: Any) -> Any:
-        with state.busy():
-            try:
-                return method(self, state, *args)
-            except BaseException:
-                state.close()
-                raise
+        busy = (state.tar_path, threading.get_ident())
+        marked = busy not in BUSY  # else an outer block of this thread marked it, and unmarks it
+        if marked:
+            BUSY[busy] = True
+        try:
+            return method(self, state, *args)
+        except BaseException:
+            state.close()
+            raise
+        finally:
+            if marked:
+                BUSY.pop(busy, None)  # in this frame: an interrupted close() above does not skip it
 
     return run  # type: ignore[return-value]
 
