@@ -512,13 +512,14 @@ def _exit_steps() -> list[tuple[str, CodeType]]:
     ]
 
 
-@pytest.mark.parametrize("then", ["next-call", "close"])
+@pytest.mark.parametrize("then", ["next-call", "close", "another-thread-evicts"])
 @pytest.mark.parametrize(("call", "step"), [("save", step) for step in _SAVE_EXIT] + [("load", step) for step in _LOAD_EXIT])
 def test_an_interrupt_at_the_start_of_any_exit_step_is_healed(tmp_path: Path, call: str, step: str, then: str) -> None:
     """CPython runs a pending handler at the start of every Python function, so Ctrl-C can skip any step of a
     block's exit. Raised there (the first call of the step in the traced call): the thread's next call on the
     namespace, or closing the io object, gives back what the skipped steps held (the writer lock once stayed
-    held for good, and the thread was once refused forever), then another thread and another process save."""
+    held for good, and the thread was once refused forever), also after another thread's call made the LRU
+    (max_open=1) let go of namespaces; then another thread and another process save."""
     import subprocess
     import threading
 
@@ -526,7 +527,7 @@ def test_an_interrupt_at_the_start_of_any_exit_step_is_healed(tmp_path: Path, ca
 
     code = dict(_exit_steps())[step]
     ns = str(tmp_path / "run.tar")
-    io = get_io("taridx", lock_timeout=30)
+    io = get_io("taridx", lock_timeout=30, max_open=1)
     io.save_files(ns, "seed", b"seed")
     session = io.backend.sessions(ns)
     fired = [False]
@@ -548,6 +549,13 @@ def test_an_interrupt_at_the_start_of_any_exit_step_is_healed(tmp_path: Path, ca
     finally:
         sys.settrace(None)
     assert fired[0], f"a {call} no longer calls {step}: update the list"
+    if then == "another-thread-evicts":
+        evicting = threading.Thread(target=io.save_files, args=(str(tmp_path / "other.tar"), "o", b"o"), daemon=True)
+        evicting.start()
+        evicting.join(60)
+        assert not evicting.is_alive()
+        session = io.backend.sessions(ns)  # the same session if it was kept, else a new one
+        then = "next-call"
     if then == "next-call":
         assert io.load_files(ns, ["seed"]) == [b"seed"]
         io.save_files(ns, "after", b"after")

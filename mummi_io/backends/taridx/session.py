@@ -49,7 +49,7 @@ from . import index as idx
 from . import repair
 from .scan import MappedTar, scan
 from .sniff import COMPRESSED_SUFFIXES
-from .state import BUSY, NamespaceState, StateLoader, apply_batches, forks_seen, pread_exact
+from .state import BUSY, NamespaceState, StateLoader, apply_batches, forks_seen, frame_is_running, pread_exact
 from .tarformat import (
     BLOCK, END_OF_ARCHIVE, Placement, build_members, crc_of, name_check, parse_header, pieces_of, seal_members,
 )
@@ -183,20 +183,10 @@ class _Block:
                 state.mutex.release()
 
 
-def _on_stack(frame: FrameType | None) -> bool:
-    """Whether ``frame`` is running in this thread (a block keeps its frame alive: its id is not reused)."""
-    current: FrameType | None = sys._getframe(1)
-    while current is not None:
-        if current is frame:
-            return True
-        current = current.f_back
-    return False
-
-
 def _heal_mutex(state: NamespaceState) -> None:
     """This thread holds the mutex: let go of it if the block that took it has ended (see :class:`_Block`)."""
     holder = state.mutex_holder
-    if holder is not None and not _on_stack(holder):
+    if holder is not None and not frame_is_running(holder):
         LOGGER.warning("%s: a call interrupted as it ended (Ctrl-C) kept it locked; let go now", state.tar_path)
         while state.mutex._is_owned():  # type: ignore[attr-defined]
             state.mutex.release()
@@ -206,7 +196,7 @@ def _heal_mutex(state: NamespaceState) -> None:
 def _heal(state: NamespaceState) -> None:
     """With the mutex held: give back what blocks whose ``with`` statement has ended still hold."""
     for block in reversed(state.blocks[:]):
-        if not _on_stack(block.frame):
+        if not frame_is_running(block.frame):
             LOGGER.warning("%s: a call interrupted as it ended (Ctrl-C) kept it busy; let go now", state.tar_path)
             block._undo()
 
@@ -251,7 +241,7 @@ class _Locked(_Block):
         try:
             self._open()
             self.busy = busy = (state.tar_path, threading.get_ident())  # refuse_reentry passed: not marked yet
-            BUSY[busy] = True
+            BUSY[busy] = self.frame  # type: ignore[assignment]  # set by _open
             session._take_lock()
             if self.action is not None:
                 with storage_errors(f"{self.action} namespace {session.namespace!r}"):
@@ -741,7 +731,13 @@ class Sessions:
                     session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
                     self._open[namespace] = session
                     while len(self._open) > self.max_open:
-                        _, oldest = self._open.popitem(last=False)
+                        # The least recently used one that no call is in (stopped by an interrupt, one may
+                        # still hold the namespace: it stays until this thread's next call on it heals it).
+                        idle = next((name for name, open_session in self._open.items()
+                                     if name != namespace and not open_session.state.blocks), None)
+                        if idle is None:
+                            break
+                        oldest = self._open.pop(idle)
                         oldest.evicted = True
                         evicted.append(oldest)
                 else:

@@ -38,8 +38,10 @@ import functools
 import logging
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 from dataclasses import dataclass, field
 
@@ -100,8 +102,19 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 #: from that thread then comes from a signal handler, and would interleave (a half-applied table, two writes
 #: at one offset); it is refused (:meth:`NamespaceState.refuse_reentry`). One table for the process, so
 #: that a handler reaching the namespace through another session (after an eviction, or through another
-#: get_io object) is refused too. Set and cleared with no call in between (see session._Block).
-BUSY: dict[tuple[str, int], bool] = {}
+#: get_io object) is refused too. The value is the frame of the marking call: a mark whose frame has ended
+#: (its call stopped by an interrupt before unmarking) is dropped, not obeyed.
+BUSY: dict[tuple[str, int], FrameType] = {}
+
+
+def frame_is_running(frame: FrameType | None) -> bool:
+    """Whether ``frame`` is running in this thread (its holder keeps it alive, so its id is not reused)."""
+    current: FrameType | None = sys._getframe(1)
+    while current is not None:
+        if current is frame:
+            return True
+        current = current.f_back
+    return False
 
 
 @dataclass
@@ -146,7 +159,11 @@ class NamespaceState:
     def refuse_reentry(self) -> None:
         """Raise :class:`ReentrantCallError` if this thread is writing to this namespace or reading its index in
         (see :data:`BUSY`)."""
-        if (self.tar_path, threading.get_ident()) in BUSY:
+        busy = (self.tar_path, threading.get_ident())
+        marked_by = BUSY.get(busy)
+        if marked_by is not None and not frame_is_running(marked_by):
+            BUSY.pop(busy, None)  # marked by a call an interrupt stopped before it unmarked
+        elif marked_by is not None:
             raise ReentrantCallError(
                 f"namespace {self.tar_path!r} was used from a signal handler (or another callback) while the "
                 "same thread was writing to it or reading its index, so nothing was done (if not caught, this "
@@ -304,7 +321,7 @@ def _rebuilds(method: _Method) -> _Method:
         busy = (state.tar_path, threading.get_ident())
         marked = busy not in BUSY  # else an outer block of this thread marked it, and unmarks it
         if marked:
-            BUSY[busy] = True
+            BUSY[busy] = sys._getframe()
         try:
             return method(self, state, *args)
         except BaseException:
