@@ -133,12 +133,13 @@ class _Block:
     take the mutex again.
     """
 
-    __slots__ = ("session", "outer", "frame", "entered")
+    __slots__ = ("session", "outer", "frame", "thread", "entered")
 
     def __init__(self, session: NamespaceSession) -> None:
         self.session = session
         self.outer = True  # until known otherwise: never let go of a mutex this block did not take
         self.frame: FrameType | None = None
+        self.thread = threading.get_ident()
         self.entered = False
 
     def _open(self) -> None:
@@ -181,6 +182,23 @@ class _Block:
             if not self.outer and (self.entered or state.mutex._is_owned()):  # type: ignore[attr-defined]
                 state.mutex_holder = None  # no call from here to the release: no handler runs in between
                 state.mutex.release()
+
+
+def _holds_stopped_call(state: NamespaceState) -> bool:
+    """Whether a call an interrupt stopped is still registered in the namespace (its frame no longer runs in
+    its thread): the LRU keeps such a session until that thread's next call gives back what it holds. A
+    session other threads are using is let go as usual (they close its files when they are done)."""
+    blocks = list(state.blocks)
+    if not blocks:
+        return False
+    running = sys._current_frames()
+    for block in blocks:
+        frame = running.get(block.thread)
+        while frame is not None and frame is not block.frame:
+            frame = frame.f_back
+        if frame is None:
+            return True
+    return False
 
 
 def _heal_mutex(state: NamespaceState) -> None:
@@ -731,10 +749,9 @@ class Sessions:
                     session = NamespaceSession(namespace, self._loader, self.fsync, self.verify, self.lock_timeout)
                     self._open[namespace] = session
                     while len(self._open) > self.max_open:
-                        # The least recently used one that no call is in (stopped by an interrupt, one may
-                        # still hold the namespace: it stays until this thread's next call on it heals it).
+                        # The least recently used one that no stopped call holds (see _holds_stopped_call).
                         idle = next((name for name, open_session in self._open.items()
-                                     if name != namespace and not open_session.state.blocks), None)
+                                     if name != namespace and not _holds_stopped_call(open_session.state)), None)
                         if idle is None:
                             break
                         oldest = self._open.pop(idle)
