@@ -216,7 +216,8 @@ def _packed(commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
     so a batch of large values is not copied twice.
     """
     pack = pack_command
-    assert pack is not None, "called only with hiredis"
+    if pack is None:  # the callers check first; a check that survives python -O
+        raise BackendUnavailableError("the fast Redis transport needs hiredis: pip install hiredis")
     out: list[bytes] = []
     small: list[bytes] = []
     for command in commands:

@@ -192,13 +192,8 @@ def _holds_stopped_call(state: NamespaceState) -> bool:
     if not blocks:
         return False
     running = sys._current_frames()
-    for block in blocks:
-        frame = running.get(block.thread)
-        while frame is not None and frame is not block.frame:
-            frame = frame.f_back
-        if frame is None:
-            return True
-    return False
+    return any(block.thread not in running or not frame_is_running(block.frame, running[block.thread])
+               for block in blocks)
 
 
 def _heal_mutex(state: NamespaceState) -> None:

@@ -107,9 +107,10 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 BUSY: dict[tuple[str, int], FrameType] = {}
 
 
-def frame_is_running(frame: FrameType | None) -> bool:
-    """Whether ``frame`` is running in this thread (its holder keeps it alive, so its id is not reused)."""
-    current: FrameType | None = sys._getframe(1)
+def frame_is_running(frame: FrameType | None, top: FrameType | None = None) -> bool:
+    """Whether ``frame`` is on the stack that ``top`` (by default the caller's frame) ends: running in that
+    thread. Its holder keeps it alive, so its identity is never another frame's."""
+    current: FrameType | None = top if top is not None else sys._getframe(1)
     while current is not None:
         if current is frame:
             return True
